@@ -1,0 +1,261 @@
+"""Forward models by name, for the CLI: built-in builders, register_forward_model, and entry points.
+
+A builder is `build(attrs, arrays, y_shape) -> ForwardModel`: attrs are the observation file's root
+attributes, arrays its optional datasets ('mask' (H, W), 'noise_std', 'psf', 'n_gal_per_arcmin2'),
+y_shape the data's (C, H, W). Third-party builders can also be published under the entry-point
+group "posterior_diffusion.forward_models"; they are loaded only when an unknown name is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from forward_models.base import ForwardModel, ForwardOperator
+from forward_models.blur import Blur
+from forward_models.compose import Compose
+from forward_models.downsample import Downsample
+from forward_models.galaxy_counts import GalaxyCounts
+from forward_models.identity import Identity
+from forward_models.lensing import Shear, shape_noise_sigma
+from forward_models.mask import Mask, as_binary_mask
+from forward_models.noise import GaussianNoise, PoissonNoise
+from forward_models.smoothing import KINDS, Smoothing
+
+ENTRY_POINT_GROUP = "posterior_diffusion.forward_models"
+
+Builder = Callable[[Mapping[str, Any], Mapping[str, Tensor], tuple[int, int, int]], ForwardModel]
+
+
+class ForwardModelError(ValueError):
+    """A forward model cannot be built: unknown name, or a missing or invalid parameter."""
+
+
+def _attr(attrs: Mapping[str, Any], key: str, model: str) -> Any:
+    if key not in attrs:
+        raise ForwardModelError(f"forward model '{model}' needs the root attribute '{key}'")
+    value = attrs[key]
+    if isinstance(value, bytes):  # HDF5 string attributes may arrive as bytes
+        return value.decode()
+    return (
+        value.item()
+        if isinstance(value, np.generic | np.ndarray) and np.size(value) == 1
+        else value
+    )
+
+
+def _float_attr(attrs: Mapping[str, Any], key: str, model: str) -> float:
+    try:
+        return float(_attr(attrs, key, model))
+    except (TypeError, ValueError) as err:
+        raise ForwardModelError(
+            f"forward model '{model}': attribute '{key}' must be a number"
+        ) from err
+
+
+def _array(arrays: Mapping[str, Tensor], key: str, model: str) -> Tensor:
+    if key not in arrays:
+        raise ForwardModelError(f"forward model '{model}' needs the dataset '{key}'")
+    return torch.as_tensor(arrays[key])
+
+
+def _mask(arrays: Mapping[str, Tensor], model: str) -> Tensor | None:
+    if "mask" not in arrays:
+        return None
+    return as_binary_mask(arrays["mask"], model).to(torch.float64)
+
+
+def _gaussian(
+    operator: ForwardOperator,
+    field_shape: tuple[int, int, int],
+    arrays: Mapping[str, Tensor],
+    model: str,
+) -> ForwardModel:
+    """`operator` + GaussianNoise(noise_std), masked where a 'mask' dataset is present."""
+    sigma = _array(arrays, "noise_std", model).to(torch.float64)
+    noise = GaussianNoise(sigma.reshape(()) if sigma.numel() == 1 else sigma, _mask(arrays, model))
+    return ForwardModel(operator, noise, field_shape, name=model)
+
+
+def build_noise(
+    attrs: Mapping[str, Any], arrays: Mapping[str, Tensor], y_shape: tuple
+) -> ForwardModel:
+    """Denoising: y = x + n."""
+    return _gaussian(Identity(), tuple(y_shape), arrays, "noise")
+
+
+def build_inpainting(
+    attrs: Mapping[str, Any], arrays: Mapping[str, Tensor], y_shape: tuple
+) -> ForwardModel:
+    """Inpainting: y = mask * x + n, requires the 'mask' dataset."""
+    mask = _array(arrays, "mask", "inpainting")
+    return _gaussian(Mask(mask), tuple(y_shape), arrays, "inpainting")
+
+
+def build_blur(
+    attrs: Mapping[str, Any], arrays: Mapping[str, Tensor], y_shape: tuple
+) -> ForwardModel:
+    """Deblurring: a 'psf' dataset if present, else a Gaussian PSF of attribute psf_fwhm_pixels."""
+    shape = tuple(y_shape)
+    if "psf" in arrays:
+        operator = Blur(torch.as_tensor(arrays["psf"]), shape)
+    else:
+        operator = Blur.gaussian(_float_attr(attrs, "psf_fwhm_pixels", "blur"), shape)
+    return _gaussian(operator, shape, arrays, "blur")
+
+
+def build_downsample(
+    attrs: Mapping[str, Any], arrays: Mapping[str, Tensor], y_shape: tuple
+) -> ForwardModel:
+    """Super-resolution: y is x block-averaged by attribute downsample_factor."""
+    factor = _float_attr(attrs, "downsample_factor", "downsample")
+    if factor != int(factor) or factor < 1:
+        raise ForwardModelError(
+            f"forward model 'downsample': downsample_factor must be a positive integer, "
+            f"got {factor}"
+        )
+    c, h, w = y_shape
+    f = int(factor)
+    return _gaussian(Downsample(f), (c, h * f, w * f), arrays, "downsample")
+
+
+def build_smoothing(
+    attrs: Mapping[str, Any], arrays: Mapping[str, Tensor], y_shape: tuple
+) -> ForwardModel:
+    """Smoothed data: attribute smoothing_kind ("gaussian" by default, or "tophat") and
+    smoothing_radius_pixels (smoothing_sigma_pixels is accepted for the Gaussian)."""
+    kind = (
+        str(_attr(attrs, "smoothing_kind", "smoothing"))
+        if "smoothing_kind" in attrs
+        else "gaussian"
+    )
+    if kind not in KINDS:
+        raise ForwardModelError(
+            f"forward model 'smoothing': smoothing_kind must be one of {KINDS}, got {kind!r}"
+        )
+    key = "smoothing_radius_pixels"
+    if key not in attrs and kind == "gaussian" and "smoothing_sigma_pixels" in attrs:
+        key = "smoothing_sigma_pixels"
+    radius = _float_attr(attrs, key, "smoothing")
+    shape = tuple(y_shape)
+    return _gaussian(Smoothing(kind, radius, shape), shape, arrays, "smoothing")
+
+
+def build_lensing(
+    attrs: Mapping[str, Any], arrays: Mapping[str, Tensor], y_shape: tuple
+) -> ForwardModel:
+    """Weak lensing: convergence (1, H, W) -> shear y (2, H, W), masked if 'mask' is present.
+
+    Noise per pixel and component from sigma_e, n_gal_per_arcmin2 (attribute or (H, W) dataset) and
+    pixel_scale_arcmin when all are given, else the 'noise_std' dataset. Pixels without galaxies
+    are unobserved.
+    """
+    c, h, w = y_shape
+    if c != 2:
+        raise ForwardModelError(
+            f"forward model 'lensing' needs shear data of shape (2, H, W), got {tuple(y_shape)}"
+        )
+    mask = _mask(arrays, "lensing")
+    operator: ForwardOperator = (
+        Shear((h, w)) if mask is None else Compose(Shear((h, w)), Mask(mask))
+    )
+    n_gal = arrays.get("n_gal_per_arcmin2", attrs.get("n_gal_per_arcmin2"))
+    if n_gal is None or "sigma_e" not in attrs or "pixel_scale_arcmin" not in attrs:
+        if "noise_std" not in arrays:
+            raise ForwardModelError(
+                "forward model 'lensing' needs the dataset 'noise_std' "
+                "or the attributes 'sigma_e', 'n_gal_per_arcmin2' and 'pixel_scale_arcmin'"
+            )
+        return _gaussian(operator, (1, h, w), arrays, "lensing")
+    n_gal = torch.as_tensor(np.asarray(n_gal, dtype=np.float64))
+    sigma_e = _float_attr(attrs, "sigma_e", "lensing")
+    sigma = shape_noise_sigma(sigma_e, n_gal, _float_attr(attrs, "pixel_scale_arcmin", "lensing"))
+    observed = n_gal > 0 if mask is None else (mask > 0) & (n_gal > 0)
+    noise = GaussianNoise(sigma, None if bool(observed.all()) else observed)
+    return ForwardModel(operator, noise, (1, h, w), name="lensing")
+
+
+def build_galaxy_counts(
+    attrs: Mapping[str, Any], arrays: Mapping[str, Tensor], y_shape: tuple
+) -> ForwardModel:
+    """Galaxy counts y ~ Poisson(n_bar * max(1 + bias * x, 0)); 'mask' marks observed pixels."""
+    n_bar = _float_attr(attrs, "n_bar", "galaxy_counts")
+    bias = _float_attr(attrs, "bias", "galaxy_counts")
+    operator = GalaxyCounts(n_bar, bias)
+    return ForwardModel(
+        operator, PoissonNoise(_mask(arrays, "galaxy_counts")), tuple(y_shape), name="galaxy_counts"
+    )
+
+
+_BUILDERS: dict[str, Builder] = {
+    "noise": build_noise,
+    "inpainting": build_inpainting,
+    "blur": build_blur,
+    "downsample": build_downsample,
+    "smoothing": build_smoothing,
+    "lensing": build_lensing,
+    "galaxy_counts": build_galaxy_counts,
+}
+
+
+def register_forward_model(name: str, builder: Builder, replace: bool = False) -> None:
+    """Make `builder` available under `name`; re-registering a name needs replace=True."""
+    if name in _BUILDERS and not replace:
+        raise ForwardModelError(f"forward model '{name}' is already registered (pass replace=True)")
+    _BUILDERS[name] = builder
+
+
+def _entry_points() -> list[Any]:
+    return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
+def available_forward_models() -> list[str]:
+    """Registered names and installed entry-point names, sorted; entry points are not loaded."""
+    return sorted(set(_BUILDERS) | {ep.name for ep in _entry_points()})
+
+
+def get_builder(name: str) -> Builder:
+    """The builder for `name`, loading a matching entry point on first use of an unknown name."""
+    if name not in _BUILDERS:
+        for ep in _entry_points():
+            if ep.name == name:
+                _BUILDERS[name] = ep.load()
+                break
+        else:
+            raise ForwardModelError(
+                f"unknown forward model '{name}'; known: {', '.join(available_forward_models())}"
+            )
+    return _BUILDERS[name]
+
+
+def build_forward_model(
+    name: str,
+    attrs: Mapping[str, Any],
+    arrays: Mapping[str, Tensor],
+    y_shape: tuple[int, int, int],
+) -> ForwardModel:
+    """The forward model `name` for data y of shape y_shape (C, H, W).
+
+    Raises:
+        ForwardModelError: unknown name, missing or invalid parameter, or a model whose data
+            shape is not y_shape.
+    """
+    y_shape = tuple(int(n) for n in y_shape)
+    builder = get_builder(name)
+    try:
+        model = builder(attrs, arrays, y_shape)
+        data_shape = model.data_shape
+    except ForwardModelError:
+        raise
+    except ValueError as err:  # an invalid value caught by an operator or noise model
+        raise ForwardModelError(f"forward model '{name}': {err}") from err
+    if tuple(data_shape) != y_shape:
+        raise ForwardModelError(
+            f"forward model '{name}' predicts data of shape {data_shape}, but y is {y_shape}"
+        )
+    return model

@@ -1,0 +1,351 @@
+"""The Python entry points: reconstruct a field from an observation, and simulate observations."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from forward_models.base import ForwardModel
+from forward_models.registry import (
+    ForwardModelError,
+    available_forward_models,
+    build_forward_model,
+)
+from posterior_diffusion.io import (
+    Observation,
+    ObservationError,
+    check_observation,
+    posterior_dataset,
+    read_observation,
+)
+from posterior_diffusion.masks import survey_mask
+from posterior_diffusion.prior_resolver import resolve_prior
+from posterior_diffusion.priors import Prior
+from posterior_diffusion.provenance import provenance
+from posterior_diffusion.samplers import DEFAULT_SAMPLER, SAMPLERS, available_samplers
+from posterior_diffusion.sampling import SamplingInterrupted, sample_posterior
+
+# Forward-model parameters a simulation uses unless told otherwise (units in the names).
+SIMULATION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lensing": {"sigma_e": 0.26, "n_gal_per_arcmin2": 30.0, "pixel_scale_arcmin": 1.0},
+    "blur": {"psf_fwhm_pixels": 3.0},
+    "downsample": {"downsample_factor": 2},
+    "smoothing": {"smoothing_kind": "gaussian", "smoothing_radius_pixels": 2.0},
+    "galaxy_counts": {"n_bar": 10.0, "bias": 1.5},
+}
+# For linear-Gaussian models the default sampler; otherwise the one that needs neither.
+FALLBACK_SAMPLER = "dps"
+
+
+class ReconstructionInterrupted(KeyboardInterrupt):
+    """Ctrl-C during sampling. `dataset` holds the completed members (None if there are none)."""
+
+    def __init__(self, dataset: xr.Dataset | None, completed: int, requested: int):
+        super().__init__(f"interrupted after {completed} of {requested} samples")
+        self.dataset, self.completed, self.requested = dataset, completed, requested
+
+
+def _check_run_settings(
+    num_samples: int, steps: int | None, seed: int, batch_size: int | None, device: str
+) -> None:
+    if int(num_samples) < 1:
+        raise ValueError(f"number of samples must be >= 1, got {num_samples}")
+    if steps is not None and int(steps) < 1:
+        raise ValueError(f"number of steps must be >= 1, got {steps}")
+    if batch_size is not None and int(batch_size) < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device '{device}' (use cpu or cuda)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' requested but CUDA is not available here")
+
+
+def _choose_sampler(sampler: str | None, model: ForwardModel) -> str:
+    if sampler is None:
+        return DEFAULT_SAMPLER if model.is_linear_gaussian else FALLBACK_SAMPLER
+    if sampler not in SAMPLERS:
+        raise ValueError(
+            f"unknown sampler '{sampler}' (available: {', '.join(available_samplers())})"
+        )
+    if SAMPLERS[sampler].needs_linear_gaussian and not model.is_linear_gaussian:
+        raise ValueError(
+            f"sampler '{sampler}' needs a linear forward model with Gaussian noise; "
+            f"'{model.name}' is not (use --sampler {FALLBACK_SAMPLER})"
+        )
+    return sampler
+
+
+def _build_model(
+    name: str,
+    attrs: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    y_shape: tuple,
+    source: str,
+) -> ForwardModel:
+    """The registry's model, with any error it raises prefixed by where the inputs came from."""
+    tensors = {k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in arrays.items()}
+    try:
+        return build_forward_model(name, attrs, tensors, tuple(y_shape))
+    except ValueError as err:  # ForwardModelError, and plain ones from operator constructors
+        raise ForwardModelError(f"{source}: {' '.join(str(err).split())}") from None
+
+
+def observation_model(
+    observation: Observation, forward_model: str | ForwardModel | None
+) -> ForwardModel:
+    """The forward model for `observation`, checked against its y and truth shapes."""
+    src = observation.source
+    if isinstance(forward_model, ForwardModel):
+        model = forward_model
+    else:
+        name = forward_model or observation.forward_model
+        if not name:
+            raise ObservationError(
+                src,
+                "no root attribute 'forward_model' and no forward model given "
+                f"(available: {', '.join(available_forward_models())})",
+            )
+        arrays = observation.forward_model_arrays()
+        model = _build_model(str(name), observation.attrs, arrays, observation.y.shape, src)
+    if tuple(model.data_shape) != tuple(observation.y.shape):
+        raise ObservationError(
+            src,
+            f"has shape {tuple(observation.y.shape)} but forward model '{model.name}' predicts "
+            f"data of shape {tuple(model.data_shape)}",
+            "y",
+        )
+    truth = observation.truth
+    if truth is not None and tuple(truth.shape) != tuple(model.field_shape):
+        raise ObservationError(
+            src,
+            f"has shape {tuple(truth.shape)} but forward model '{model.name}' works on fields "
+            f"of shape {tuple(model.field_shape)}",
+            "truth",
+        )
+    return model
+
+
+def reconstruct(
+    observation: str | os.PathLike | Observation,
+    forward_model: str | ForwardModel | None = None,
+    prior: str | Prior | None = None,
+    power_spectrum: str | os.PathLike | None = None,
+    sampler: str | None = None,
+    num_samples: int = 64,
+    steps: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    batch_size: int | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> xr.Dataset:
+    """Posterior samples of the field behind an observation, with provenance, in memory.
+
+    Everything is validated before sampling starts.
+
+    Args:
+        observation: an OBS.h5 path (docs/observation-format.md) or an `Observation`.
+        forward_model: a registry name or a ForwardModel; None: the file's `forward_model`
+            attribute.
+        prior: a Prior, "default" or "gaussian" (needs `power_spectrum`); None: the default prior,
+            or a Gaussian one when `power_spectrum` is given.
+        power_spectrum: two-column text file, k [cycles/pixel] and P.
+        sampler: a sampler name; None: the default one for linear-Gaussian models, else dps.
+        num_samples: ensemble size.
+        steps: sampler steps; None: the sampler's default.
+        seed: member i is drawn from the stream (seed, i), whatever the batch size.
+        device: "cpu" or "cuda".
+        batch_size: members sampled at once; None: the sampler's choice.
+        progress: show a progress bar on stderr.
+        command: the command line, recorded as provenance (None for API calls).
+
+    Returns:
+        Dataset with `samples` (sample, [channel,] y, x), `mean`, `std` (ddof=1), `observation`,
+        and `truth` and `mask` when present; the attributes record provenance.
+
+    Raises:
+        ObservationError, ForwardModelError, PowerSpectrumError, ValueError: invalid input.
+        ReconstructionInterrupted: Ctrl-C while sampling; carries the completed members.
+    """
+    _check_run_settings(num_samples, steps, seed, batch_size, device)
+    if isinstance(observation, Observation):
+        obs = check_observation(observation)
+    else:
+        obs = read_observation(observation)
+    model = observation_model(obs, forward_model)
+    resolved = resolve_prior(prior, power_spectrum, model.field_shape)
+    if resolved.field_shape is not None and tuple(resolved.field_shape) != tuple(model.field_shape):
+        raise ValueError(
+            f"prior is for fields of shape {tuple(resolved.field_shape)}, but forward model "
+            f"'{model.name}' works on fields of shape {tuple(model.field_shape)}"
+        )
+    sampler_name = _choose_sampler(sampler, model)
+    y = torch.from_numpy(obs.y)
+
+    def dataset(samples: torch.Tensor, info: dict[str, Any], interrupted: bool) -> xr.Dataset:
+        attrs = provenance(
+            command=command,
+            sampler_info=info,
+            seed=seed,
+            prior_identity=resolved.identity(),
+            forward_model_params=model.params(),
+            input_path=obs.path,
+            extra={
+                "num_samples_requested": int(num_samples),
+                "num_samples_completed": int(samples.shape[0]),
+                "interrupted": int(interrupted),
+                "field_shape": list(model.field_shape),
+                "data_shape": list(model.data_shape),
+                "observation_attrs": obs.attrs,
+            },
+        )
+        return posterior_dataset(samples.numpy(), obs, model.field_shape, attrs)
+
+    try:
+        samples, info = sample_posterior(
+            resolved,
+            model,
+            y,
+            int(num_samples),
+            sampler=sampler_name,
+            steps=steps,
+            seed=int(seed),
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+        )
+    except SamplingInterrupted as stop:
+        completed = int(stop.samples.shape[0])
+        partial = dataset(stop.samples, stop.info, interrupted=True) if completed else None
+        raise ReconstructionInterrupted(partial, completed, int(num_samples)) from None
+    return dataset(samples, info, interrupted=False)
+
+
+def _data_shape(name: str, attrs: Mapping[str, Any], field_shape: tuple[int, int, int]) -> tuple:
+    """The data shape a simulation of `name` produces from a field of `field_shape`."""
+    c, h, w = field_shape
+    if name == "lensing":
+        return (2, h, w)
+    if name == "downsample":
+        factor = attrs.get("downsample_factor")
+        try:
+            f = int(factor)
+        except (TypeError, ValueError):
+            raise ForwardModelError(
+                "forward model 'downsample' needs an integer downsample_factor"
+            ) from None
+        if f < 1 or h % f or w % f:
+            raise ForwardModelError(
+                f"forward model 'downsample': a {h} x {w} field is not divisible by factor {f}"
+            )
+        return (c, h // f, w // f)
+    return (c, h, w)
+
+
+def simulate_observation(
+    forward_model: str,
+    shape: Sequence[int] = (64, 64),
+    attrs: Mapping[str, Any] | None = None,
+    prior: str | Prior | None = None,
+    power_spectrum: str | os.PathLike | None = None,
+    mask: np.ndarray | None = None,
+    mask_fraction: float = 0.0,
+    mask_border: int = 0,
+    noise_std: float | np.ndarray | None = None,
+    seed: int = 0,
+    command: str | None = None,
+    **arrays: np.ndarray,
+) -> Observation:
+    """Draw a field from the prior and simulate its observation; `.write(path)` saves it.
+
+    Args:
+        forward_model: a registry name (noise, inpainting, blur, downsample, smoothing, lensing,
+            galaxy_counts).
+        shape: field shape (H, W) or (C, H, W) in pixels.
+        attrs: forward-model parameters, stored as root attributes, over SIMULATION_DEFAULTS
+            (e.g. sigma_e, n_gal_per_arcmin2 [arcmin^-2], pixel_scale_arcmin [arcmin]).
+        prior: as in `reconstruct`.
+        power_spectrum: as in `reconstruct`.
+        mask: (H, W) 0/1 on the data grid, 1 = observed; None: made from mask_fraction/border.
+        mask_fraction: approximate fraction of pixels lost to random rectangular holes.
+        mask_border: width in pixels of an unobserved frame.
+        noise_std: noise standard deviation in data units (not needed for lensing, whose shape
+            noise follows from sigma_e, n_gal_per_arcmin2 and pixel_scale_arcmin).
+        seed: seeds the field, the noise and the mask.
+        command: the command line, recorded as provenance.
+        **arrays: further datasets for the forward model (psf, n_gal_per_arcmin2).
+
+    Returns:
+        A checked Observation with y, truth, mask, noise_std and attributes (forward_model, its
+        parameters, provenance).
+    """
+    _check_run_settings(1, None, seed, None, "cpu")
+    dims = tuple(int(n) for n in shape)
+    if len(dims) not in (2, 3) or min(dims) < 1:
+        raise ValueError(f"field shape must be (H, W) or (C, H, W) of positive sizes, got {dims}")
+    field_shape = dims if len(dims) == 3 else (1, *dims)
+    params = {**SIMULATION_DEFAULTS.get(forward_model, {}), **dict(attrs or {})}
+    data_shape = _data_shape(forward_model, params, field_shape)
+    if mask is None and (mask_fraction > 0 or mask_border > 0):
+        mask = survey_mask(data_shape[-2:], mask_fraction, int(mask_border), seed=seed)
+    inputs = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
+    if mask is not None:
+        inputs["mask"] = np.asarray(mask, dtype=np.float64)
+    if noise_std is not None:
+        inputs["noise_std"] = np.asarray(noise_std, dtype=np.float64)
+    # Validate the inputs as an observation would be, before drawing anything.
+    draft = Observation(y=np.zeros(data_shape), path=Path("simulation"), **_split(inputs))
+    check_observation(draft)
+    try:
+        model = _build_model(forward_model, params, inputs, data_shape, "simulation")
+    except ForwardModelError as err:
+        if noise_std is None and "'noise_std'" in str(err):
+            raise ForwardModelError(f"{err} (give noise_std; CLI: --noise-std S)") from None
+        raise
+    if tuple(model.field_shape) != field_shape:
+        raise ForwardModelError(
+            f"forward model '{forward_model}' works on fields of shape {tuple(model.field_shape)}, "
+            f"not {field_shape}"
+        )
+    resolved = resolve_prior(prior, power_spectrum, field_shape)
+    generator = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        truth = resolved.sample(1, generator)[0].to(torch.float64)
+        y = model.simulate(truth, generator)
+    record = provenance(
+        command=command,
+        seed=seed,
+        prior_identity=resolved.identity(),
+        forward_model_params=model.params(),
+    )
+    obs = Observation(
+        y=y.numpy(),
+        truth=truth.numpy(),
+        attrs={**record, **params, "forward_model": forward_model},
+        **_split(inputs),
+    )
+    return check_observation(obs)
+
+
+def _split(inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Observation keyword arguments from a flat dict of arrays."""
+    rest = {k: v for k, v in inputs.items() if k not in ("mask", "noise_std")}
+    return {"mask": inputs.get("mask"), "noise_std": inputs.get("noise_std"), "arrays": rest}
+
+
+__all__ = [
+    "ReconstructionInterrupted",
+    "observation_model",
+    "reconstruct",
+    "simulate_observation",
+]

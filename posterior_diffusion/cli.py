@@ -1,0 +1,249 @@
+"""The `posterior-diffusion` command line: argument parsing and error reporting only.
+
+The work is done by posterior_diffusion.api. Invalid input is reported as one line on stderr
+with exit status 2 and nothing written; Ctrl-C while sampling writes the completed members.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+
+PROG = "posterior-diffusion"
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+# simulate-obs masks when none is asked for: (hole fraction, border width / min(H, W)).
+DEFAULT_MASKS = {"lensing": (0.1, 1 / 16), "inpainting": (0.2, 0.0)}
+
+# simulate-obs flags that become forward-model attributes (the attribute is the flag's dest):
+# flag, type, metavar, help with the default in parentheses.
+MODEL_FLAGS = (
+    ("--psf-fwhm-pixels", float, "PIX", "blur: Gaussian PSF FWHM [pixels] (3)"),
+    ("--downsample-factor", int, "F", "downsample: block side [pixels] (2)"),
+    ("--smoothing-kind", str, "KIND", "smoothing: gaussian or tophat (gaussian)"),
+    ("--smoothing-radius-pixels", float, "PIX", "smoothing: sigma or disk radius [pixels] (2)"),
+    ("--pixel-scale-arcmin", float, "ARCMIN", "lensing: pixel side [arcmin] (1)"),
+    ("--sigma-e", float, "S", "lensing: ellipticity dispersion per component (0.26)"),
+    ("--n-gal-per-arcmin2", float, "N", "lensing: source galaxy density [arcmin^-2] (30)"),
+    ("--n-bar", float, "N", "galaxy_counts: mean galaxies per pixel (10)"),
+    ("--bias", float, "B", "galaxy_counts: linear galaxy bias (1.5)"),
+)
+
+
+class UsageError(ValueError):
+    """Flags that are fine one by one but do not go together."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Calibrated Bayesian reconstruction of physical fields with diffusion priors.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    rec = sub.add_parser(
+        "reconstruct",
+        help="draw posterior samples of the field behind an observation file",
+        description="Draw posterior samples of the field behind OBS (docs/observation-format.md).",
+    )
+    rec.add_argument("observation", metavar="OBS", help="observation file (.h5)")
+    rec.add_argument(
+        "--forward-model", metavar="NAME", help="default: the file's forward_model attribute"
+    )
+    _add_prior_flags(rec)
+    rec.add_argument(
+        "--sampler",
+        metavar="NAME",
+        help="guided, split_gibbs, dps, ... (default: guided for linear-Gaussian models, else dps)",
+    )
+    rec.add_argument("--num-samples", type=int, default=64, metavar="N", help="(default: 64)")
+    rec.add_argument("--steps", type=int, metavar="K", help="default: the sampler's own")
+    rec.add_argument("--seed", type=int, default=0, metavar="S", help="(default: 0)")
+    rec.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    rec.add_argument("--batch-size", type=int, metavar="B", help="members sampled at once")
+    rec.add_argument(
+        "-o",
+        "--output",
+        default="posterior.h5",
+        metavar="OUT",
+        help="result file: .h5, .hdf5, .nc (netCDF-4) or .zarr (default: posterior.h5)",
+    )
+    rec.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rec.set_defaults(run=run_reconstruct)
+
+    sim = sub.add_parser(
+        "simulate-obs",
+        help="draw a field from the prior and write a simulated observation file",
+        description="Draw a field from the prior, observe it through a forward model, write OUT.",
+    )
+    sim.add_argument("output", metavar="OUT", help="observation file to write (.h5)")
+    sim.add_argument("--forward-model", metavar="NAME", required=True, help="e.g. lensing")
+    _add_prior_flags(sim)
+    sim.add_argument(
+        "--shape",
+        nargs=2,
+        type=int,
+        default=(64, 64),
+        metavar=("H", "W"),
+        help="field size [pixels] (default: 64 64)",
+    )
+    sim.add_argument(
+        "--channels", type=int, default=1, metavar="C", help="field channels (default: 1)"
+    )
+    masks = sim.add_mutually_exclusive_group()
+    masks.add_argument("--mask", metavar="FILE", help="0/1 mask (H, W) as a .npy file")
+    masks.add_argument(
+        "--mask-fraction",
+        type=float,
+        metavar="F",
+        help="fraction of pixels lost to random rectangular holes "
+        "(default: 0.1 for lensing, 0.2 for inpainting, else 0)",
+    )
+    sim.add_argument(
+        "--mask-border",
+        type=int,
+        metavar="B",
+        help="unobserved frame [pixels] (default: min(H, W) // 16 for lensing, else 0)",
+    )
+    sim.add_argument(
+        "--noise-std", type=float, metavar="S", help="noise standard deviation [data units]"
+    )
+    for flag, kind, metavar, text in MODEL_FLAGS:
+        sim.add_argument(flag, type=kind, metavar=metavar, help=text)
+    sim.add_argument("--seed", type=int, default=0, metavar="S", help="(default: 0)")
+    sim.set_defaults(run=run_simulate)
+    return parser
+
+
+def _add_prior_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prior", metavar="SPEC", help="default or gaussian (default: the shipped default prior)"
+    )
+    parser.add_argument(
+        "--power-spectrum",
+        metavar="FILE",
+        help="two columns: k [cycles/pixel], P; implies --prior gaussian",
+    )
+
+
+def run_reconstruct(args: argparse.Namespace, command: str) -> int:
+    from posterior_diffusion.io import output_format, read_observation, write_dataset
+
+    # Input and output are checked before torch is even imported: bad input fails fast.
+    output_format(args.output)
+    observation = read_observation(args.observation)
+    from posterior_diffusion.api import ReconstructionInterrupted, reconstruct
+
+    try:
+        ds = reconstruct(
+            observation,
+            forward_model=args.forward_model,
+            prior=args.prior,
+            power_spectrum=args.power_spectrum,
+            sampler=args.sampler,
+            num_samples=args.num_samples,
+            steps=args.steps,
+            seed=args.seed,
+            device=args.device,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+            command=command,
+        )
+    except ReconstructionInterrupted as stop:
+        if stop.dataset is None:
+            print(
+                f"{PROG}: interrupted before any sample was completed; nothing written",
+                file=sys.stderr,
+            )
+        else:
+            write_dataset(stop.dataset, args.output)
+            print(
+                f"{PROG}: interrupted after {stop.completed} of {stop.requested} samples; "
+                f"wrote those to {args.output} (attribute interrupted=1)",
+                file=sys.stderr,
+            )
+        return EXIT_INTERRUPTED
+    write_dataset(ds, args.output)
+    print(f"wrote {ds.sizes['sample']} samples to {args.output}")
+    return EXIT_OK
+
+
+def _read_mask(path: str):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UsageError(f"{path}: cannot read mask as a .npy array ({reason})") from None
+
+
+def run_simulate(args: argparse.Namespace, command: str) -> int:
+    from posterior_diffusion.io import check_observation_path
+
+    check_observation_path(args.output)
+    if args.mask and args.mask_border is not None:
+        raise UsageError("--mask-border cannot be combined with --mask (put the border in FILE)")
+    mask = _read_mask(args.mask) if args.mask else None
+    from posterior_diffusion.api import simulate_observation
+
+    h, w = args.shape
+    fraction, border_share = DEFAULT_MASKS.get(args.forward_model, (0.0, 0.0))
+    if args.mask_fraction is not None:
+        fraction = args.mask_fraction
+    border = args.mask_border if args.mask_border is not None else int(border_share * min(h, w))
+    attrs = {}
+    for flag, *_ in MODEL_FLAGS:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            attrs[flag.lstrip("-").replace("-", "_")] = value
+    obs = simulate_observation(
+        args.forward_model,
+        shape=(args.channels, h, w),
+        attrs=attrs,
+        prior=args.prior,
+        power_spectrum=args.power_spectrum,
+        mask=mask,
+        mask_fraction=0.0 if mask is not None else fraction,
+        mask_border=0 if mask is not None else border,
+        noise_std=args.noise_std,
+        seed=args.seed,
+        command=command,
+    )
+    obs.write(args.output)
+    print(f"wrote a simulated '{args.forward_model}' observation to {args.output}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)  # exits with status 2 on malformed flags
+    command = shlex.join([PROG, *argv])
+    try:
+        return args.run(args, command)
+    except ValueError as err:
+        # ObservationError, ForwardModelError, PowerSpectrumError, OutputPathError and the
+        # other checks of user input all derive from ValueError and carry one-line messages.
+        _error(err)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (OSError, RuntimeError) as err:  # unwritable output, sampler divergence, ...
+        _error(err)
+        return EXIT_FAILED
+
+
+def _error(err: BaseException) -> None:
+    message = " ".join(str(err).split()) or type(err).__name__
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

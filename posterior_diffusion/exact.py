@@ -1,0 +1,53 @@
+"""The exact posterior of a Gaussian prior under a linear Gaussian model, by dense linear algebra.
+
+With G = B C0^{1/2} (B the whitened operator, C0 the prior covariance) and M = I + G^T G:
+mean = C0^{1/2} M^{-1} G^T y_w and Cov = C0^{1/2} M^{-1} C0^{1/2}. M is n x n with n pixels and
+has eigenvalues >= 1, so a Cholesky factor always exists. For small grids (n up to ~64 x 64).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from forward_models.base import ForwardModel
+
+from .likelihood import WhitenedLinearGaussian
+from .priors.gaussian import GaussianPrior
+
+
+@dataclass
+class ExactPosterior:
+    mean: Tensor  # (C, H, W)
+    std: Tensor  # (C, H, W)
+    covariance: Tensor  # (n, n), n = C H W
+    sqrt_factor: Tensor  # S with Cov = S S^T, (n, n)
+
+    def sample(self, num: int, generator: torch.Generator | None = None) -> Tensor:
+        eps = torch.randn((self.sqrt_factor.shape[1], num), generator=generator, dtype=torch.float64)
+        draws = (self.sqrt_factor @ eps).T.reshape(num, *self.mean.shape)
+        return self.mean + draws
+
+
+def exact_posterior(prior: GaussianPrior, model: ForwardModel, y: Tensor) -> ExactPosterior:
+    shape = tuple(model.field_shape)
+    n = shape[0] * shape[1] * shape[2]
+    likelihood = WhitenedLinearGaussian(model.to("cpu"), torch.as_tensor(y, dtype=torch.float64))
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
+    root = prior.covariance_sqrt_apply(basis).reshape(n, n)  # symmetric: row i = C0^{1/2} e_i
+    g_t = likelihood.B(root.reshape(n, *shape)).reshape(n, -1)  # rows: (B C0^{1/2} e_i)^T = G^T
+    m = torch.eye(n, dtype=torch.float64) + g_t @ g_t.T
+    chol = torch.linalg.cholesky(m)
+    rhs = g_t @ likelihood.y_white.reshape(-1)
+    mean = root @ torch.cholesky_solve(rhs[:, None], chol)[:, 0]
+    # Cov = C0^{1/2} L^{-T} L^{-1} C0^{1/2}, so S = C0^{1/2} L^{-T}.
+    sqrt_factor = torch.linalg.solve_triangular(chol, root, upper=False).T
+    covariance = sqrt_factor @ sqrt_factor.T
+    return ExactPosterior(
+        mean=mean.reshape(shape),
+        std=covariance.diagonal().clamp_min(0).sqrt().reshape(shape),
+        covariance=covariance,
+        sqrt_factor=sqrt_factor,
+    )

@@ -1,0 +1,56 @@
+"""Write-then-rename, so an output path holds either its old content or the complete new one."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` to write (a file or a directory) into.
+
+    On normal exit the temporary replaces `path`; on any exception, Ctrl-C included, it is
+    removed and `path` is left as it was.
+    """
+    path = Path(path)
+    # A sibling, not a file in /tmp: os.replace is only atomic within one file system.
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        yield tmp
+        _replace(tmp, path)
+    except BaseException:
+        remove_path(tmp)
+        raise
+
+
+def _replace(src: Path, dst: Path) -> None:
+    if not (src.is_dir() or dst.is_dir()):
+        os.replace(src, dst)
+        return
+    # rename(2) will not replace a non-empty directory (a .zarr store): move the old one aside,
+    # put the new one in place, and only then delete the old one.
+    backup = None
+    if dst.exists() or dst.is_symlink():
+        backup = dst.with_name(f".{dst.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+        os.replace(dst, backup)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        if backup is not None:
+            os.replace(backup, dst)
+        raise
+    if backup is not None:
+        remove_path(backup)
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file or a directory tree if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,32 @@
+"""A linear Gaussian likelihood in whitened form: p(y | x) ∝ exp(-|y_w - B x|^2 / 2).
+
+B = Sigma^{-1/2} A and y_w = Sigma^{-1/2} y, with zero rows where data are unobserved, so samplers
+never invert Sigma or A themselves.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from forward_models.base import ForwardModel
+
+
+class WhitenedLinearGaussian:
+    def __init__(self, model: ForwardModel, y: Tensor):
+        if not model.is_linear_gaussian:
+            raise ValueError(
+                f"forward model '{model.name}' is not linear with Gaussian noise; "
+                "this sampler needs one (use 'dps' for the others)"
+            )
+        self.model = model
+        self.y_white = model.noise.whiten(y)
+
+    def B(self, x: Tensor) -> Tensor:  # noqa: N802
+        return self.model.noise.whiten(self.model.A(x))
+
+    def B_adjoint(self, r: Tensor) -> Tensor:  # noqa: N802
+        return self.model.A_adjoint(self.model.noise.whiten(r))
+
+    def residual(self, x: Tensor) -> Tensor:
+        """y_w - B x."""
+        return self.y_white - self.B(x)

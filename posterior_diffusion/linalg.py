@@ -1,0 +1,49 @@
+"""Batched conjugate gradients: one SPD system per ensemble member, solved in lockstep."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+
+def batch_dot(a: Tensor, b: Tensor) -> Tensor:
+    """Per-member inner products over all but the leading dim, shaped to broadcast back."""
+    dot = (a * b).flatten(1).sum(1)
+    return dot.reshape(dot.shape + (1,) * (a.ndim - 1))
+
+
+def conjugate_gradient(
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    x0: Tensor | None = None,
+    rtol: float = 1e-6,
+    max_iter: int = 100,
+) -> tuple[Tensor, int]:
+    """Solve M x = b for each member (leading dim) of b; returns x and the matvecs used.
+
+    A member stops updating once its residual falls below rtol * |b|, so its result does not
+    depend on which other members share the batch.
+    """
+    x = torch.zeros_like(b) if x0 is None else x0.clone()
+    r = b - matvec(x) if x0 is not None else b.clone()
+    matvecs = 1 if x0 is not None else 0
+    threshold = rtol**2 * batch_dot(b, b)
+    p = r.clone()
+    rs = batch_dot(r, r)
+    for _ in range(max_iter):
+        active = rs > threshold
+        if not bool(active.any()):
+            break
+        mp = matvec(p)
+        matvecs += 1
+        p_mp = batch_dot(p, mp)
+        alpha = torch.where(active, rs / torch.where(p_mp > 0, p_mp, torch.ones_like(p_mp)), 0)
+        x = x + alpha * p
+        r = r - alpha * mp
+        rs_new = batch_dot(r, r)
+        beta = torch.where(active, rs_new / torch.where(rs > 0, rs, torch.ones_like(rs)), 0)
+        p = torch.where(active, r + beta * p, p)
+        rs = torch.where(active, rs_new, rs)
+    return x, matvecs

@@ -1,0 +1,111 @@
+"""The analytic prior: a stationary Gaussian random field, diagonal in Fourier space.
+
+Everything is exact: D(x, sigma) = ifft2(P / (P + sigma^2) fft2(x)) and
+Cov[x0 | x_sigma] = ifft2(P sigma^2 / (P + sigma^2) fft2(.)), per mode k.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .base import CovarianceProduct, Prior, append_dims
+from .power_spectrum import TabulatedPowerSpectrum, grid_checksum, power_on_grid
+
+
+def fourier_filter(x: Tensor, gain: Tensor) -> Tensor:
+    """ifft2(gain * fft2(x)).real for a real, even gain on the fft grid."""
+    return torch.fft.ifft2(torch.fft.fft2(x) * gain).real
+
+
+class GaussianPrior(Prior):
+    """Gaussian random field with isotropic power spectrum P(k) on a C x H x W grid.
+
+    Channels are independent with the same spectrum. See `power_spectrum.py` for the convention.
+
+    Args:
+        power_spectrum: callable P(k), k in cycles per pixel (numpy in, numpy out).
+        field_shape: (C, H, W) or (H, W).
+        name: what the spectrum is, for provenance (e.g. the table's path).
+    """
+
+    def __init__(
+        self,
+        power_spectrum: Callable[[np.ndarray], np.ndarray],
+        field_shape: tuple[int, ...],
+        name: str | None = None,
+    ):
+        super().__init__()
+        shape = tuple(int(n) for n in field_shape)
+        self.field_shape = shape if len(shape) == 3 else (1, *shape)
+        channels, height, width = self.field_shape
+        power = power_on_grid(power_spectrum, height, width)
+        self.register_buffer("power", torch.from_numpy(power))
+        self.source = name or getattr(power_spectrum, "source", None) or repr(power_spectrum)
+        self._checksum = grid_checksum(power, extra=str(self.field_shape))
+
+    @classmethod
+    def from_file(cls, path: str | Path, field_shape: tuple[int, ...]) -> GaussianPrior:
+        spectrum = TabulatedPowerSpectrum.from_file(path)
+        return cls(spectrum, field_shape, name=str(path))
+
+    def _power_like(self, x: Tensor) -> Tensor:
+        if tuple(x.shape[-2:]) != tuple(self.power.shape):
+            raise ValueError(
+                f"field of size {tuple(x.shape[-2:])} given to a Gaussian prior built for "
+                f"{tuple(self.power.shape)}"
+            )
+        return self.power.to(device=x.device, dtype=x.dtype)
+
+    def _sigma2(self, sigma: Tensor | float, x: Tensor) -> Tensor:
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        return append_dims(sigma, x.ndim) ** 2
+
+    def denoise(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        power = self._power_like(x)
+        return fourier_filter(x, power / (power + self._sigma2(sigma, x)))
+
+    def linearize(self, x: Tensor, sigma: Tensor | float) -> tuple[Tensor, CovarianceProduct]:
+        power, sigma2 = self._power_like(x), self._sigma2(sigma, x)
+        posterior_power = power * sigma2 / (power + sigma2)
+        return fourier_filter(x, power / (power + sigma2)), lambda v: fourier_filter(
+            v, posterior_power
+        )
+
+    def covariance_apply(self, v: Tensor) -> Tensor:
+        """The prior covariance times v."""
+        return fourier_filter(v, self._power_like(v))
+
+    def covariance_sqrt_apply(self, v: Tensor) -> Tensor:
+        """The symmetric square root of the prior covariance times v."""
+        return fourier_filter(v, self._power_like(v).sqrt())
+
+    def sample(
+        self, num: int, generator: torch.Generator | None = None, dtype=torch.float64
+    ) -> Tensor:
+        """`num` independent fields, shape (num, C, H, W), on the CPU."""
+        white = torch.randn((num, *self.field_shape), generator=generator, dtype=dtype)
+        return fourier_filter(white, self.power.to(dtype).sqrt())
+
+    def pixel_variance(self) -> float:
+        return float(self.power.mean())
+
+    def sigma_max(self) -> float:
+        # x_sigma must be pure noise for every mode, the largest-variance one included.
+        return 100.0 * float(self.power.max().sqrt())
+
+    def sigma_min(self) -> float:
+        return 1e-3 * float(self.power.mean().sqrt())
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "name": "gaussian",
+            "power_spectrum": self.source,
+            "field_shape": list(self.field_shape),
+            "checksum": self._checksum,
+        }

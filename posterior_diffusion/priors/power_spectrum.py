@@ -1,0 +1,95 @@
+"""Isotropic power spectra P(k), k in cycles per pixel, and their values on an FFT grid.
+
+Convention (unit pixels, unnormalised x_hat = fft2(x)): <|x_hat(k)|^2> = H * W * P(|k|), so the
+pixel variance of a field is the mean of P over the H x W frequency grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+class PowerSpectrumError(ValueError):
+    """A power-spectrum table or callable that cannot be used; the message is one line."""
+
+
+def frequency_magnitude(height: int, width: int) -> np.ndarray:
+    """|k| in cycles per pixel on the fft2 grid of an H x W map (k_x along the last axis)."""
+    ky = np.fft.fftfreq(height)[:, None]
+    kx = np.fft.fftfreq(width)[None, :]
+    return np.sqrt(kx**2 + ky**2)
+
+
+class TabulatedPowerSpectrum:
+    """P(k) from a two-column table (k, P), interpolated log-log between rows.
+
+    A row at k = 0 gives P(0) directly; between it and the first positive k, P is interpolated
+    linearly (log-log is undefined there). Asking for a k outside the table is an error.
+    """
+
+    def __init__(self, k: np.ndarray, power: np.ndarray, source: str = "table"):
+        k, power = np.asarray(k, dtype=np.float64), np.asarray(power, dtype=np.float64)
+        where = f"{source}:"
+        if k.ndim != 1 or k.shape != power.shape or k.size < 2:
+            raise PowerSpectrumError(f"{where} need at least two rows of two columns (k, P)")
+        if not (np.all(np.isfinite(k)) and np.all(np.isfinite(power))):
+            raise PowerSpectrumError(f"{where} contains NaN or inf")
+        if np.any(np.diff(k) <= 0) or k[0] < 0:
+            raise PowerSpectrumError(f"{where} k must be >= 0 and strictly increasing")
+        positive = k > 0
+        if np.any(power[positive] <= 0) or np.any(power < 0):
+            raise PowerSpectrumError(f"{where} P must be > 0 at k > 0 (and >= 0 at k = 0)")
+        self.k, self.power, self.source = k, power, source
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TabulatedPowerSpectrum:
+        path = Path(path)
+        try:
+            table = np.loadtxt(path, comments="#", ndmin=2)
+        except (OSError, ValueError) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise PowerSpectrumError(f"{path}: cannot read power spectrum: {reason}") from None
+        if table.shape[1] != 2:
+            raise PowerSpectrumError(f"{path}: expected two columns (k, P), got {table.shape[1]}")
+        return cls(table[:, 0], table[:, 1], source=str(path))
+
+    def __call__(self, k: np.ndarray) -> np.ndarray:
+        k = np.asarray(k, dtype=np.float64)
+        lo, hi = self.k[0], self.k[-1]
+        if np.any(k < lo) or np.any(k > hi * (1 + 1e-12)):
+            raise PowerSpectrumError(
+                f"{self.source}: table covers k in [{lo:g}, {hi:g}] cycles/pixel but "
+                f"[{k.min():g}, {k.max():g}] is needed (the grid's corner is at |k| = 0.7071)"
+            )
+        k = np.clip(k, lo, hi)
+        pos_k, pos_p = self.k[self.k > 0], self.power[self.k > 0]
+        out = np.empty_like(k)
+        upper = k >= pos_k[0]
+        out[upper] = np.exp(np.interp(np.log(k[upper]), np.log(pos_k), np.log(pos_p)))
+        if np.any(~upper):  # only reachable with a k = 0 row
+            out[~upper] = np.interp(k[~upper], [0.0, pos_k[0]], [self.power[0], pos_p[0]])
+        return out
+
+    def checksum_source(self) -> bytes:
+        return np.stack([self.k, self.power]).tobytes()
+
+
+def power_on_grid(
+    power_spectrum: Callable[[np.ndarray], np.ndarray], height: int, width: int
+) -> np.ndarray:
+    """P(|k|) on the fft2 grid, validated: finite and non-negative."""
+    k = frequency_magnitude(height, width)
+    power = np.asarray(power_spectrum(k), dtype=np.float64)
+    if power.shape != k.shape:
+        power = np.broadcast_to(power, k.shape).copy()
+    if not np.all(np.isfinite(power)) or np.any(power < 0):
+        raise PowerSpectrumError("power spectrum must be finite and >= 0 on the whole grid")
+    return power
+
+
+def grid_checksum(power: np.ndarray, extra: str = "") -> str:
+    return hashlib.sha256(np.ascontiguousarray(power).tobytes() + extra.encode()).hexdigest()

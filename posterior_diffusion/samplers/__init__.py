@@ -1,0 +1,57 @@
+"""Posterior samplers. All share one signature:
+
+    sampler(prior, model, y, rng, steps, callback=None, **options) -> Tensor (members, C, H, W)
+
+with one ensemble member per generator of `rng`. `sampling.sample_posterior` runs them in batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .dps import dps
+from .guided import guided
+from .split_gibbs import split_gibbs
+from .unconditional import prior_ode, prior_sde
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    function: Callable
+    default_steps: int
+    summary: str
+    needs_linear_gaussian: bool = False
+
+
+SAMPLERS: dict[str, SamplerSpec] = {
+    "guided": SamplerSpec(
+        guided, 32, "Tweedie-covariance guidance on the Heun PF-ODE (exact for Gaussian priors)",
+        needs_linear_gaussian=True,
+    ),
+    "split_gibbs": SamplerSpec(
+        split_gibbs, 40, "annealed split Gibbs (PnP-DM), asymptotically exact for any prior",
+        needs_linear_gaussian=True,
+    ),
+    "dps": SamplerSpec(dps, 1000, "Diffusion Posterior Sampling (Chung et al. 2023), baseline"),
+    "prior_ode": SamplerSpec(prior_ode, 40, "unconditional PF-ODE (ignores the data)"),
+    "prior_sde": SamplerSpec(prior_sde, 200, "unconditional reverse SDE (ignores the data)"),
+}
+
+DEFAULT_SAMPLER = "guided"
+
+
+def available_samplers() -> list[str]:
+    return list(SAMPLERS)
+
+
+def get_sampler(name: str) -> SamplerSpec:
+    try:
+        return SAMPLERS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown sampler '{name}'; known: {', '.join(available_samplers())}"
+        ) from None
+
+
+__all__ = ["DEFAULT_SAMPLER", "SAMPLERS", "SamplerSpec", "available_samplers", "get_sampler"]

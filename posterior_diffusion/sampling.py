@@ -1,0 +1,139 @@
+"""Run a sampler over an ensemble in batches: progress, divergence checks, interrupts, cost counts."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from forward_models.base import ForwardModel
+
+from .priors.base import CovarianceProduct, Prior
+from .rng import EnsembleRNG
+from .samplers import DEFAULT_SAMPLER, get_sampler
+
+
+class SamplerDivergence(RuntimeError):
+    """The sampler state became NaN or infinite."""
+
+
+class SamplingInterrupted(Exception):
+    """Ctrl-C during sampling; `samples` holds the members completed before it."""
+
+    def __init__(self, samples: Tensor, info: dict[str, Any]):
+        super().__init__(f"interrupted after {samples.shape[0]} completed samples")
+        self.samples, self.info = samples, info
+
+
+class CountingPrior(Prior):
+    """Counts denoiser calls and covariance products (each costs about one network pass)."""
+
+    def __init__(self, prior: Prior):
+        super().__init__()
+        self.inner = prior
+        self.field_shape = prior.field_shape
+        self.denoiser_calls = 0
+        self.covariance_products = 0
+
+    def denoise(self, x: Tensor, sigma) -> Tensor:
+        self.denoiser_calls += 1
+        return self.inner.denoise(x, sigma)
+
+    def linearize(self, x: Tensor, sigma) -> tuple[Tensor, CovarianceProduct]:
+        self.denoiser_calls += 1
+        x0_hat, cov = self.inner.linearize(x, sigma)
+
+        def counted(v: Tensor) -> Tensor:
+            self.covariance_products += 1
+            return cov(v)
+
+        return x0_hat, counted
+
+    def sigma_max(self) -> float:
+        return self.inner.sigma_max()
+
+    def sigma_min(self) -> float:
+        return self.inner.sigma_min()
+
+    def identity(self) -> dict[str, Any]:
+        return self.inner.identity()
+
+
+def sample_posterior(
+    prior: Prior,
+    model: ForwardModel,
+    y: Tensor,
+    num_samples: int,
+    sampler: str = DEFAULT_SAMPLER,
+    steps: int | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float64,
+    progress: bool = True,
+    options: dict[str, Any] | None = None,
+) -> tuple[Tensor, dict[str, Any]]:
+    """Draw `num_samples` posterior samples of the field given data `y` (shape model.data_shape).
+
+    Member i is always drawn from the random stream (seed, i), so results do not depend on
+    `batch_size`. Returns samples (num_samples, C, H, W) in float64 on the CPU and an info dict
+    (sampler, steps, options, seed, nfe_per_sample, seconds, ...).
+    """
+    spec = get_sampler(sampler)
+    if spec.needs_linear_gaussian and not model.is_linear_gaussian:
+        raise ValueError(
+            f"sampler '{sampler}' needs a linear forward model with Gaussian noise; "
+            f"'{model.name}' is not (use --sampler dps)"
+        )
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    steps = int(steps or spec.default_steps)
+    options = dict(options or {})
+    y = torch.as_tensor(y)
+    if tuple(y.shape) != tuple(model.data_shape):
+        raise ValueError(f"y has shape {tuple(y.shape)}, the forward model expects {model.data_shape}")
+    batch_size = int(batch_size or min(num_samples, 64))
+    device = torch.device(device)
+    counting = CountingPrior(prior).to(device)
+    model = model.to(device)
+    y = y.to(device=device, dtype=dtype)
+    batches = [range(s, min(s + batch_size, num_samples)) for s in range(0, num_samples, batch_size)]
+    info: dict[str, Any] = {"sampler": sampler, "steps": steps, "options": options, "seed": seed}
+    done: list[Tensor] = []
+    bar = tqdm(total=len(batches) * steps, unit="step", disable=not progress, desc=sampler)
+    start = time.perf_counter()
+
+    def on_step(state: dict[str, Any]) -> None:
+        if not bool(torch.isfinite(state["x"]).all()):
+            raise SamplerDivergence(
+                f"sampler '{sampler}' diverged (NaN/inf) at step {state['i']}, "
+                f"sigma = {state['sigma']:.4g}"
+            )
+        bar.update(1)
+
+    try:
+        for members in batches:
+            rng = EnsembleRNG(seed, members, device)
+            x = spec.function(counting, model, y, rng, steps, on_step, **options)
+            done.append(x.detach().to("cpu", torch.float64))
+    except KeyboardInterrupt:
+        bar.close()
+        info.update(_costs(counting, len(done), start))
+        partial = torch.cat(done) if done else torch.empty((0, *model.field_shape))
+        raise SamplingInterrupted(partial, info) from None
+    bar.close()
+    info.update(_costs(counting, len(batches), start))
+    return torch.cat(done), info
+
+
+def _costs(counting: CountingPrior, batches_done: int, start: float) -> dict[str, Any]:
+    per = max(batches_done, 1)  # each call evaluates a whole batch, so calls per batch = per sample
+    return {
+        "denoiser_calls_per_sample": counting.denoiser_calls / per,
+        "covariance_products_per_sample": counting.covariance_products / per,
+        "nfe_per_sample": (counting.denoiser_calls + counting.covariance_products) / per,
+        "seconds": time.perf_counter() - start,
+    }
