@@ -10,8 +10,10 @@ from torch import Tensor
 
 def cast_like(buffer: Tensor, x: Tensor) -> Tensor:
     """A stored buffer in the dtype and on the device of `x` (complex ones in x's complex dtype)."""
-    dtype = x.dtype if not buffer.is_complex() else (
-        torch.complex128 if x.dtype == torch.float64 else torch.complex64
+    dtype = (
+        x.dtype
+        if not buffer.is_complex()
+        else (torch.complex128 if x.dtype == torch.float64 else torch.complex64)
     )
     return buffer.to(device=x.device, dtype=dtype)
 

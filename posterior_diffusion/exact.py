@@ -7,6 +7,7 @@ has eigenvalues >= 1, so a Cholesky factor always exists. For small grids (n up 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +27,9 @@ class ExactPosterior:
     sqrt_factor: Tensor  # S with Cov = S S^T, (n, n)
 
     def sample(self, num: int, generator: torch.Generator | None = None) -> Tensor:
-        eps = torch.randn((self.sqrt_factor.shape[1], num), generator=generator, dtype=torch.float64)
+        eps = torch.randn(
+            (self.sqrt_factor.shape[1], num), generator=generator, dtype=torch.float64
+        )
         draws = (self.sqrt_factor @ eps).T.reshape(num, *self.mean.shape)
         return self.mean + draws
 
@@ -34,7 +37,8 @@ class ExactPosterior:
 def exact_posterior(prior: GaussianPrior, model: ForwardModel, y: Tensor) -> ExactPosterior:
     shape = tuple(model.field_shape)
     n = shape[0] * shape[1] * shape[2]
-    likelihood = WhitenedLinearGaussian(model.to("cpu"), torch.as_tensor(y, dtype=torch.float64))
+    model = copy.deepcopy(model).to("cpu")  # leave the caller's model where it is
+    likelihood = WhitenedLinearGaussian(model, torch.as_tensor(y, dtype=torch.float64).cpu())
     basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
     root = prior.covariance_sqrt_apply(basis).reshape(n, n)  # symmetric: row i = C0^{1/2} e_i
     g_t = likelihood.B(root.reshape(n, *shape)).reshape(n, -1)  # rows: (B C0^{1/2} e_i)^T = G^T

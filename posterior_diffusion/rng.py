@@ -11,7 +11,9 @@ from torch import Tensor
 
 def member_seed(seed: int, member: int) -> int:
     """A 63-bit seed for ensemble member `member` of a run seeded with `seed`."""
-    return int(np.random.SeedSequence([int(seed), int(member)]).generate_state(1, np.uint64)[0] >> 1)
+    return int(
+        np.random.SeedSequence([int(seed), int(member)]).generate_state(1, np.uint64)[0] >> 1
+    )
 
 
 class EnsembleRNG:

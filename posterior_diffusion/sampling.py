@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -90,42 +91,53 @@ def sample_posterior(
         )
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    steps = int(steps or spec.default_steps)
+    steps = spec.default_steps if steps is None else int(steps)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if batch_size is not None and int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     options = dict(options or {})
     y = torch.as_tensor(y)
     if tuple(y.shape) != tuple(model.data_shape):
-        raise ValueError(f"y has shape {tuple(y.shape)}, the forward model expects {model.data_shape}")
+        raise ValueError(
+            f"y has shape {tuple(y.shape)}, the forward model expects {model.data_shape}"
+        )
     batch_size = int(batch_size or min(num_samples, 64))
     device = torch.device(device)
     counting = CountingPrior(prior).to(device)
-    model = model.to(device)
+    model = copy.deepcopy(model).to(device)  # the caller's model stays where it was
     y = y.to(device=device, dtype=dtype)
-    batches = [range(s, min(s + batch_size, num_samples)) for s in range(0, num_samples, batch_size)]
+    batches = [
+        range(s, min(s + batch_size, num_samples)) for s in range(0, num_samples, batch_size)
+    ]
     info: dict[str, Any] = {"sampler": sampler, "steps": steps, "options": options, "seed": seed}
     done: list[Tensor] = []
-    bar = tqdm(total=len(batches) * steps, unit="step", disable=not progress, desc=sampler)
     start = time.perf_counter()
+    costs = _costs(counting, 0, start)
+    bar = tqdm(total=len(batches) * steps, unit="step", disable=not progress, desc=sampler)
+
+    def check_finite(x: Tensor, where: str) -> None:
+        if not bool(torch.isfinite(x).all()):
+            raise SamplerDivergence(f"sampler '{sampler}' diverged (NaN/inf) {where}")
 
     def on_step(state: dict[str, Any]) -> None:
-        if not bool(torch.isfinite(state["x"]).all()):
-            raise SamplerDivergence(
-                f"sampler '{sampler}' diverged (NaN/inf) at step {state['i']}, "
-                f"sigma = {state['sigma']:.4g}"
-            )
+        check_finite(state["x"], f"at step {state['i']}, sigma = {state['sigma']:.4g}")
         bar.update(1)
 
     try:
         for members in batches:
             rng = EnsembleRNG(seed, members, device)
             x = spec.function(counting, model, y, rng, steps, on_step, **options)
+            check_finite(x, "in its final output")
             done.append(x.detach().to("cpu", torch.float64))
+            costs = _costs(counting, len(done), start)  # only completed batches count
     except KeyboardInterrupt:
+        info.update(costs)
+        empty = torch.empty((0, *model.field_shape), dtype=torch.float64)
+        raise SamplingInterrupted(torch.cat(done) if done else empty, info) from None
+    finally:
         bar.close()
-        info.update(_costs(counting, len(done), start))
-        partial = torch.cat(done) if done else torch.empty((0, *model.field_shape))
-        raise SamplingInterrupted(partial, info) from None
-    bar.close()
-    info.update(_costs(counting, len(batches), start))
+    info.update(costs)
     return torch.cat(done), info
 
 

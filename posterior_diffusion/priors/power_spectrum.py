@@ -63,7 +63,7 @@ class TabulatedPowerSpectrum:
         if np.any(k < lo) or np.any(k > hi * (1 + 1e-12)):
             raise PowerSpectrumError(
                 f"{self.source}: table covers k in [{lo:g}, {hi:g}] cycles/pixel but "
-                f"[{k.min():g}, {k.max():g}] is needed (the grid's corner is at |k| = 0.7071)"
+                f"[{k.min():g}, {k.max():g}] is needed"
             )
         k = np.clip(k, lo, hi)
         pos_k, pos_p = self.k[self.k > 0], self.power[self.k > 0]

@@ -26,11 +26,15 @@ class SamplerSpec:
 
 SAMPLERS: dict[str, SamplerSpec] = {
     "guided": SamplerSpec(
-        guided, 32, "Tweedie-covariance guidance on the Heun PF-ODE (exact for Gaussian priors)",
+        guided,
+        48,
+        "Tweedie-covariance guidance on the PF-ODE (exact for Gaussian priors)",
         needs_linear_gaussian=True,
     ),
     "split_gibbs": SamplerSpec(
-        split_gibbs, 40, "annealed split Gibbs (PnP-DM), asymptotically exact for any prior",
+        split_gibbs,
+        40,
+        "annealed split Gibbs (PnP-DM), asymptotically exact for any prior",
         needs_linear_gaussian=True,
     ),
     "dps": SamplerSpec(dps, 1000, "Diffusion Posterior Sampling (Chung et al. 2023), baseline"),

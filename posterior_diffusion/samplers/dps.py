@@ -42,7 +42,9 @@ def dps(
 ) -> Tensor:
     """DPS, Algorithm 1 of Chung et al. (2023); beta_i = beta_{min..max} / steps, linearly spaced."""
     shape = model.field_shape
+    # Clamped so that short test runs (steps <= 20) keep every beta_i < 1.
     betas = torch.linspace(beta_min / steps, beta_max / steps, steps, dtype=torch.float64)
+    betas = betas.clamp(max=0.999)
     alphas = 1 - betas
     alpha_bars = torch.cumprod(alphas, 0)
     x = rng.randn(shape)

