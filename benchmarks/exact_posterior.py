@@ -126,7 +126,9 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
             cells = " | ".join(f"{c:.3f} (exact)" for c in r["coverage"])
             print(f"| {r['problem']} | exact | | | | | | {cells} |")
             continue
-        diffs = " | ".join(f"{c - e:+.3f}" for c, e in zip(r["coverage"], exact[r["problem"]], strict=True))
+        diffs = " | ".join(
+            f"{c - e:+.3f}" for c, e in zip(r["coverage"], exact[r["problem"]], strict=True)
+        )
         print(
             f"| {r['problem']} | {r['sampler']} | {r['steps']} | {r['nfe_per_sample']:.0f} | "
             f"{r['seconds_per_sample']:.4f} | {r['z_mean']:.3f} | {r['std_ratio']:.3f} | {diffs} |"

@@ -26,9 +26,30 @@ def conjugate_gradient(
     A member stops updating once its residual falls below rtol * |b|, so its result does not
     depend on which other members share the batch.
     """
+    x, _, matvecs = conjugate_gradient_with_image(
+        lambda v: (matvec(v), None), b, x0, rtol, max_iter
+    )
+    return x, matvecs
+
+
+def conjugate_gradient_with_image(
+    matvec: Callable[[Tensor], tuple[Tensor, Tensor | None]],
+    b: Tensor,
+    x0: Tensor | None = None,
+    rtol: float = 1e-6,
+    max_iter: int = 100,
+) -> tuple[Tensor, Tensor | None, int]:
+    """CG where `matvec(v)` returns (M v, L v) for some linear L; returns x, L x and the matvecs.
+
+    L x is carried along by the same recurrences as x, so when computing M v already yields L v
+    (as C B^T v inside B C B^T v), L x costs no extra product.
+    """
     x = torch.zeros_like(b) if x0 is None else x0.clone()
-    r = b - matvec(x) if x0 is not None else b.clone()
-    matvecs = 1 if x0 is not None else 0
+    if x0 is None:
+        r, image, matvecs = b.clone(), None, 0
+    else:
+        m_x, image = matvec(x)
+        r, matvecs = b - m_x, 1
     threshold = rtol**2 * batch_dot(b, b)
     p = r.clone()
     rs = batch_dot(r, r)
@@ -36,14 +57,16 @@ def conjugate_gradient(
         active = rs > threshold
         if not bool(active.any()):
             break
-        mp = matvec(p)
+        mp, image_p = matvec(p)
         matvecs += 1
         p_mp = batch_dot(p, mp)
         alpha = torch.where(active, rs / torch.where(p_mp > 0, p_mp, torch.ones_like(p_mp)), 0)
         x = x + alpha * p
+        if image_p is not None:
+            image = alpha * image_p if image is None else image + alpha * image_p
         r = r - alpha * mp
         rs_new = batch_dot(r, r)
         beta = torch.where(active, rs_new / torch.where(rs > 0, rs, torch.ones_like(rs)), 0)
         p = torch.where(active, r + beta * p, p)
         rs = torch.where(active, rs_new, rs)
-    return x, matvecs
+    return x, image, matvecs

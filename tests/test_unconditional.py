@@ -164,7 +164,9 @@ def test_prior_ode_exact_variance(prior, power):
 
 
 def test_prior_sde_exact_variance_is_second_order(prior, power):
-    errors = {steps: exact_mode_variance(prior, prior_sde, steps) / power - 1 for steps in (200, 400)}
+    errors = {
+        steps: exact_mode_variance(prior, prior_sde, steps) / power - 1 for steps in (200, 400)
+    }
     assert np.all(np.abs(errors[200]) < 0.005)  # measured +0.13% per mode (50 steps: +2.1%)
     # DPM-Solver++(2M) SDE is second order: doubling the steps divides the error by ~4 (measured 4.0).
     assert np.all(np.abs(errors[400]) < np.abs(errors[200]) / 3)

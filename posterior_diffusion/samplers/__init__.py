@@ -7,6 +7,7 @@ with one ensemble member per generator of `rng`. `sampling.sample_posterior` run
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,27 +20,29 @@ from .unconditional import prior_ode, prior_sde
 @dataclass(frozen=True)
 class SamplerSpec:
     function: Callable
-    default_steps: int
     summary: str
     needs_linear_gaussian: bool = False
+
+    @property
+    def default_steps(self) -> int:
+        """The `steps` default of the sampler function itself (one source of truth)."""
+        return inspect.signature(self.function).parameters["steps"].default
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
     "guided": SamplerSpec(
         guided,
-        48,
         "Tweedie-covariance guidance on the PF-ODE (exact for Gaussian priors)",
         needs_linear_gaussian=True,
     ),
     "split_gibbs": SamplerSpec(
         split_gibbs,
-        40,
         "annealed split Gibbs (PnP-DM), asymptotically exact for any prior",
         needs_linear_gaussian=True,
     ),
-    "dps": SamplerSpec(dps, 1000, "Diffusion Posterior Sampling (Chung et al. 2023), baseline"),
-    "prior_ode": SamplerSpec(prior_ode, 40, "unconditional PF-ODE (ignores the data)"),
-    "prior_sde": SamplerSpec(prior_sde, 200, "unconditional reverse SDE (ignores the data)"),
+    "dps": SamplerSpec(dps, "Diffusion Posterior Sampling (Chung et al. 2023), baseline"),
+    "prior_ode": SamplerSpec(prior_ode, "unconditional PF-ODE (ignores the data)"),
+    "prior_sde": SamplerSpec(prior_sde, "unconditional reverse SDE (ignores the data)"),
 }
 
 DEFAULT_SAMPLER = "guided"

@@ -2,8 +2,9 @@
 
 We follow the paper, not the official code: the guidance step is zeta_i * grad ||y - A(x0_hat)||^2
 with zeta_i = zeta' / ||y - A(x0_hat)|| (the code differentiates the unsquared norm, half this step).
-The residual is whitened (Sigma^{-1/2}) for Gaussian noise, and weighted by 1 / sqrt(max(y, 1)) for
-Poisson counts (the paper's Lambda up to its constant factor 2), so zeta' does not depend on units.
+The residual is in data units as in the paper; with a per-pixel noise map or a mask it is weighted
+by sigma_rms / sigma (zero where unobserved), and for Poisson counts by 1 / sqrt(max(y, 1)) (the
+paper's Lambda up to its constant factor 2).
 The DDPM chain is the paper's VP one with a linear beta schedule (1e-4 to 0.02 at 1000 steps);
 the VE denoiser is evaluated at x_i / sqrt(alpha_bar_i) with sigma_i^2 = (1 - alpha_bar_i) / alpha_bar_i.
 """
@@ -20,11 +21,14 @@ from ..rng import EnsembleRNG
 from .common import StepCallback, report
 
 
-def whitened_residual(model: ForwardModel, y: Tensor, x0_hat: Tensor) -> Tensor:
-    """The residual DPS takes the norm of, in units of the noise."""
+def weighted_residual(model: ForwardModel, y: Tensor, x0_hat: Tensor) -> Tensor:
+    """The residual DPS takes the norm of, in data units, down-weighted where the noise is larger."""
     mean = model.A(x0_hat)
     if model.noise.is_gaussian:
-        return model.noise.whiten(y - mean)
+        inverse_sigma = model.noise.whiten(torch.ones_like(y))
+        observed = inverse_sigma > 0
+        sigma_rms = inverse_sigma[observed].square().mean().rsqrt()
+        return sigma_rms * model.noise.whiten(y - mean)
     return (y - mean) / y.clamp_min(1.0).sqrt()
 
 
@@ -52,12 +56,14 @@ def dps(
         alpha, beta, alpha_bar = alphas[i].item(), betas[i].item(), alpha_bars[i].item()
         alpha_bar_prev = alpha_bars[i - 1].item() if i > 0 else 1.0
         sigma = ((1 - alpha_bar) / alpha_bar) ** 0.5
+        # The gradient through the denoiser is a vector-Jacobian product, J^T g = Cov g / sigma^2
+        # (J symmetric), taken through `linearize` so that it is counted like guided's products.
+        x0_hat, cov = prior.linearize(x / alpha_bar**0.5, sigma)
         with torch.enable_grad():
-            x_in = x.detach().requires_grad_(True)
-            x0_hat = prior.denoise(x_in / alpha_bar**0.5, sigma)
-            residual_norm = whitened_residual(model, y, x0_hat).flatten(1).norm(dim=1)
-            (grad,) = torch.autograd.grad(residual_norm.square().sum(), x_in)
-        x0_hat = x0_hat.detach()
+            x0_leaf = x0_hat.detach().requires_grad_(True)
+            residual_norm = weighted_residual(model, y, x0_leaf).flatten(1).norm(dim=1)
+            (grad_x0,) = torch.autograd.grad(residual_norm.square().sum(), x0_leaf)
+        grad = cov(grad_x0) / (sigma**2 * alpha_bar**0.5)
         x_prime = (
             alpha**0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar) * x
             + alpha_bar_prev**0.5 * beta / (1 - alpha_bar) * x0_hat

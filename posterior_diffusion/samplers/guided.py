@@ -18,7 +18,7 @@ from torch import Tensor
 from forward_models.base import ForwardModel
 
 from ..likelihood import WhitenedLinearGaussian
-from ..linalg import conjugate_gradient
+from ..linalg import conjugate_gradient_with_image
 from ..priors.base import Prior
 from ..rng import EnsembleRNG
 from ..schedules import log_uniform_sigmas
@@ -33,16 +33,16 @@ def conditional_denoiser(
 
     def denoise_given_y(x: Tensor, sigma: float) -> Tensor:
         x0_hat, cov = prior.linearize(x, sigma)
-        B, Bt = likelihood.B, likelihood.B_adjoint
-        u, _ = conjugate_gradient(
-            lambda v: v + B(cov(Bt(v))),
-            likelihood.residual(x0_hat),
-            x0=warm.get("u"),
-            rtol=cg_rtol,
-            max_iter=cg_max_iter,
+
+        def matvec(v: Tensor) -> tuple[Tensor, Tensor]:
+            cov_bt_v = cov(likelihood.B_adjoint(v))
+            return v + likelihood.B(cov_bt_v), cov_bt_v
+
+        u, cov_bt_u, _ = conjugate_gradient_with_image(
+            matvec, likelihood.residual(x0_hat), warm.get("u"), cg_rtol, cg_max_iter
         )
         warm["u"] = u
-        return x0_hat + cov(Bt(u))
+        return x0_hat if cov_bt_u is None else x0_hat + cov_bt_u
 
     return denoise_given_y
 
@@ -58,7 +58,7 @@ def guided(
     sigma_min: float | None = None,
     sigma_max: float | None = None,
     cg_rtol: float = 1e-3,
-    cg_max_iter: int = 20,
+    cg_max_iter: int = 3,
 ) -> Tensor:
     """PF-ODE with the Tweedie-covariance conditional denoiser, by DPM-Solver++(2M).
 

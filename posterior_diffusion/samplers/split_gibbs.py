@@ -41,10 +41,10 @@ def split_gibbs(
     model: ForwardModel,
     y: Tensor,
     rng: EnsembleRNG,
-    steps: int = 40,
+    steps: int = 50,
     callback: StepCallback | None = None,
     *,
-    prior_steps: int = 10,
+    prior_steps: int = 16,
     rho_max: float | None = None,
     rho_min_factor: float = 0.2,
     hold_fraction: float = 0.3,
@@ -55,7 +55,7 @@ def split_gibbs(
     likelihood = WhitenedLinearGaussian(model, y.to(torch.float64))
     shape = model.field_shape
     rho_min = rho_min_factor / operator_norm(likelihood, shape)
-    rho_max = rho_max or prior.sigma_max() / 20
+    rho_max = rho_max or prior.sigma_max() / 50
     anneal = max(1, round(steps * (1 - hold_fraction)))
     rhos = torch.cat(
         [
