@@ -14,16 +14,6 @@ FIELD = (1, 8, 12)
 NOISE_STD = 0.3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Intra-op threads cost far more than they save on tiny FFTs (8 ms vs 0.02 ms a call on a
-    # busy 2-core machine), and results do not depend on the thread count.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -17,16 +17,6 @@ from posterior_diffusion.sampling import sample_posterior
 FIELD = (1, 16, 16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Intra-op threads cost far more than they save on 16 x 16 FFTs (8 ms vs 0.02 ms a call on a
-    # busy 2-core machine), and results do not depend on the thread count.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def spectrum(k: np.ndarray) -> np.ndarray:
     """Mildly red with a floor: about 127 effective modes of 256, so sample errors stay small."""
     return 0.05 + 1.0 / (1.0 + (k / 0.15) ** 2) ** 1.5
