@@ -51,8 +51,8 @@ def split_gibbs(
     cg_rtol: float = 1e-6,
     cg_max_iter: int = 200,
 ) -> Tensor:
-    """`steps` Gibbs sweeps; each prior step runs `prior_steps` ancestral steps from rho to 0."""
-    likelihood = WhitenedLinearGaussian(model, y.to(torch.float64))
+    """`steps` Gibbs sweeps; each prior step runs `prior_steps` reverse-SDE steps from rho to 0."""
+    likelihood = WhitenedLinearGaussian(model, y)
     shape = model.field_shape
     rho_min = rho_min_factor / operator_norm(likelihood, shape)
     rho_max = rho_max or prior.sigma_max() / 50
