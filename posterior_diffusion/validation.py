@@ -19,15 +19,17 @@ from forward_models import Compose, ForwardModel, GaussianNoise, Mask, Shear, sh
 from .exact import ExactPosterior
 from .masks import survey_mask
 from .priors import GaussianPrior, default_power_spectrum
+from .priors.power_spectrum import power_on_grid
 
 LEVELS = (0.5, 0.68, 0.9, 0.95)
 
 
 def unit_variance_spectrum(height: int, width: int):
     """A red spectrum, P(k) proportional to 1 / (1 + (k / 0.05)^2), scaled to unit pixel variance."""
-    from .priors.power_spectrum import power_on_grid
 
-    shape = lambda k: 1.0 / (1.0 + (np.asarray(k) / 0.05) ** 2)  # noqa: E731
+    def shape(k):
+        return 1.0 / (1.0 + (np.asarray(k) / 0.05) ** 2)
+
     scale = 1.0 / power_on_grid(shape, height, width).mean()
     return lambda k: scale * shape(k)
 
