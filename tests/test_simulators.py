@@ -10,6 +10,7 @@ import pytest
 import zarr
 
 import posterior_diffusion
+from posterior_diffusion.cli import main
 from posterior_diffusion.priors.power_spectrum import frequency_magnitude, power_on_grid
 from posterior_diffusion.rng import member_seed
 from posterior_diffusion.simulators import (
@@ -172,6 +173,7 @@ def test_seeds_reproduce_exactly_and_differ(simulate):
 
 
 def run_cli(*args, cwd):
+    """The real command line in a fresh interpreter (about 2 s: it imports torch)."""
     return subprocess.run(
         [sys.executable, "-m", "posterior_diffusion.cli", "simulate", *map(str, args)],
         cwd=cwd,
@@ -180,11 +182,18 @@ def run_cli(*args, cwd):
     )
 
 
+def run_main(*args, capsys):
+    """`cli.main` in this process, for the cases that need no fresh interpreter."""
+    status = main(["simulate", *map(str, args)])
+    captured = capsys.readouterr()
+    return status, captured.err
+
+
 @pytest.mark.parametrize("kind", ["grf", "lognormal", "convergence", "density"])
-def test_cli_writes_h5_with_attributes(kind, tmp_path):
+def test_cli_writes_h5_with_attributes(kind, tmp_path, capsys):
     out = tmp_path / f"{kind}.h5"
-    proc = run_cli(kind, out, "--num", 2, "--shape", 16, 16, "--seed", 5, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    status, err = run_main(kind, out, "--num", 2, "--shape", 16, 16, "--seed", 5, capsys=capsys)
+    assert status == 0, err
     with h5py.File(out, "r") as f:
         assert f["fields"].shape == (2, 16, 16) and f["fields"].chunks == (1, 16, 16)
         assert f.attrs["kind"] == kind and int(f.attrs["seed"]) == 5
@@ -202,26 +211,39 @@ def test_cli_writes_zarr_matching_the_python_api(tmp_path):
     root = zarr.open_group(str(out), mode="r")
     assert root["fields"].chunks == (1, 16, 20)
     assert root.attrs["kind"] == "convergence" and root.attrs["pixel_scale_arcmin"] == 0.5
+    assert root.attrs["posterior_diffusion_version"] == posterior_diffusion.__version__
     assert json.loads(root.attrs["parameters"])["shift"] == 0.03
     expected = convergence_map((16, 20), 3, seed=9, pixel_scale_arcmin=0.5, shift=0.03)
     np.testing.assert_array_equal(root["fields"][...], expected)
 
 
+def assert_one_line_usage_error(status, err, directory):
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("posterior-diffusion: error: ")
+    assert not any(directory.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args", [("galaxies", "out.h5"), ("grf", "out.h5", "--shape", 0, 16)], ids=["kind", "shape"]
+)
+def test_cli_bad_kind_or_shape_exits_2_with_one_line(args, tmp_path):
+    proc = run_cli(*args, cwd=tmp_path)
+    assert_one_line_usage_error(proc.returncode, proc.stderr, tmp_path)
+
+
 @pytest.mark.parametrize(
     "args",
     [
-        ("galaxies", "out.h5"),
-        ("grf", "out.h5", "--shape", 0, 16),
-        ("density", "out.h5", "--shape", 16, 8),
-        ("density", "out.h5", "--lpt-order", 3),
-        ("grf", "out.npy"),
-        ("grf", "out.h5", "--pixel-scale-arcmin", 1),
+        ("density", "{dir}/out.h5", "--shape", 16, 8),
+        ("density", "{dir}/out.h5", "--lpt-order", 3),
+        ("grf", "{dir}/out.npy"),
+        ("grf", "{dir}/out.h5", "--pixel-scale-arcmin", 1),
+        ("lognormal", "{dir}/out.h5", "--power-spectrum", "{dir}/missing.txt"),
     ],
-    ids=["kind", "shape", "density-shape", "lpt-order", "suffix", "flag-for-other-kind"],
+    ids=["density-shape", "lpt-order", "suffix", "flag-for-other-kind", "missing-spectrum"],
 )
-def test_cli_bad_input_exits_2_with_one_line(args, tmp_path):
-    proc = run_cli(*args, cwd=tmp_path)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("posterior-diffusion: error: ")
-    assert not any(tmp_path.iterdir())
+def test_cli_other_bad_input_exits_2_with_one_line(args, tmp_path, capsys):
+    args = [str(a).format(dir=tmp_path) for a in args]
+    status, err = run_main(*args, capsys=capsys)
+    assert_one_line_usage_error(status, err, tmp_path)
