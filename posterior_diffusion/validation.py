@@ -16,6 +16,7 @@ from torch import Tensor
 
 from forward_models import Compose, ForwardModel, GaussianNoise, Mask, Shear, shape_noise_sigma
 
+from .diagnostics.coverage import coverage_curve
 from .exact import ExactPosterior
 from .masks import survey_mask
 from .priors import GaussianPrior, default_power_spectrum
@@ -62,13 +63,8 @@ def gaussian_problem(
 
 def interval_coverage(samples: Tensor, truth: Tensor, levels=LEVELS) -> list[float]:
     """Fraction of pixels whose truth lies in the central credible interval, per level."""
-    out = []
-    for level in levels:
-        q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=samples.dtype)
-        lo, hi = torch.quantile(samples.flatten(1), q, dim=0)
-        inside = (truth.flatten() >= lo) & (truth.flatten() <= hi)
-        out.append(float(inside.double().mean()))
-    return out
+    _, covered = coverage_curve(samples, truth, levels, batched=False)
+    return [float(c) for c in covered]
 
 
 @dataclass

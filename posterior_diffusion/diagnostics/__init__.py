@@ -1,0 +1,56 @@
+"""Calibration diagnostics: pure functions of posterior samples and truths (numpy or torch in,
+numpy out)."""
+
+from .coverage import coverage_curve, coverage_map, coverage_per_test, expected_coverage
+from .exact import gaussian_w2, std_ratio, z_mean
+from .sbc import (
+    peak_counts,
+    pixel_values,
+    power_spectrum_bins,
+    random_projections,
+    rank_histogram,
+    rank_uniformity_pvalue,
+    sbc_ranks,
+)
+from .spectra import (
+    azimuthal_average,
+    cross_correlation,
+    k_bin_edges,
+    one_point_pdf,
+    power_spectrum,
+    sample_variance_band,
+    transfer_function,
+)
+from .tarp import TarpResult, ecp_curve, random_references, tarp_coverage, tarp_fractions
+from .zscores import reduced_chi2, zscore_map
+
+__all__ = [
+    "TarpResult",
+    "azimuthal_average",
+    "coverage_curve",
+    "coverage_map",
+    "coverage_per_test",
+    "cross_correlation",
+    "ecp_curve",
+    "expected_coverage",
+    "gaussian_w2",
+    "k_bin_edges",
+    "one_point_pdf",
+    "peak_counts",
+    "pixel_values",
+    "power_spectrum",
+    "power_spectrum_bins",
+    "random_projections",
+    "random_references",
+    "rank_histogram",
+    "rank_uniformity_pvalue",
+    "reduced_chi2",
+    "sample_variance_band",
+    "sbc_ranks",
+    "std_ratio",
+    "tarp_coverage",
+    "tarp_fractions",
+    "transfer_function",
+    "z_mean",
+    "zscore_map",
+]

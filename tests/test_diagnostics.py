@@ -1,0 +1,187 @@
+"""Calibration diagnostics on exact Gaussian posteriors (P1, 16 x 16) and two broken samplers.
+
+K = 100 independent (truth, y) tests with N = 64 exact posterior samples each. Tolerances are 5
+standard errors of the statistic over the K independent tests (pixels of one map are correlated,
+so the spread between tests, not the pixel count, sets the error), plus the known finite-N bias.
+The broken samplers: over-confident (deviations from the exact mean scaled by 0.5) and biased
+(mean shifted by one posterior std along a random whitened direction: w = S u, |u|^2 = D).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from posterior_diffusion import diagnostics as dg
+from posterior_diffusion.exact import exact_posterior
+from posterior_diffusion.priors import GaussianPrior
+from posterior_diffusion.priors.power_spectrum import power_on_grid
+from posterior_diffusion.validation import gaussian_problem, interval_coverage
+
+SHAPE = (16, 16)
+K, N = 100, 64
+ALPHA = np.linspace(0, 1, 21)
+RANK_BINS = 5  # 13 rank values per bin, 20 tests expected per bin
+
+
+@pytest.fixture(scope="module")
+def ensembles():
+    prior, model = gaussian_problem("P1", SHAPE, seed=0)
+    g = torch.Generator().manual_seed(0)
+    truths = prior.sample(K, g)
+    exact, means = [], []
+    for truth in truths:
+        post = exact_posterior(prior, model, model.simulate(truth, g))
+        exact.append(post.sample(N, g))
+        means.append(post.mean)
+    exact, means = torch.stack(exact).numpy(), torch.stack(means).numpy()[:, None]
+    sqrt_factor = post.sqrt_factor.numpy()  # the same for every test: Cov does not depend on y
+    u = np.random.default_rng(1).standard_normal(sqrt_factor.shape[1])
+    shift = (sqrt_factor @ (u / np.sqrt(np.mean(u**2)))).reshape(truths.shape[1:])
+    return {
+        "truth": truths.numpy(),
+        "references": prior.sample(K, g).numpy(),  # independent prior draws, one per test
+        "exact": exact,
+        "over-confident": means + 0.5 * (exact - means),
+        "biased": exact + shift,
+    }
+
+
+def test_coverage_on_diagonal_for_exact_and_off_for_broken(ensembles):
+    truth = ensembles["truth"]
+    levels, per_test = dg.coverage_per_test(ensembles["exact"], truth, batched=True)
+    expected = dg.expected_coverage(levels, N)
+    se = per_test.std(axis=1, ddof=1) / math.sqrt(K)
+    assert np.all(np.abs(per_test.mean(1) - expected) <= 5 * se + 1e-12)
+    for name in ("over-confident", "biased"):
+        _, curve = dg.coverage_curve(ensembles[name], truth, batched=True)
+        assert np.max(expected - curve) > 0.1, name  # far outside 5 se (~0.02)
+    single = dg.coverage_curve(ensembles["exact"][0], truth[0], (0.5, 0.9), batched=False)[1]
+    assert single == pytest.approx(
+        interval_coverage(
+            torch.from_numpy(ensembles["exact"][0]), torch.from_numpy(truth[0]), (0.5, 0.9)
+        )
+    )
+    cmap = dg.coverage_map(ensembles["exact"], truth, 0.9, batched=True)
+    assert cmap.shape == truth.shape[1:]
+    assert cmap.mean() == pytest.approx(
+        dg.coverage_curve(ensembles["exact"], truth, [0.9], batched=True)[1][0]
+    )
+
+
+def test_tarp_with_prior_references(ensembles):
+    # ECP(alpha) of a calibrated posterior is Binomial(K, ~alpha) / K, plus a 1 / (N + 1)
+    # discreteness: 5 se = 5 sqrt(alpha (1 - alpha) / K) <= 0.25.
+    tol = 5 * np.sqrt(ALPHA * (1 - ALPHA) / K) + 1 / (N + 1)
+    refs = ensembles["references"]
+    result = dg.tarp_coverage(ensembles["exact"], ensembles["truth"], prior_draws=refs)
+    assert np.all(np.abs(result.ecp - ALPHA) <= tol + 1e-12), result.ecp
+    for name in ("over-confident", "biased"):
+        broken = dg.tarp_coverage(ensembles[name], ensembles["truth"], prior_draws=refs)
+        assert broken.deviation > 0.4, (name, broken.deviation)
+    with pytest.raises(ValueError, match="prior_draws"):
+        dg.tarp_coverage(ensembles["exact"], ensembles["truth"])
+
+
+def test_tarp_matches_tarp_package():
+    tarp = pytest.importorskip("tarp")
+    rng = np.random.default_rng(0)
+    k, n, d = 200, 100, 3
+    theta = rng.standard_normal((k, d))
+    samples = theta[:, None] + rng.standard_normal((k, n, d)) * 1.3 + 0.2
+    references = rng.standard_normal((k, d))
+    ecp_ref, alpha_ref = tarp.get_tarp_coverage(
+        samples.transpose(1, 0, 2), theta, references=references
+    )
+    ours = dg.tarp_coverage(samples, theta, references=references, alpha=alpha_ref)
+    # tarp histograms f over its observed range with K // 10 bins: ecp[b] = #(f < edge_b) / K
+    # at every edge but the last, where its closed last bin makes it 1.
+    np.testing.assert_allclose(ours.ecp[:-1], ecp_ref[:-1], atol=1e-12)
+    assert ecp_ref[-1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "statistic",
+    [functools.partial(dg.random_projections, num=8, seed=0), dg.power_spectrum_bins],
+    ids=["projections", "power-spectrum"],
+)
+def test_sbc_flat_for_exact_and_not_for_broken(ensembles, statistic):
+    truth = ensembles["truth"]
+    ranks = dg.sbc_ranks(ensembles["exact"], truth, statistic, batched=True)
+    assert ranks.min() >= 0 and ranks.max() <= N
+    assert dg.rank_uniformity_pvalue(ranks, N, RANK_BINS).min() > 1e-3
+    for name in ("over-confident", "biased"):
+        broken = dg.sbc_ranks(ensembles[name], truth, statistic, batched=True)
+        assert dg.rank_uniformity_pvalue(broken, N, RANK_BINS).min() < 1e-6, name
+
+
+def test_peak_counts_and_pixel_ranks_run(ensembles):
+    ranks = dg.sbc_ranks(
+        ensembles["exact"][:5], ensembles["truth"][:5], dg.peak_counts, batched=True
+    )
+    assert ranks.shape == (5, 3)
+    counts, expected = dg.rank_histogram(
+        dg.sbc_ranks(ensembles["exact"], ensembles["truth"], batched=True), N, RANK_BINS
+    )
+    assert counts.shape == (SHAPE[0] * SHAPE[1], RANK_BINS) and expected.sum() == pytest.approx(1)
+    assert np.all(counts.sum(1) == K)
+
+
+def test_zscores_and_reduced_chi2(ensembles):
+    z = dg.zscore_map(ensembles["exact"], ensembles["truth"], batched=True)
+    assert z.shape == ensembles["truth"].shape
+    # Student-t with N - 1 dof: variance (N - 1) / (N - 3); 25600 correlated pixels, K tests.
+    per_test = (z**2).reshape(K, -1).mean(1)
+    target = (N - 1) / (N - 3)
+    assert abs(per_test.mean() - target) <= 5 * per_test.std(ddof=1) / math.sqrt(K)
+    _, model = gaussian_problem("P1", SHAPE, seed=0)
+    x = torch.from_numpy(ensembles["truth"][:4])
+    y = model.simulate(x, torch.Generator().manual_seed(5))
+    chi2 = dg.reduced_chi2(y, model.A(x), model.noise.whiten, batch_dims=1)
+    dof = int(model.noise.whiten(torch.ones_like(y[0])).ne(0).sum())
+    assert chi2.shape == (4,)
+    assert np.all(np.abs(chi2 - 1) <= 5 * math.sqrt(2 / dof))
+
+
+def test_exact_posterior_distances():
+    prior, model = gaussian_problem("P1", (8, 8), seed=0)
+    g = torch.Generator().manual_seed(2)
+    post = exact_posterior(prior, model, model.simulate(prior.sample(1, g)[0], g))
+    samples = post.sample(4000, g)
+    assert dg.z_mean(samples, post.mean, post.std) <= 5 * math.sqrt(1 / 4000)
+    assert abs(dg.std_ratio(samples, post.std) - 1) <= 5 * math.sqrt(1 / (2 * 4000))
+    w2 = dg.gaussian_w2(samples, post.mean, post.covariance)
+    shifted = dg.gaussian_w2(samples + post.std, post.mean, post.covariance)
+    assert w2 < 0.2 * shifted
+    assert shifted == pytest.approx(float(post.std.square().sum().sqrt()), rel=0.1)
+
+
+def test_power_spectrum_of_gaussian_prior_samples():
+    def spectrum(k):
+        return 2.0 / (1.0 + (np.asarray(k) / 0.1) ** 2)
+
+    maps = GaussianPrior(spectrum, SHAPE).sample(64, torch.Generator().manual_seed(0))[:, 0]
+    k, power, counts = dg.power_spectrum(maps)
+    _, model, _ = dg.azimuthal_average(power_on_grid(spectrum, *SHAPE), dg.k_bin_edges(*SHAPE))
+    mean = power.mean(0)
+    # Var(P_b) = 2 P^2 / n per map; 64 independent maps.
+    assert np.all(np.abs(mean - model) <= 5 * model * np.sqrt(2 / counts / 64))
+    lo, hi = dg.sample_variance_band(model, counts)
+    assert np.all(lo < model) and np.all(hi > model)
+    assert np.all(np.diff(k) > 0) and counts.sum() > 0
+
+
+def test_cross_correlation_and_transfer_of_identical_maps():
+    maps = GaussianPrior(lambda k: 1 + 0 * k, SHAPE).sample(3)[:, 0]
+    _, r = dg.cross_correlation(maps, maps)
+    _, t = dg.transfer_function(maps, torch.from_numpy(maps.numpy()))
+    np.testing.assert_allclose(r, 1, atol=1e-12)
+    np.testing.assert_allclose(t, 1, atol=1e-12)
+    _, half = dg.transfer_function(0.5 * maps, maps)
+    np.testing.assert_allclose(half, 0.5, atol=1e-12)
+    centres, density = dg.one_point_pdf(maps, bins=20)
+    assert density.sum() * (centres[1] - centres[0]) == pytest.approx(1)
