@@ -17,6 +17,7 @@ from torch import Tensor
 from forward_models import Compose, ForwardModel, GaussianNoise, Mask, Shear, shape_noise_sigma
 
 from .diagnostics.coverage import coverage_curve
+from .diagnostics.exact import std_ratio, z_mean
 from .exact import ExactPosterior
 from .masks import survey_mask
 from .priors import GaussianPrior, default_power_spectrum
@@ -86,19 +87,19 @@ def compare_to_exact(
     """
     n_samples = samples.shape[0]
     flat = samples.reshape(n_samples, -1).double()
-    mean, std = exact.mean.reshape(-1), exact.std.reshape(-1)
-    z_mean = ((flat.mean(0) - mean) / std).square().mean().sqrt()
-    std_ratio = (flat.std(0) / std).median()
+    mean = exact.mean.reshape(-1)
+    z = z_mean(flat, exact.mean, exact.std)
+    ratio = std_ratio(flat, exact.std)
     if not whitened:  # the eigendecomposition is the slow part on 64 x 64 grids
         nan = float("nan")
-        return ExactComparison(float(z_mean), float(std_ratio), nan, nan, (nan, nan))
+        return ExactComparison(z, ratio, nan, nan, (nan, nan))
     evals, evecs = torch.linalg.eigh(exact.covariance)
     keep = evals > evals.max() * 1e-12
     w = ((flat - mean) @ evecs[:, keep]) / evals[keep].sqrt()
     variances = w.var(0)
     return ExactComparison(
-        z_mean=float(z_mean),
-        std_ratio=float(std_ratio),
+        z_mean=z,
+        std_ratio=ratio,
         whitened_mean=float(n_samples * w.mean(0).square().mean()),
         whitened_variance=float(variances.mean()),
         whitened_variance_range=(float(variances.min()), float(variances.max())),
