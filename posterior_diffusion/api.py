@@ -157,8 +157,8 @@ def reconstruct(
         observation: an OBS.h5 path (docs/observation-format.md) or an `Observation`.
         forward_model: a registry name or a ForwardModel; None: the file's `forward_model`
             attribute.
-        prior: a Prior, "default" or "gaussian" (needs `power_spectrum`); None: the default prior,
-            or a Gaussian one when `power_spectrum` is given.
+        prior: a Prior, a prior file (.pt/.ckpt from `posterior-diffusion train`), "default" or
+            "gaussian"; None: the default prior, or a Gaussian one when `power_spectrum` is given.
         power_spectrum: two-column text file, k [cycles/pixel] and P.
         sampler: a sampler name; None: the default one for linear-Gaussian models, else dps.
         num_samples: ensemble size.
@@ -183,7 +183,9 @@ def reconstruct(
     else:
         obs = read_observation(observation)
     model = observation_model(obs, forward_model)
-    resolved = resolve_prior(prior, power_spectrum, model.field_shape)
+    resolved = resolve_prior(
+        prior, power_spectrum, model.field_shape, _pixel_scale(obs.attrs)
+    )
     if resolved.field_shape is not None and tuple(resolved.field_shape) != tuple(model.field_shape):
         raise ValueError(
             f"prior is for fields of shape {tuple(resolved.field_shape)}, but forward model "
@@ -317,7 +319,7 @@ def simulate_observation(
             f"forward model '{forward_model}' works on fields of shape {tuple(model.field_shape)}, "
             f"not {field_shape}"
         )
-    resolved = resolve_prior(prior, power_spectrum, field_shape)
+    resolved = resolve_prior(prior, power_spectrum, field_shape, _pixel_scale(params))
     generator = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
         truth = resolved.sample(1, generator)[0].to(torch.float64)
@@ -337,15 +339,219 @@ def simulate_observation(
     return check_observation(obs)
 
 
+def _pixel_scale(attrs: Mapping[str, Any]) -> float | None:
+    """The pixel side [arcmin] an observation declares, if any."""
+    value = attrs.get("pixel_scale_arcmin")
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _split(inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Observation keyword arguments from a flat dict of arrays."""
     rest = {k: v for k, v in inputs.items() if k not in ("mask", "noise_std")}
     return {"mask": inputs.get("mask"), "noise_std": inputs.get("noise_std"), "arrays": rest}
 
 
+
+def observe_field(
+    truth: np.ndarray,
+    forward_model: str,
+    attrs: Mapping[str, Any] | None = None,
+    mask: np.ndarray | None = None,
+    noise_std: float | np.ndarray | None = None,
+    seed: int = 0,
+    command: str | None = None,
+    prior_identity: Mapping[str, Any] | None = None,
+    **arrays: np.ndarray,
+) -> Observation:
+    """Simulate the observation of a given field, e.g. a map from `posterior-diffusion simulate`.
+
+    The counterpart of `simulate_observation` for truths that do not come from the prior: the same
+    parameter defaults, validation and attributes; the noise is drawn from `seed`.
+
+    Args:
+        truth: the field, (H, W) or (C, H, W).
+        forward_model: a registry name, as in `simulate_observation`.
+        attrs: forward-model parameters over SIMULATION_DEFAULTS.
+        mask: (H, W) 0/1 on the data grid, 1 = observed.
+        noise_std: noise standard deviation in data units.
+        seed: seeds the noise.
+        command: the command line, recorded as provenance.
+        prior_identity: what the truth was drawn from, recorded as provenance.
+        **arrays: further datasets for the forward model (psf, n_gal_per_arcmin2).
+
+    Returns:
+        A checked Observation with y, truth, mask, noise_std and attributes.
+    """
+    _check_run_settings(1, None, seed, None, "cpu")
+    field = np.asarray(truth, dtype=np.float64)
+    if field.ndim == 2:
+        field = field[None]
+    if field.ndim != 3 or min(field.shape) < 1:
+        raise ValueError(f"a field must be (H, W) or (C, H, W), got shape {np.shape(truth)}")
+    field_shape = tuple(field.shape)
+    params = {**SIMULATION_DEFAULTS.get(forward_model, {}), **dict(attrs or {})}
+    data_shape = _data_shape(forward_model, params, field_shape)
+    inputs = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
+    if mask is not None:
+        inputs["mask"] = np.asarray(mask, dtype=np.float64)
+    if noise_std is not None:
+        inputs["noise_std"] = np.asarray(noise_std, dtype=np.float64)
+    draft = Observation(
+        y=np.zeros(data_shape), truth=field, path=Path("simulation"), **_split(inputs)
+    )
+    check_observation(draft)  # also refuses NaN/inf in the field
+    try:
+        model = _build_model(forward_model, params, inputs, data_shape, "simulation")
+    except ForwardModelError as err:
+        if noise_std is None and "'noise_std'" in str(err):
+            raise ForwardModelError(f"{err} (give noise_std; CLI: --noise-std S)") from None
+        raise
+    if tuple(model.field_shape) != field_shape:
+        raise ForwardModelError(
+            f"forward model '{forward_model}' works on fields of shape {tuple(model.field_shape)}, "
+            f"not {field_shape}"
+        )
+    generator = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        y = model.simulate(torch.from_numpy(field), generator)
+    record = provenance(
+        command=command,
+        seed=seed,
+        prior_identity=prior_identity,
+        forward_model_params=model.params(),
+    )
+    obs = Observation(
+        y=y.numpy(),
+        truth=field,
+        attrs={**record, **params, "forward_model": forward_model},
+        **_split(inputs),
+    )
+    return check_observation(obs)
+
+
+def calibrate(
+    output_dir: str | os.PathLike,
+    forward_model: str,
+    num_tests: int,
+    prior: str | Prior | None = None,
+    power_spectrum: str | os.PathLike | None = None,
+    simulations: str | os.PathLike | None = None,
+    shape: Sequence[int] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    mask: np.ndarray | None = None,
+    mask_fraction: float = 0.0,
+    mask_border: int = 0,
+    noise_std: float | None = None,
+    sampler: str | None = None,
+    num_samples: int = 64,
+    steps: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    batch_size: int | None = None,
+    keep_tests: bool = True,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Run `num_tests` held-out reconstructions with known truths and write a calibration report.
+
+    Test i draws its truth from the prior (or takes map i of `simulations`), observes it through
+    the forward model with seed (seed, i), samples the posterior and saves its diagnostics to
+    OUTPUT_DIR/tests/test_{i:04d}.npz at once; a rerun loads finished tests instead of redoing
+    them. The report (report.pdf, index.html, figures/, summary.json, CSV tables) is written when
+    all tests are done. Details: docs/calibration.md.
+
+    Args:
+        output_dir: report directory (created; its parent must exist).
+        forward_model: a registry name, as in `simulate_observation`.
+        num_tests: number of (truth, observation) pairs.
+        prior: as in `reconstruct`; also the source of truths when `simulations` is None, and of
+            the TARP reference points.
+        power_spectrum: as in `reconstruct`.
+        simulations: an .h5/.zarr file from `posterior-diffusion simulate` (dataset `fields`,
+            (num, H, W)); None: truths are prior draws.
+        shape: field (H, W) in pixels; None: the simulations' maps, or 64 x 64.
+        attrs: forward-model parameters, as in `simulate_observation`.
+        mask: (H, W) 0/1, 1 = observed, shared by all tests; None: made from mask_fraction and
+            mask_border with `seed` (as `simulate-obs --seed` would make it).
+        mask_fraction: fraction of pixels lost to random rectangular holes.
+        mask_border: unobserved frame [pixels].
+        noise_std: noise standard deviation [data units].
+        sampler: a sampler name; None: as in `reconstruct`.
+        num_samples: posterior samples per test (>= 2).
+        steps: sampler steps; None: the sampler's default.
+        seed: the run's seed; every random stream of test i derives from (seed, i).
+        device: "cpu" or "cuda".
+        batch_size: members sampled at once.
+        keep_tests: keep OUTPUT_DIR/tests/ (needed to resume or extend the run).
+        progress: a progress bar over tests on stderr.
+        command: the command line, recorded as provenance.
+
+    Returns:
+        The report's summary (what summary.json holds).
+
+    Raises:
+        ValueError (and subclasses): invalid input, or finished tests made with other settings.
+        CalibrationInterrupted: Ctrl-C; finished tests are kept for a rerun to resume.
+    """
+    from posterior_diffusion.calibration import CalibrationRequest, run_calibration
+    from posterior_diffusion.reporting.calibration_report import write_calibration_report
+
+    request = CalibrationRequest(
+        output_dir=Path(output_dir),
+        forward_model=str(forward_model),
+        num_tests=int(num_tests),
+        prior=prior,
+        power_spectrum=power_spectrum,
+        simulations=None if simulations is None else Path(simulations),
+        shape=None if shape is None else tuple(int(n) for n in shape),
+        attrs=dict(attrs or {}),
+        mask=mask,
+        mask_fraction=float(mask_fraction),
+        mask_border=int(mask_border),
+        noise_std=noise_std,
+        sampler=sampler,
+        num_samples=int(num_samples),
+        steps=steps,
+        seed=int(seed),
+        device=device,
+        batch_size=batch_size,
+        progress=progress,
+        command=command,
+    )
+    run = run_calibration(request)
+    return write_calibration_report(run, keep_tests=keep_tests)
+
+
+def report_posterior(
+    posterior: str | os.PathLike,
+    output_dir: str | os.PathLike | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Figures and summary statistics of a posterior file written by `reconstruct`.
+
+    Args:
+        posterior: a .h5/.nc/.zarr file with `samples` (and `mean`, `std`, `observation`,
+            optionally `truth` and `mask`).
+        output_dir: report directory; None: `<posterior stem>_report` next to the file.
+        command: the command line, recorded in the summary.
+
+    Returns:
+        The report's summary (what summary.json holds); truth diagnostics when the file has one.
+    """
+    from posterior_diffusion.reporting.posterior_report import write_posterior_report
+
+    return write_posterior_report(posterior, output_dir, command=command)
+
+
 __all__ = [
     "ReconstructionInterrupted",
+    "calibrate",
     "observation_model",
+    "observe_field",
     "reconstruct",
+    "report_posterior",
     "simulate_observation",
 ]

@@ -153,12 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--growth", type=float, default=1.0, metavar="D", help="density: growth amplitude (1)"
     )
     fields.set_defaults(run=run_simulate_fields)
+    # Listed for --help only: main() hands `train ...` to LightningCLI before this parser runs.
+    sub.add_parser(
+        "train",
+        help="train a score prior on simulated fields (train --config FILE; train --help)",
+        add_help=False,
+    )
     return parser
 
 
 def _add_prior_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--prior", metavar="SPEC", help="default or gaussian (default: the shipped default prior)"
+        "--prior",
+        metavar="SPEC",
+        help="default, gaussian, or a prior file from `train` (.pt/.ckpt) (default: default)",
     )
     parser.add_argument(
         "--power-spectrum",
@@ -290,6 +298,8 @@ def run_simulate_fields(args: argparse.Namespace, command: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # LightningCLI parses its own flags
+        return run_train(argv[1:])
     args = build_parser().parse_args(argv)  # exits with status 2 on malformed flags
     command = shlex.join([PROG, *argv])
     try:
@@ -305,6 +315,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, RuntimeError) as err:  # unwritable output, sampler divergence, ...
         _error(err)
         return EXIT_FAILED
+
+
+def run_train(argv: list[str]) -> int:
+    try:
+        from posterior_diffusion.training.cli import run_training
+
+        run_training(argv)
+    except ValueError as err:  # TrainingDataError, PriorFileError: one line, no traceback
+        _error(err)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: training interrupted; resume with --ckpt_path last", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
 
 
 def _error(err: BaseException) -> None:

@@ -53,13 +53,18 @@ def conjugate_gradient_with_image(
     threshold = rtol**2 * batch_dot(b, b)
     p = r.clone()
     rs = batch_dot(r, r)
+    # A learned denoiser's Jacobian is only nearly symmetric positive: a member that meets
+    # non-positive curvature keeps its last iterate instead of stepping along a bad direction.
+    stopped = torch.zeros_like(rs, dtype=torch.bool)
     for _ in range(max_iter):
-        active = rs > threshold
+        active = (rs > threshold) & ~stopped
         if not bool(active.any()):
             break
         mp, image_p = matvec(p)
         matvecs += 1
         p_mp = batch_dot(p, mp)
+        stopped = stopped | (active & ~(p_mp > 0))
+        active = active & (p_mp > 0)
         alpha = torch.where(active, rs / torch.where(p_mp > 0, p_mp, torch.ones_like(p_mp)), 0)
         x = x + alpha * p
         if image_p is not None:

@@ -1,42 +1,58 @@
-"""From what the user names (a spec string, a power-spectrum file, or nothing) to a Prior."""
+"""From what the user names (a prior file, a spec string, a power-spectrum file, or nothing) to a Prior."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from posterior_diffusion.priors import GaussianPrior, Prior, default_prior
+from posterior_diffusion.priors import GaussianPrior, Prior, default_power_spectrum, default_prior
+from posterior_diffusion.priors.network import NetworkPrior
 
-PRIOR_SPECS = ("default", "gaussian")
+PRIOR_SPECS = ("default", "gaussian", "PATH.pt / PATH.ckpt")
+PRIOR_FILE_SUFFIXES = (".pt", ".ckpt")
 
 
 def resolve_prior(
-    spec: str | Prior | None,
+    spec: str | os.PathLike | Prior | None,
     power_spectrum: str | os.PathLike | None,
     field_shape: tuple[int, int, int],
+    pixel_scale_arcmin: float | None = None,
 ) -> Prior:
-    """The prior for fields of shape (C, H, W).
+    """The prior for fields of shape (C, H, W), checked against them.
 
     Args:
-        spec: a Prior (used as is); None or "default": the shipped default prior, or a Gaussian
-            prior from `power_spectrum` when one is given; "gaussian": a Gaussian prior from
-            `power_spectrum` (required).
+        spec: a Prior (used as is); a prior file from `posterior-diffusion train` (.pt or .ckpt);
+            None or "default": the shipped default prior, or a Gaussian prior from
+            `power_spectrum` when one is given; "gaussian": the analytic Gaussian prior with
+            `power_spectrum`, or with the default spectrum when none is given.
         power_spectrum: two-column text file (k [cycles/pixel], P), see priors/power_spectrum.py.
         field_shape: (C, H, W) of the fields the prior describes.
+        pixel_scale_arcmin: the observation's pixel side, checked against a trained prior's.
 
     Raises:
-        ValueError: unknown spec or missing power spectrum (PowerSpectrumError for a bad table).
+        ValueError: unknown spec, or a spec and a power spectrum together (PowerSpectrumError for
+            a bad table, PriorFileError for a bad or mismatched prior file).
     """
     if isinstance(spec, Prior):
         if power_spectrum is not None:
             raise ValueError("give either a Prior object or a power spectrum file, not both")
-        return spec
-    name = "default" if spec is None else str(spec).strip().lower()
-    if name == "default" and power_spectrum is None:
-        return default_prior(tuple(field_shape))
-    if name in ("default", "gaussian"):
+        return _checked(spec, field_shape, pixel_scale_arcmin)
+    name = "default" if spec is None else str(spec).strip()
+    if name.lower() == "default" and power_spectrum is None:
+        return _checked(default_prior(tuple(field_shape)), field_shape, pixel_scale_arcmin)
+    if name.lower() in ("default", "gaussian"):
         if power_spectrum is None:
-            raise ValueError("prior 'gaussian' needs a power spectrum file (--power-spectrum)")
+            return GaussianPrior(default_power_spectrum(), tuple(field_shape))
         return GaussianPrior.from_file(Path(power_spectrum), tuple(field_shape))
-    # Trained priors (checkpoints) will resolve here.
+    if Path(name).suffix.lower() in PRIOR_FILE_SUFFIXES or Path(name).is_file():
+        if power_spectrum is not None:
+            raise ValueError("a prior file and a power spectrum cannot be combined")
+        prior = NetworkPrior.from_file(name)
+        return _checked(prior, field_shape, pixel_scale_arcmin)
     raise ValueError(f"unknown prior '{spec}' (available: {', '.join(PRIOR_SPECS)})")
+
+
+def _checked(prior: Prior, field_shape, pixel_scale_arcmin) -> Prior:
+    if isinstance(prior, NetworkPrior):
+        prior.check_fields(tuple(field_shape), pixel_scale_arcmin)
+    return prior

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -83,11 +84,18 @@ def test_unknown_forward_model_names_the_file(tmp_path):
 
 @pytest.mark.parametrize(
     "prior, match",
-    [("gaussian", "needs a power spectrum file"), ("unet-v2", "unknown prior 'unet-v2'")],
+    [("nosuch.pt", "nosuch.pt: prior file not found"), ("unet-v2", "unknown prior 'unet-v2'")],
 )
 def test_prior_specs(prior, match):
     with pytest.raises(ValueError, match=match):
         reconstruct(noise_obs(), prior=prior, num_samples=1, progress=False)
+
+
+def test_gaussian_prior_without_a_table_uses_the_default_spectrum():
+    ds = reconstruct(noise_obs(), prior="gaussian", num_samples=1, progress=False)
+    identity = json.loads(ds.attrs["prior"])
+    assert identity["name"] == "gaussian"
+    assert identity["power_spectrum"].endswith("default_power_spectrum.txt")
 
 
 def test_bad_power_spectrum_file_is_named(tmp_path):

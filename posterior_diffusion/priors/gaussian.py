@@ -50,6 +50,16 @@ class GaussianPrior(Prior):
         self._checksum = grid_checksum(power, extra=str(self.field_shape))
 
     @classmethod
+    def from_power_grid(cls, power: Tensor, channels: int, name: str) -> GaussianPrior:
+        """The prior with P already on the H x W fft grid (as stored in a hybrid prior's file)."""
+        grid = power.detach().cpu().double().numpy()
+        height, width = grid.shape
+        prior = cls(lambda k: np.ones_like(k), (channels, height, width), name=name)
+        prior.power.copy_(torch.from_numpy(grid))
+        prior._checksum = grid_checksum(grid, extra=str(prior.field_shape))
+        return prior
+
+    @classmethod
     def from_file(cls, path: str | Path, field_shape: tuple[int, ...]) -> GaussianPrior:
         spectrum = TabulatedPowerSpectrum.from_file(path)
         return cls(spectrum, field_shape, name=str(path))

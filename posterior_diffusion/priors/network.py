@@ -1,0 +1,170 @@
+"""A trained denoiser behind the `Prior` contract, loaded from a prior file (weights_only).
+
+The network is standardised by EDM preconditioning (`networks/edm.py`); samplers see the same
+denoiser, score and Tweedie covariance products as for the analytic Gaussian prior. Fully
+convolutional networks run on maps of other sizes than they were trained on: valid for
+statistically homogeneous fields whose correlation length is well inside the training map, and
+only for map sides that divide by the network's size multiple. Hybrid priors are tied to their
+Gaussian part's grid, so to the training size.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .base import Prior
+from .gaussian import GaussianPrior
+from .prior_file import PriorFileError, load_record
+
+# Sampling range in units of the data's standard deviation: by sigma = 40 std every mode of a
+# standardised field is buried in noise (P / sigma^2 < 1e-3 for the shipped spectra); below
+# 1e-3 std the denoiser is the identity to well under the data's precision.
+SIGMA_MAX_IN_STD = 40.0
+SIGMA_MIN_IN_STD = 1e-3
+
+
+class NetworkPrior(Prior):
+    """D(x, sigma) from an `EDMPrecond` network, with the metadata it was trained with.
+
+    Args:
+        precond: the preconditioned network (weights loaded).
+        metadata: the prior file's metadata (field shape, normalisation, data checksum, ...).
+        source: where it came from, for provenance.
+        checksum: the prior file's checksum.
+    """
+
+    def __init__(
+        self, precond: torch.nn.Module, metadata: dict[str, Any], source: str, checksum: str
+    ):
+        super().__init__()
+        self.precond = precond.eval().requires_grad_(False)
+        self.metadata = dict(metadata)
+        self.source, self.checksum = source, checksum
+        self.trained_shape = tuple(int(n) for n in metadata["field_shape"])
+        self.field_shape = self.trained_shape if metadata["hybrid"] else None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> NetworkPrior:
+        """Load and validate a prior file or a training checkpoint.
+
+        Raises:
+            PriorFileError: one line naming the file and what is wrong with it.
+        """
+        from posterior_diffusion.networks import NETWORKS
+        from posterior_diffusion.networks.edm import EDMPrecond
+
+        metadata, state, checksum = load_record(path)
+        network = metadata["network"]
+        name = network.get("name") if isinstance(network, dict) else None
+        if name not in NETWORKS:
+            raise PriorFileError(
+                f"{path}: unknown network '{name}' (this version builds: {', '.join(NETWORKS)})"
+            )
+        try:
+            net = NETWORKS[name](**network.get("config", {}))
+            base = None
+            if metadata["hybrid"]:
+                base = GaussianPrior.from_power_grid(
+                    state["base.power"], int(metadata["channels"]), name=f"{Path(path).name}:base"
+                )
+            precond = EDMPrecond(net, float(metadata["sigma_data"]), base=base)
+            precond.load_state_dict(state, strict=True)
+        except (TypeError, KeyError, RuntimeError, ValueError) as err:
+            reason = str(err).strip().splitlines()[0][:200]
+            raise PriorFileError(
+                f"{path}: weights do not fit network '{name}' ({reason})"
+            ) from None
+        return cls(precond, metadata, source=str(path), checksum=checksum)
+
+    def check_fields(
+        self,
+        field_shape: tuple[int, ...],
+        pixel_scale_arcmin: float | None = None,
+        where: str = "observation",
+    ) -> None:
+        """Refuse fields this prior cannot describe: channels, map size, pixel scale.
+
+        Raises:
+            PriorFileError: one line naming the prior file and the mismatch.
+        """
+        channels, height, width = (1, *field_shape) if len(field_shape) == 2 else field_shape
+        trained_c, trained_h, trained_w = self.trained_shape
+        if channels != trained_c:
+            raise PriorFileError(
+                f"{self.source}: prior has {trained_c} channel(s), the {where} {channels}"
+            )
+        if self.metadata["hybrid"] and (height, width) != (trained_h, trained_w):
+            raise PriorFileError(
+                f"{self.source}: hybrid prior is for {trained_h} x {trained_w} maps, the {where} "
+                f"is {height} x {width}"
+            )
+        multiple = int(self.precond.net.size_multiple())
+        if height % multiple or width % multiple:
+            raise PriorFileError(
+                f"{self.source}: this network needs map sides that are multiples of {multiple}, "
+                f"the {where} is {height} x {width}"
+            )
+        trained_scale = self.metadata.get("pixel_scale_arcmin")
+        if trained_scale is not None and pixel_scale_arcmin is not None:
+            if abs(float(trained_scale) - float(pixel_scale_arcmin)) > 1e-6 * float(trained_scale):
+                raise PriorFileError(
+                    f"{self.source}: prior trained at {trained_scale} arcmin per pixel, the "
+                    f"{where} has {pixel_scale_arcmin}"
+                )
+
+    def denoise(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        batch_shape = x.shape[:-3]
+        flat = x.reshape(-1, *x.shape[-3:])
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        sigma = sigma.expand(batch_shape).reshape(-1) if sigma.ndim else sigma
+        return self.precond(flat, sigma).reshape(x.shape)
+
+    def sample(
+        self,
+        num: int,
+        generator: torch.Generator | None = None,
+        dtype=torch.float64,
+        steps: int = 200,
+    ) -> Tensor:
+        """`num` fields of the trained shape drawn by the reverse SDE, shape (num, C, H, W)."""
+        from posterior_diffusion.rng import EnsembleRNG
+        from posterior_diffusion.samplers.unconditional import prior_sde
+
+        seed = int(torch.randint(2**62, (), generator=generator))
+        rng = EnsembleRNG(seed, range(num))
+        with torch.no_grad():
+            x = prior_sde(self, None, None, rng, steps, field_shape=self.trained_shape)
+        return x.to(dtype)
+
+    def data_std(self) -> float:
+        return float(self.metadata["data_std"])
+
+    def sigma_max(self) -> float:
+        return SIGMA_MAX_IN_STD * self.data_std()
+
+    def sigma_min(self) -> float:
+        return SIGMA_MIN_IN_STD * self.data_std()
+
+    def identity(self) -> dict[str, Any]:
+        keys = (
+            "field_shape",
+            "pixel_scale_arcmin",
+            "data_kind",
+            "data_file",
+            "data_checksum",
+            "training_steps",
+            "posterior_diffusion_version",
+            "hybrid",
+        )
+        return {
+            "name": "hybrid" if self.metadata["hybrid"] else "network",
+            "file": self.source,
+            "checksum": self.checksum,
+            "network": self.metadata["network"].get("name"),
+            **{k: self.metadata.get(k) for k in keys},
+        }

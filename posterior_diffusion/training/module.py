@@ -1,0 +1,176 @@
+"""The LightningModule that trains a score prior: EDM loss, EMA weights, prior-file metadata."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from posterior_diffusion.networks.edm import EDMPrecond
+from posterior_diffusion.priors.gaussian import GaussianPrior
+from posterior_diffusion.priors.prior_file import make_record
+
+from .data import TrainingDataError
+
+# Fixed noise levels (in data standard deviations) of the validation loss, so epochs compare.
+VALIDATION_SIGMAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+
+
+class ScorePriorModule(L.LightningModule):
+    """EDM denoising score matching for one network; its EMA copy is the prior that ships.
+
+    Args:
+        net: the network F(x, c_noise), injected by class_path (e.g. posterior_diffusion.networks.UNet).
+        lr: Adam learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear learning-rate warm-up [optimizer steps].
+        ema_decay: EMA decay per step (ramped up as (1 + step) / (10 + step) early on).
+        log_sigma_mean: mean of ln(sigma / data std) drawn in training (EDM's P_mean).
+        log_sigma_std: its standard deviation (EDM's P_std).
+        sigma_data: standard deviation of the standardised data.
+        hybrid_power_spectrum: a power-spectrum table (k [cycles/pixel], P): train the residual
+            on top of this analytic Gaussian prior (hybrid prior) instead of the full denoiser.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        lr: float = 2e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 200,
+        ema_decay: float = 0.999,
+        log_sigma_mean: float = -1.2,
+        log_sigma_std: float = 1.2,
+        sigma_data: float = 1.0,
+        hybrid_power_spectrum: str | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"])
+        if not hasattr(net, "config"):
+            raise TypeError(f"{type(net).__name__} must have config() to be saved in a prior file")
+        self.model = EDMPrecond(net, sigma_data)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.data_description: dict[str, Any] = {}
+
+    # -- set-up from the data ---------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or getattr(datamodule, "statistics", None) is None:
+            return
+        description = datamodule.describe()
+        channels = self.model.net.config()["channels"]
+        if description["channels"] != channels:
+            raise TrainingDataError(
+                f"{datamodule.hparams.path}: fields have {description['channels']} channel(s), "
+                f"the network {channels}"
+            )
+        self.data_description = description
+        for model in (self.model, self.ema):
+            model.set_normalisation(description["data_mean"], description["data_std"])
+        if self.hparams.hybrid_power_spectrum and self.model.base is None:
+            base = GaussianPrior.from_file(
+                self.hparams.hybrid_power_spectrum, tuple(description["field_shape"])
+            )
+            self.model.base, self.ema.base = base, copy.deepcopy(base)
+
+    # -- training ---------------------------------------------------------------------------
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        loss = self.model.loss(batch, self.hparams.log_sigma_mean, self.hparams.log_sigma_std)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = self.global_step
+        decay = min(self.hparams.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for ema, live in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+                ema.lerp_(live.detach(), 1.0 - decay)
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> None:
+        """EMA denoiser's weighted loss at fixed noise levels, with noise fixed per batch."""
+        generator = torch.Generator(device=batch.device).manual_seed(batch_idx)
+        std = self.ema.data_std.to(batch.dtype)
+        losses = []
+        for sigma_n in VALIDATION_SIGMAS:
+            noise = torch.randn(batch.shape, generator=generator, device=batch.device)
+            noisy = batch + sigma_n * std * noise.to(batch.dtype)
+            denoised = self.ema(noisy, sigma_n * std)
+            weight = (sigma_n**2 + self.ema.sigma_data**2) / (sigma_n * self.ema.sigma_data) ** 2
+            losses.append(weight * ((denoised - batch) / std).square().mean())
+            self.log(f"val/loss_sigma_{sigma_n:g}", losses[-1], batch_size=len(batch))
+        self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=len(batch))
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
+        warmup = max(1, self.hparams.warmup_steps)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min(1.0, (s + 1) / warmup)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # -- what is saved ----------------------------------------------------------------------
+    def prior_record(self) -> dict[str, Any]:
+        """The EMA prior as a prior-file record (see priors/prior_file.py)."""
+        from posterior_diffusion import __version__
+
+        net = self.ema.net
+        metadata = {
+            **self.data_description,
+            "network": {"name": type(net).__name__, "config": net.config()},
+            "sigma_data": self.ema.sigma_data,
+            "hybrid": self.ema.base is not None,
+            "hybrid_power_spectrum": self.hparams.hybrid_power_spectrum,
+            "training_steps": int(self.global_step),
+            "training_loss": _float_or_none(self.trainer.callback_metrics.get("train/loss"))
+            if self._trainer is not None
+            else None,
+            "validation_loss": _float_or_none(self.trainer.callback_metrics.get("val/loss"))
+            if self._trainer is not None
+            else None,
+            "log_sigma_mean": self.hparams.log_sigma_mean,
+            "log_sigma_std": self.hparams.log_sigma_std,
+            "posterior_diffusion_version": __version__,
+            "torch_version": torch.__version__,
+        }
+        return make_record(self.ema.state_dict(), metadata)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.data_description:
+            checkpoint["prior"] = self.prior_record()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Keep what the data were, so a prior file saved later in a resumed run still says it.
+        prior = checkpoint.get("prior")
+        if prior is not None:
+            import json
+
+            saved = json.loads(prior["metadata_json"])
+            self.data_description = {k: saved[k] for k in saved if k in _DATA_KEYS}
+
+
+_DATA_KEYS = (
+    "field_shape",
+    "channels",
+    "pixel_scale_arcmin",
+    "data_kind",
+    "data_parameters",
+    "data_file",
+    "data_checksum",
+    "data_mean",
+    "data_std",
+    "periodic",
+    "num_train_maps",
+)
+
+
+def _float_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None

@@ -1,0 +1,223 @@
+"""Trained priors: file round trip, refusal of bad files, shape checks, hybrid, sampling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from forward_models import ForwardModel, GaussianNoise, Mask
+from posterior_diffusion.cli import main
+from posterior_diffusion.networks import UNet
+from posterior_diffusion.networks.edm import EDMPrecond
+from posterior_diffusion.prior_resolver import resolve_prior
+from posterior_diffusion.priors import GaussianPrior, default_power_spectrum
+from posterior_diffusion.priors.network import NetworkPrior
+from posterior_diffusion.priors.prior_file import PriorFileError, make_record, save_record
+from posterior_diffusion.rng import EnsembleRNG
+from posterior_diffusion.samplers import SAMPLERS
+
+SHAPE = (1, 16, 16)
+
+
+def metadata(**extra) -> dict:
+    return {
+        "field_shape": list(SHAPE),
+        "channels": 1,
+        "data_std": 0.03,
+        "data_mean": [0.0],
+        "sigma_data": 1.0,
+        "hybrid": False,
+        "pixel_scale_arcmin": 1.0,
+        **extra,
+    }
+
+
+def random_precond(seed: int = 0, base=None) -> EDMPrecond:
+    """A network with random (non-zero) weights, so outputs depend on every layer."""
+    torch.manual_seed(seed)
+    net = UNet(channels=1, base_channels=8, channel_mults=(1, 2), blocks_per_level=1)
+    precond = EDMPrecond(net, base=base)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    precond.set_normalisation([0.001], 0.03)
+    return precond
+
+
+def write_prior(path: Path, precond: EDMPrecond, **extra) -> Path:
+    meta = metadata(
+        network={"name": "UNet", "config": precond.net.config()},
+        hybrid=precond.base is not None,
+        **extra,
+    )
+    return save_record(make_record(precond.state_dict(), meta), path)
+
+
+@pytest.fixture()
+def prior_file(tmp_path) -> Path:
+    return write_prior(tmp_path / "prior.pt", random_precond())
+
+
+def test_round_trip_gives_identical_denoiser(prior_file):
+    precond = random_precond()
+    loaded = NetworkPrior.from_file(prior_file)
+    x = 0.05 * torch.randn(3, *SHAPE, dtype=torch.float64)
+    for sigma in (1e-3, 0.03, 1.0):
+        with torch.no_grad():
+            assert torch.equal(loaded.denoise(x, sigma), precond(x, sigma))
+    assert loaded.identity()["checksum"] == torch.load(prior_file, weights_only=True)["checksum"]
+
+
+def test_denoiser_takes_any_batch_shape_and_per_member_sigma(prior_file):
+    prior = NetworkPrior.from_file(prior_file)
+    x = 0.05 * torch.randn(2, 3, *SHAPE, dtype=torch.float64)
+    sigma = torch.tensor([[0.01, 0.1, 1.0], [0.01, 0.1, 1.0]], dtype=torch.float64)
+    out = prior.denoise(x, sigma)
+    assert out.shape == x.shape and out.dtype == torch.float64
+    assert torch.allclose(out[1, 2], prior.denoise(x[1, 2][None], 1.0)[0], atol=1e-7)  # float32 net
+
+
+def one_line_error(path: Path) -> str:
+    with pytest.raises(PriorFileError) as err:
+        NetworkPrior.from_file(path)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_corrupted_foreign_and_tampered_files_are_refused(prior_file, tmp_path):
+    data = prior_file.read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    assert "not a loadable prior file" in one_line_error(truncated)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00not a torch file" * 10)
+    assert "not a loadable prior file" in one_line_error(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weight": torch.ones(3)}, foreign)
+    assert "not a posterior-diffusion prior" in one_line_error(foreign)
+    code = tmp_path / "code.pt"
+    torch.save({"prior": Path("x")}, code)  # a pickled object: refused by weights_only
+    assert "not a loadable prior file" in one_line_error(code)
+    record = torch.load(prior_file, weights_only=True)
+    record["state_dict"]["net.stem.weight"][0, 0, 0, 0] += 1e-3
+    tampered = tmp_path / "tampered.pt"
+    torch.save(record, tampered)
+    assert "checksum mismatch" in one_line_error(tampered)
+    record = torch.load(prior_file, weights_only=True)
+    meta = json.loads(record["metadata_json"])
+    meta["data_std"] = 1.0
+    record["metadata_json"] = json.dumps(meta, sort_keys=True)
+    edited = tmp_path / "edited.pt"
+    torch.save(record, edited)
+    assert "checksum mismatch" in one_line_error(edited)
+    missing = tmp_path / "missing.pt"
+    assert "not found" in one_line_error(missing)
+
+
+def test_unknown_network_and_wrong_weights_are_refused(tmp_path):
+    precond = random_precond()
+    meta = metadata(network={"name": "os.system", "config": {}})
+    path = save_record(make_record(precond.state_dict(), meta), tmp_path / "unknown.pt")
+    assert "unknown network 'os.system'" in one_line_error(path)
+    bigger = {**precond.net.config(), "base_channels": 16}
+    meta = metadata(network={"name": "UNet", "config": bigger})
+    path = save_record(make_record(precond.state_dict(), meta), tmp_path / "mismatch.pt")
+    assert "weights do not fit network 'UNet'" in one_line_error(path)
+
+
+def test_fields_the_prior_cannot_describe_are_refused(prior_file):
+    prior = NetworkPrior.from_file(prior_file)
+    prior.check_fields((1, 32, 48), 1.0)  # fully convolutional: other sizes are fine
+    with pytest.raises(PriorFileError, match="1 channel"):
+        prior.check_fields((2, 16, 16))
+    with pytest.raises(PriorFileError, match="multiples of 2"):
+        prior.check_fields((1, 15, 16))
+    with pytest.raises(PriorFileError, match="trained at 1.0 arcmin per pixel"):
+        prior.check_fields((1, 16, 16), pixel_scale_arcmin=2.0)
+    with pytest.raises(PriorFileError, match="channel"):
+        resolve_prior(str(prior_file), None, (2, 16, 16))
+
+
+def test_cli_refuses_a_bad_prior_file_in_one_line(tmp_path, capsys):
+    obs = tmp_path / "obs.h5"
+    assert (
+        main(
+            [
+                "simulate-obs",
+                str(obs),
+                "--forward-model",
+                "noise",
+                "--shape",
+                "16",
+                "16",
+                "--noise-std",
+                "0.01",
+                "--prior",
+                "gaussian",
+            ]
+        )
+        == 0
+    )
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"junk")
+    capsys.readouterr()
+    code = main(
+        [
+            "reconstruct",
+            str(obs),
+            "--prior",
+            str(bad),
+            "-o",
+            str(tmp_path / "out.h5"),
+            "--no-progress",
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "bad.pt" in err
+    assert not (tmp_path / "out.h5").exists()
+
+
+def test_hybrid_starts_as_the_gaussian_prior_and_round_trips(tmp_path):
+    gaussian = GaussianPrior(default_power_spectrum(), SHAPE)
+    torch.manual_seed(0)
+    net = UNet(channels=1, base_channels=8, channel_mults=(1, 2))  # zero head: no correction
+    hybrid = EDMPrecond(net, base=gaussian)
+    hybrid.set_normalisation([0.0], 0.03)
+    x = 0.05 * torch.randn(2, *SHAPE, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(hybrid(x, 0.02), gaussian.denoise(x, 0.02), atol=1e-14)
+    trained = random_precond(base=gaussian)
+    path = write_prior(tmp_path / "hybrid.pt", trained)
+    loaded = NetworkPrior.from_file(path)
+    assert loaded.field_shape == SHAPE  # tied to its Gaussian part's grid
+    with torch.no_grad():
+        assert torch.equal(loaded.denoise(x, 0.02), trained(x, 0.02))
+    with pytest.raises(PriorFileError, match="hybrid prior is for 16 x 16"):
+        loaded.check_fields((1, 32, 32))
+
+
+def test_unet_is_equivariant_to_periodic_shifts():
+    torch.manual_seed(0)
+    net = random_precond().net.double()
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    c = torch.tensor([0.1, -0.5], dtype=torch.float64)
+    with torch.no_grad():
+        shifted = net(torch.roll(x, (2, 4), dims=(-2, -1)), c)
+        assert torch.allclose(shifted, torch.roll(net(x, c), (2, 4), dims=(-2, -1)), atol=1e-12)
+
+
+def test_samplers_run_with_a_network_prior(prior_file):
+    prior = NetworkPrior.from_file(prior_file)
+    mask = torch.ones(16, 16)
+    mask[4:8, 4:12] = 0
+    model = ForwardModel(Mask(mask), GaussianNoise(0.01, mask), SHAPE, name="inpainting")
+    y = model.simulate(0.03 * torch.randn(SHAPE, dtype=torch.float64), torch.Generator())
+    for name in ("guided", "dps"):
+        x = SAMPLERS[name].function(prior, model, y, EnsembleRNG(0, range(2)), steps=6)
+        assert x.shape == (2, *SHAPE) and torch.isfinite(x).all()
+    drawn = prior.sample(2, torch.Generator().manual_seed(0), steps=8)
+    assert drawn.shape == (2, *SHAPE) and torch.isfinite(drawn).all()

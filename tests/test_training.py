@@ -1,0 +1,228 @@
+"""Training: the EDM loss goes down, the real train CLI runs, data are read and augmented right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from posterior_diffusion.cli import main
+from posterior_diffusion.networks import UNet
+from posterior_diffusion.networks.edm import EDMPrecond
+from posterior_diffusion.priors import GaussianPrior, default_power_spectrum
+from posterior_diffusion.priors.network import NetworkPrior
+from posterior_diffusion.simulators import simulate_fields, write_dataset_file
+from posterior_diffusion.training import FieldDataModule, TrainingDataError
+from posterior_diffusion.training.data import augment
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_CONFIG = ROOT / "configs" / "train_tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def grf_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "grf16.h5"
+    fields, attrs = simulate_fields("grf", (16, 16), num=96, seed=3)
+    write_dataset_file(path, fields.astype(np.float32), attrs)
+    return path
+
+
+def tiny_net() -> UNet:
+    return UNet(channels=1, base_channels=8, channel_mults=(1, 2), blocks_per_level=1)
+
+
+def fixed_noise_loss(model: EDMPrecond, x0: torch.Tensor) -> float:
+    """The weighted EDM loss at fixed noise levels and fixed noise: comparable across steps."""
+    generator = torch.Generator().manual_seed(0)
+    total = 0.0
+    for sigma in (0.03, 0.1, 0.3, 1.0, 3.0):
+        noise = torch.randn(x0.shape, generator=generator)
+        with torch.no_grad():
+            denoised = model(x0 + sigma * noise, sigma)
+        total += (1 + sigma**2) / sigma**2 * float((denoised - x0).square().mean())
+    return total / 5
+
+
+def test_a_few_steps_lower_the_loss(grf_file):
+    torch.manual_seed(0)
+    fields = torch.from_numpy(np.asarray(h5py.File(grf_file)["fields"][:], dtype=np.float32))
+    scale = float(fields.std())
+    x = (fields / scale)[:, None]
+    exact = GaussianPrior(default_power_spectrum(), (1, 16, 16))  # what the maps were drawn from
+
+    def exact_denoiser(noisy, sigma):
+        return (exact.denoise(noisy.double() * scale, sigma * scale) / scale).float()
+
+    model = EDMPrecond(tiny_net())
+    before = fixed_noise_loss(model, x[:32])
+    optimal = fixed_noise_loss(exact_denoiser, x[:32])
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for step in range(60):
+        start = (step * 16) % 80
+        loss = model.loss(x[start : start + 16])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = fixed_noise_loss(model, x[:32])
+    # At initialisation D = c_skip x, whose weighted loss is 1 at every sigma; the exact
+    # denoiser reaches 0.83 here. Measured: 40 steps close 43% of that gap, 200 steps 93%.
+    assert before == pytest.approx(1.0, abs=0.05)
+    assert after < before - 0.4 * (before - optimal)
+    assert after > optimal - 0.02
+
+
+def test_train_cli_fast_dev_run(grf_file, tmp_path):
+    code = main(
+        [
+            "train",
+            "--config",
+            str(TINY_CONFIG),
+            "--data.path",
+            str(grf_file),
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.fast_dev_run",
+            "true",
+        ]
+    )
+    assert code == 0
+
+
+def test_train_writes_prior_and_resumes(grf_file, tmp_path):
+    args = [
+        "train",
+        "--config",
+        str(TINY_CONFIG),
+        "--data.path",
+        str(grf_file),
+        "--trainer.default_root_dir",
+        str(tmp_path),
+    ]
+    assert main([*args, "--trainer.max_steps", "4"]) == 0
+    first = next(tmp_path.glob("lightning_logs/version_0/prior.pt"))
+    prior = NetworkPrior.from_file(first)
+    assert prior.metadata["training_steps"] == 4
+    assert prior.metadata["data_kind"] == "grf"
+    assert prior.metadata["field_shape"] == [1, 16, 16]
+    assert len(prior.metadata["data_checksum"]) == 64
+    # Resume for one more step under another seed. Restored weights move by about one Adam step
+    # (<= ~lr = 1e-3 per weight); a run that started afresh would sit at other initial weights.
+    assert (
+        main([*args, "--trainer.max_steps", "5", "--ckpt_path", "last", "--seed_everything", "123"])
+        == 0
+    )
+    resumed = NetworkPrior.from_file(next(tmp_path.glob("lightning_logs/version_1/prior.pt")))
+    assert resumed.metadata["training_steps"] == 5
+
+    def live_weights(run: Path) -> torch.Tensor:
+        state = torch.load(run / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
+        return torch.cat(
+            [v.flatten() for k, v in sorted(state.items()) if k.startswith("model.net.")]
+        )
+
+    step4 = live_weights(tmp_path / "lightning_logs/version_0")
+    step5 = live_weights(tmp_path / "lightning_logs/version_1")
+    fresh_args = [a if a != str(tmp_path) else str(tmp_path / "fresh") for a in args]
+    assert main([*fresh_args, "--trainer.max_steps", "5", "--seed_everything", "123"]) == 0
+    fresh = live_weights(tmp_path / "fresh/lightning_logs/version_0")
+    assert (step5 - step4).abs().max() < 3e-3
+    assert (fresh - step4).abs().max() > 3e-2
+
+
+def test_resume_without_checkpoint_is_refused(grf_file, tmp_path, capsys):
+    code = main(
+        [
+            "train",
+            "--config",
+            str(TINY_CONFIG),
+            "--data.path",
+            str(grf_file),
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--ckpt_path",
+            "last",
+        ]
+    )
+    assert code == 2
+    assert "no last.ckpt to resume from" in capsys.readouterr().err
+
+
+def test_train_cli_bad_data_is_one_line(tmp_path, capsys):
+    code = main(
+        [
+            "train",
+            "--config",
+            str(TINY_CONFIG),
+            "--data.path",
+            str(tmp_path / "no.h5"),
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.fast_dev_run",
+            "true",
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("posterior-diffusion: error:") and "no.h5" in err
+    assert len(err.splitlines()) == 1
+
+
+def write_fields(path: Path, data: np.ndarray, name: str = "fields") -> Path:
+    with h5py.File(path, "w") as f:
+        f.create_dataset(name, data=data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "case, data, message",
+    [
+        ("no_dataset", None, "no dataset 'fields'"),
+        ("ints", np.ones((4, 8, 8), dtype=np.int32), "floating point"),
+        ("rank", np.ones((4, 8), dtype=np.float32), "must be (num, H, W)"),
+        ("nan", np.where(np.arange(4 * 64).reshape(4, 8, 8) == 70, np.nan, 1.0), "map 1 has NaN"),
+        ("constant", np.ones((4, 8, 8)), "zero variance"),
+    ],
+)
+def test_bad_training_files(tmp_path, case, data, message):
+    path = tmp_path / f"{case}.h5"
+    if data is None:
+        write_fields(path, np.ones((4, 8, 8)), name="maps")
+    else:
+        write_fields(path, data)
+    with pytest.raises(TrainingDataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        FieldDataModule(str(path), val_fraction=0.25).setup("fit")
+
+
+def test_statistics_and_split(grf_file, tmp_path):
+    zarr_path = tmp_path / "same.zarr"
+    fields = np.asarray(h5py.File(grf_file)["fields"][:])
+    write_dataset_file(zarr_path, fields, {"kind": "grf"})
+    modules = [FieldDataModule(str(p), val_fraction=0.25) for p in (grf_file, zarr_path)]
+    for module in modules:
+        module.setup("fit")
+    h5, zr = modules
+    assert set(h5.train_indices).isdisjoint(h5.val_indices)
+    assert len(h5.train_indices) + len(h5.val_indices) == 96
+    train = fields[h5.train_indices].astype(np.float64)
+    assert h5.statistics["mean"][0] == pytest.approx(train.mean(), rel=1e-9, abs=1e-12)
+    assert h5.statistics["std"] == pytest.approx(train.std(), rel=1e-9)
+    # The checksum names the numbers, not the container.
+    assert h5.statistics["checksum"] == zr.statistics["checksum"]
+    assert h5.describe()["data_kind"] == "grf"
+
+
+def test_augmentation_is_a_symmetry_of_the_grid():
+    torch.manual_seed(1)
+    x = torch.randn(1, 8, 8)
+    for _ in range(20):
+        y = augment(x, periodic=True)
+        assert y.shape == x.shape
+        assert torch.equal(y.flatten().sort().values, x.flatten().sort().values)
+    # Without periodicity no shift is applied: the corner pixel stays a corner pixel.
+    corners = {float(x[0, i, j]) for i in (0, -1) for j in (0, -1)}
+    for _ in range(20):
+        y = augment(x, periodic=False)
+        assert {float(y[0, i, j]) for i in (0, -1) for j in (0, -1)} == corners
