@@ -183,9 +183,7 @@ def reconstruct(
     else:
         obs = read_observation(observation)
     model = observation_model(obs, forward_model)
-    resolved = resolve_prior(
-        prior, power_spectrum, model.field_shape, _pixel_scale(obs.attrs)
-    )
+    resolved = resolve_prior(prior, power_spectrum, model.field_shape, _pixel_scale(obs.attrs))
     if resolved.field_shape is not None and tuple(resolved.field_shape) != tuple(model.field_shape):
         raise ValueError(
             f"prior is for fields of shape {tuple(resolved.field_shape)}, but forward model "
@@ -352,7 +350,6 @@ def _split(inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Observation keyword arguments from a flat dict of arrays."""
     rest = {k: v for k, v in inputs.items() if k not in ("mask", "noise_std")}
     return {"mask": inputs.get("mask"), "noise_std": inputs.get("noise_std"), "arrays": rest}
-
 
 
 def observe_field(

@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a score prior on simulated fields (train --config FILE; train --help)",
         add_help=False,
     )
+    _add_calibration_commands(sub)
     return parser
 
 
@@ -173,6 +174,170 @@ def _add_prior_flags(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="two columns: k [cycles/pixel], P; implies --prior gaussian",
     )
+
+
+def _add_calibration_commands(sub) -> None:
+    """The `calibrate` and `report` subcommands (docs/calibration.md)."""
+    cal = sub.add_parser(
+        "calibrate",
+        help="run held-out reconstructions with known truths and write a calibration report",
+        description="Draw NUM_TESTS (truth, observation) pairs, sample each posterior, and write "
+        "a calibration report (coverage, TARP, SBC, spectra, ...) to OUT. Finished tests are "
+        "saved in OUT/tests/: rerunning the same command resumes a killed run.",
+    )
+    cal.add_argument("--forward-model", metavar="NAME", required=True, help="e.g. inpainting")
+    _add_prior_flags(cal)
+    truths = cal.add_mutually_exclusive_group(required=True)
+    truths.add_argument(
+        "--simulations",
+        metavar="FILE",
+        help="truths: maps in order from a `simulate` file (.h5/.zarr, dataset 'fields')",
+    )
+    truths.add_argument("--from-prior", action="store_true", help="truths: draws from the prior")
+    cal.add_argument("--num-tests", type=int, required=True, metavar="N", help="held-out tests")
+    cal.add_argument(
+        "--num-samples", type=int, default=64, metavar="M", help="samples per test (default: 64)"
+    )
+    cal.add_argument(
+        "--sampler",
+        metavar="NAME",
+        help="guided, split_gibbs, dps, ... (default: guided for linear-Gaussian models, else dps)",
+    )
+    cal.add_argument("--steps", type=int, metavar="K", help="default: the sampler's own")
+    cal.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="test i uses streams of (S, i) (default: 0)",
+    )
+    cal.add_argument(
+        "--shape",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        help="field size [pixels] (default: the simulations' maps, or 64 64)",
+    )
+    masks = cal.add_mutually_exclusive_group()
+    masks.add_argument("--mask", metavar="FILE", help="0/1 mask (H, W) as a .npy file, all tests")
+    masks.add_argument(
+        "--mask-fraction",
+        type=float,
+        metavar="F",
+        help="fraction of pixels lost to random rectangular holes, one mask for all tests "
+        "(default: 0.1 for lensing, 0.2 for inpainting, else 0)",
+    )
+    cal.add_argument(
+        "--mask-border",
+        type=int,
+        metavar="B",
+        help="unobserved frame [pixels] (default: min(H, W) // 16 for lensing, else 0)",
+    )
+    cal.add_argument(
+        "--noise-std", type=float, metavar="S", help="noise standard deviation [data units]"
+    )
+    for flag, kind, metavar, text in MODEL_FLAGS:
+        cal.add_argument(flag, type=kind, metavar=metavar, help=text)
+    cal.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    cal.add_argument("--batch-size", type=int, metavar="B", help="members sampled at once")
+    cal.add_argument(
+        "-o",
+        "--output",
+        default="calibration_report",
+        metavar="DIR",
+        help="report directory (default: calibration_report)",
+    )
+    cal.add_argument(
+        "--no-keep-tests",
+        action="store_true",
+        help="delete DIR/tests/ (per-test results) once the report is written; no resuming",
+    )
+    cal.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cal.set_defaults(run=run_calibrate)
+
+    rep = sub.add_parser(
+        "report",
+        help="figures and summary statistics of a posterior file from `reconstruct`",
+        description="Write panels, summary statistics and, when the file holds the truth, "
+        "truth diagnostics (coverage, P(k), r(k), T(k)) of POSTERIOR to DIR.",
+    )
+    rep.add_argument("posterior", metavar="POSTERIOR", help="posterior file (.h5, .nc, .zarr)")
+    rep.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="report directory (default: <POSTERIOR stem>_report next to the file)",
+    )
+    rep.set_defaults(run=run_report)
+
+
+def run_calibrate(args: argparse.Namespace, command: str) -> int:
+    if args.mask and args.mask_border is not None:
+        raise UsageError("--mask-border cannot be combined with --mask (put the border in FILE)")
+    mask = _read_mask(args.mask) if args.mask else None
+    shape = tuple(args.shape) if args.shape else None
+    if args.simulations and shape is None:
+        from posterior_diffusion.calibration import SimulationsFile
+
+        shape = SimulationsFile(args.simulations).shape[1:]
+    h, w = shape or (64, 64)
+    fraction, border_share = DEFAULT_MASKS.get(args.forward_model, (0.0, 0.0))
+    if args.mask_fraction is not None:
+        fraction = args.mask_fraction
+    border = args.mask_border if args.mask_border is not None else int(border_share * min(h, w))
+    attrs = {}
+    for flag, *_ in MODEL_FLAGS:
+        name = flag.lstrip("-").replace("-", "_")
+        if getattr(args, name) is not None:
+            attrs[name] = getattr(args, name)
+    from posterior_diffusion.api import calibrate
+    from posterior_diffusion.calibration import CalibrationInterrupted
+
+    try:
+        summary = calibrate(
+            args.output,
+            args.forward_model,
+            args.num_tests,
+            prior=args.prior,
+            power_spectrum=args.power_spectrum,
+            simulations=args.simulations,
+            shape=shape,
+            attrs=attrs,
+            mask=mask,
+            mask_fraction=0.0 if mask is not None else fraction,
+            mask_border=0 if mask is not None else border,
+            noise_std=args.noise_std,
+            sampler=args.sampler,
+            num_samples=args.num_samples,
+            steps=args.steps,
+            seed=args.seed,
+            device=args.device,
+            batch_size=args.batch_size,
+            keep_tests=not args.no_keep_tests,
+            progress=not args.no_progress,
+            command=command,
+        )
+    except CalibrationInterrupted as stop:
+        print(
+            f"{PROG}: interrupted with {stop.finished} of {stop.requested} tests finished "
+            f"(kept in {stop.folder}); rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(
+        f"wrote a calibration report of {summary['num_tests']} tests "
+        f"({summary['tests_computed_by_this_run']} computed now) to {args.output} "
+        "(index.html, report.pdf, summary.json)"
+    )
+    return EXIT_OK
+
+
+def run_report(args: argparse.Namespace, command: str) -> int:
+    from posterior_diffusion.api import report_posterior
+
+    summary = report_posterior(args.posterior, args.output, command=command)
+    print(f"wrote a report of {args.posterior} to {summary['report_directory']}")
+    return EXIT_OK
 
 
 def run_reconstruct(args: argparse.Namespace, command: str) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from posterior_diffusion.priors import GaussianPrior, Prior, default_power_spectrum, default_prior
 from posterior_diffusion.priors.network import NetworkPrior
+from posterior_diffusion.priors.prior_file import PriorFileError
 
 PRIOR_SPECS = ("default", "gaussian", "PATH.pt / PATH.ckpt")
 PRIOR_FILE_SUFFIXES = (".pt", ".ckpt")
@@ -39,7 +40,14 @@ def resolve_prior(
         return _checked(spec, field_shape, pixel_scale_arcmin)
     name = "default" if spec is None else str(spec).strip()
     if name.lower() == "default" and power_spectrum is None:
-        return _checked(default_prior(tuple(field_shape)), field_shape, pixel_scale_arcmin)
+        prior = default_prior(tuple(field_shape))
+        try:
+            return _checked(prior, field_shape, pixel_scale_arcmin)
+        except PriorFileError as err:
+            raise PriorFileError(
+                f"the default prior cannot describe these fields: {err}; use --prior gaussian "
+                "(with --power-spectrum FILE for your own spectrum) or a prior file"
+            ) from None
     if name.lower() in ("default", "gaussian"):
         if power_spectrum is None:
             return GaussianPrior(default_power_spectrum(), tuple(field_shape))

@@ -37,14 +37,25 @@ def unit_variance_spectrum(height: int, width: int):
 
 
 def gaussian_problem(
-    name: str, shape: tuple[int, int], seed: int = 0
+    name: str, shape: tuple[int, int], seed: int = 0, spectrum: str = "problem"
 ) -> tuple[GaussianPrior, ForwardModel]:
-    """The prior and forward model of test problem 'P1' or 'P2' on an H x W grid."""
+    """The prior and forward model of test problem 'P1' or 'P2' on an H x W grid.
+
+    spectrum "default" gives P1 the default (convergence-like) spectrum instead of its own, with
+    the noise still at 0.2 of the field's pixel standard deviation: the mask-and-noise problem for
+    a prior trained on default-spectrum maps.
+    """
     h, w = shape
+    if spectrum not in ("problem", "default"):
+        raise ValueError(f"spectrum must be 'problem' or 'default', got '{spectrum}'")
     if name == "P1":
-        prior = GaussianPrior(unit_variance_spectrum(h, w), (1, h, w), name="P1 red spectrum")
+        if spectrum == "default":
+            prior = GaussianPrior(default_power_spectrum(), (1, h, w))
+        else:
+            prior = GaussianPrior(unit_variance_spectrum(h, w), (1, h, w), name="P1 red spectrum")
         mask = torch.from_numpy(survey_mask((h, w), hole_fraction=0.25, seed=seed))
-        model = ForwardModel(Mask(mask), GaussianNoise(0.2, mask), (1, h, w), name="inpainting")
+        noise = GaussianNoise(0.2 * prior.pixel_variance() ** 0.5, mask)
+        model = ForwardModel(Mask(mask), noise, (1, h, w), name="inpainting")
     elif name == "P2":
         prior = GaussianPrior(default_power_spectrum(), (1, h, w))
         mask = torch.from_numpy(

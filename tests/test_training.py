@@ -226,3 +226,29 @@ def test_augmentation_is_a_symmetry_of_the_grid():
     for _ in range(20):
         y = augment(x, periodic=False)
         assert {float(y[0, i, j]) for i in (0, -1) for j in (0, -1)} == corners
+
+
+def test_train_a_hybrid_prior(grf_file, tmp_path):
+    spectrum = ROOT / "posterior_diffusion" / "data" / "default_power_spectrum.txt"
+    args = [
+        "train",
+        "--config",
+        str(TINY_CONFIG),
+        "--data.path",
+        str(grf_file),
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--trainer.max_steps",
+        "3",
+        "--model.hybrid_power_spectrum",
+        str(spectrum),
+    ]
+    assert main(args) == 0
+    prior = NetworkPrior.from_file(next(tmp_path.glob("lightning_logs/version_0/prior.pt")))
+    assert prior.metadata["hybrid"] and prior.identity()["name"] == "hybrid"
+    # The learned part is a small correction to the analytic denoiser after 3 steps.
+    exact = GaussianPrior(default_power_spectrum(), (1, 16, 16))
+    x = exact.sample(4, torch.Generator().manual_seed(0)) + 0.01 * torch.randn(4, 1, 16, 16)
+    with torch.no_grad():
+        gap = (prior.denoise(x, 0.01) - exact.denoise(x, 0.01)).square().mean()
+    assert gap < 0.05 * (exact.denoise(x, 0.01) - x).square().mean()

@@ -1,0 +1,322 @@
+"""Running a calibration: draw held-out (truth, observation) pairs, sample, diagnose, save, resume.
+
+Everything is checked, and test 0's observation is simulated, before any test file is written,
+so bad input fails fast. Tests run one after the other; each is saved as soon as it finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from posterior_diffusion.api import (
+    SIMULATION_DEFAULTS,
+    _check_run_settings,
+    _choose_sampler,
+    _data_shape,
+    observation_model,
+    observe_field,
+    reconstruct,
+    simulate_observation,
+)
+from posterior_diffusion.io import Observation
+from posterior_diffusion.io.attrs import to_json
+from posterior_diffusion.masks import survey_mask
+from posterior_diffusion.prior_resolver import resolve_prior
+from posterior_diffusion.priors import Prior
+from posterior_diffusion.provenance import file_sha256, provenance
+from posterior_diffusion.samplers import SAMPLERS
+
+from . import one_test
+from .settings import (
+    FORMAT_VERSION,
+    CalibrationRequest,
+    array_sha256,
+    observation_seed,
+    stream_seed,
+)
+from .store import ResultStore
+from .truths import SimulationsFile
+
+DEFAULT_SHAPE = (64, 64)  # field size [pixels] for prior draws when none is given
+
+
+class CalibrationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a calibration; the finished tests stay in `folder` for a rerun to resume."""
+
+    def __init__(self, finished: int, requested: int, folder: Path):
+        super().__init__(f"interrupted with {finished} of {requested} tests finished")
+        self.finished, self.requested, self.folder = finished, requested, folder
+
+
+@dataclass
+class CalibrationRun:
+    """A finished run: its settings and provenance, and every test's diagnostics."""
+
+    request: CalibrationRequest
+    settings: dict[str, Any]  # what a resumed run must share
+    provenance: dict[str, Any]  # what made the report
+    tests: list[dict[str, np.ndarray]]  # per-test arrays; maps only for test 0
+    meta: list[dict[str, Any]]  # per-test seeds, timings, cost
+    computed: int  # tests computed by this call (the others were loaded)
+    store: ResultStore
+    notes: list[str] = field(default_factory=list)
+
+
+class _Plan:
+    """The resolved pieces of a request: prior, mask, truths, sampler, settings."""
+
+    def __init__(self, request: CalibrationRequest):
+        self.request = r = request
+        _check_run_settings(r.num_samples, r.steps, r.seed, r.batch_size, r.device)
+        if r.num_tests < 1:
+            raise ValueError(f"number of tests must be >= 1, got {r.num_tests}")
+        if r.num_samples < 2:
+            raise ValueError(f"calibration needs >= 2 samples per test, got {r.num_samples}")
+        out = Path(r.output_dir)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"{out}: exists and is not a directory")
+        if not out.resolve().parent.is_dir():
+            raise ValueError(f"{out}: parent directory '{out.parent}' does not exist")
+
+        self.simulations = None if r.simulations is None else SimulationsFile(r.simulations)
+        if self.simulations is not None:
+            num, h, w = self.simulations.shape
+            if r.shape is not None and tuple(r.shape) != (h, w):
+                raise ValueError(
+                    f"{r.simulations}: maps are {h} x {w} but --shape asks for "
+                    f"{r.shape[0]} x {r.shape[1]}"
+                )
+            if num < r.num_tests:
+                raise ValueError(
+                    f"{r.simulations}: dataset 'fields' holds {num} maps, fewer than the "
+                    f"{r.num_tests} tests asked for"
+                )
+        else:
+            h, w = r.shape or DEFAULT_SHAPE
+        if min(h, w) < 2:
+            raise ValueError(f"field shape must be at least 2 x 2 pixels, got {h} x {w}")
+        self.field_shape = (1, int(h), int(w))
+        self.params = {**SIMULATION_DEFAULTS.get(r.forward_model, {}), **r.attrs}
+        self.prior = self._prior()
+        self.mask = self._mask()
+        self.first = self.observation(0)  # validates every forward-model input
+        self.model = observation_model(self.first, None)
+        self.sampler = _choose_sampler(r.sampler, self.model)
+        self.steps = int(r.steps or SAMPLERS[self.sampler].default_steps)
+        self.settings = self._settings()
+
+    def _prior(self) -> Prior:
+        r = self.request
+        scale = self.params.get("pixel_scale_arcmin")
+        prior = resolve_prior(
+            r.prior, r.power_spectrum, self.field_shape, None if scale is None else float(scale)
+        )
+        if not callable(getattr(prior, "sample", None)):
+            raise ValueError(
+                f"prior '{prior.identity().get('name')}' cannot draw fields; calibration needs "
+                "prior draws (truths, TARP reference points)"
+            )
+        return prior
+
+    def _mask(self) -> np.ndarray | None:
+        r = self.request
+        if r.mask is not None:
+            return np.asarray(r.mask, dtype=np.float64)
+        if r.mask_fraction <= 0 and r.mask_border <= 0:
+            return None
+        data_shape = _data_shape(r.forward_model, self.params, self.field_shape)
+        # Drawn once with the run's seed, as `simulate-obs --seed S` draws it: every test shares
+        # it, so the coverage maps show how coverage behaves in and around the holes.
+        return survey_mask(data_shape[-2:], r.mask_fraction, r.mask_border, seed=r.seed)
+
+    def observation(self, index: int) -> Observation:
+        """Test `index`'s observation, truth included; reproducible from (seed, index) alone."""
+        r = self.request
+        seed = observation_seed(r.seed, index)
+        if self.simulations is None:
+            return simulate_observation(
+                r.forward_model,
+                shape=self.field_shape,
+                attrs=r.attrs,
+                prior=self.prior,
+                mask=self.mask,
+                noise_std=r.noise_std,
+                seed=seed,
+                command=r.command,
+            )
+        return observe_field(
+            self.simulations.field(index),
+            r.forward_model,
+            attrs=r.attrs,
+            mask=self.mask,
+            noise_std=r.noise_std,
+            seed=seed,
+            command=r.command,
+        )
+
+    def reference(self, index: int) -> np.ndarray:
+        """Test `index`'s TARP reference point: a prior draw independent of everything else."""
+        generator = torch.Generator().manual_seed(
+            stream_seed(self.request.seed, index, "reference")
+        )
+        with torch.no_grad():
+            return self.prior.sample(1, generator)[0].to(torch.float64).numpy()
+
+    def _settings(self) -> dict[str, Any]:
+        r = self.request
+        identity = self.prior.identity()
+        truths: Any = "prior draws"
+        if self.simulations is not None:
+            truths = {"simulations_sha256": file_sha256(self.simulations.path)}
+        raw = {
+            "format_version": FORMAT_VERSION,
+            "truths": truths,
+            # The checksum names the prior whatever path it was given by; else its identity.
+            "prior": identity.get("checksum") or identity,
+            "forward_model": self.model.params(),
+            "forward_model_attrs": self.params,
+            "mask_sha256": array_sha256(self.mask),
+            "noise_std": r.noise_std,
+            "sampler": self.sampler,
+            "steps": self.steps,
+            "num_samples": r.num_samples,
+            "seed": r.seed,
+            "field_shape": list(self.field_shape),
+        }
+        return json.loads(to_json(raw))  # the types a stored copy reads back as
+
+    def provenance(self) -> dict[str, Any]:
+        r = self.request
+        record = provenance(
+            command=r.command,
+            seed=r.seed,
+            prior_identity=self.prior.identity(),
+            forward_model_params=self.model.params(),
+        )
+        record.update(
+            sampler=self.sampler,
+            sampler_settings={"steps": self.steps, "num_samples": r.num_samples},
+            prior=self.prior.identity(),
+            forward_model_params=self.model.params(),
+            forward_model_attrs=self.params,
+            truths="prior draws" if self.simulations is None else str(self.simulations.path),
+            num_tests=r.num_tests,
+            field_shape=list(self.field_shape),
+            mask_observed_fraction=None if self.mask is None else float(self.mask.mean()),
+            device=r.device,
+        )
+        if self.simulations is not None:
+            record["simulations_sha256"] = self.settings["truths"]["simulations_sha256"]
+        return record
+
+
+def _run_test(plan: _Plan, index: int, edges: np.ndarray | None):
+    """Sample and diagnose test `index`; returns its arrays and meta."""
+    r = plan.request
+    start = time.perf_counter()
+    obs = plan.first if index == 0 else plan.observation(index)
+    sampler_seed = stream_seed(r.seed, index, "sampler")
+    ds = reconstruct(
+        obs,
+        forward_model=r.forward_model,
+        prior=plan.prior,
+        sampler=plan.sampler,
+        num_samples=r.num_samples,
+        steps=plan.steps,
+        seed=sampler_seed,
+        device=r.device,
+        batch_size=r.batch_size,
+        progress=False,
+    )
+    samples = np.asarray(ds["samples"].values, dtype=np.float64).reshape(
+        r.num_samples, *plan.field_shape
+    )
+    info = json.loads(ds.attrs.get("sampler_settings", "{}"))
+    model = observation_model(obs, r.forward_model)
+    truth = np.asarray(obs.truth, dtype=np.float64)
+    arrays = one_test.diagnose(
+        samples,
+        truth,
+        obs.y,
+        obs.mask,
+        model,
+        plan.prior,
+        plan.reference(index),
+        one_test.pdf_edges(truth, samples) if edges is None else edges,
+        projection_seed=r.seed,
+        rank_seed=stream_seed(r.seed, index, "ranks"),
+        exact_seed=stream_seed(r.seed, index, "exact"),
+    )
+    meta = {
+        "index": index,
+        "observation_seed": observation_seed(r.seed, index),
+        "sampler_seed": sampler_seed,
+        "nfe_per_sample": info.get("nfe_per_sample"),
+        "sampling_seconds": info.get("seconds"),
+        "seconds": time.perf_counter() - start,
+    }
+    return arrays, meta
+
+
+def run_calibration(request: CalibrationRequest) -> CalibrationRun:
+    """Run (or resume) every test of `request` and load all their results."""
+    plan = _Plan(request)
+    store = ResultStore(Path(request.output_dir) / "tests", plan.settings)
+    num = request.num_tests
+    done = store.count_finished(num)
+    Path(request.output_dir).mkdir(exist_ok=True)
+    store.prepare()
+    edges = None
+    if store.finished(0):
+        edges = store.load(0)[0]["pdf_edges"]
+    computed = 0
+    bar = tqdm(
+        total=num,
+        initial=done,
+        unit="test",
+        desc="calibrate",
+        disable=not request.progress,
+        dynamic_ncols=True,
+    )
+    try:
+        for index in range(num):
+            if store.finished(index):
+                continue
+            arrays, meta = _run_test(plan, index, edges)
+            store.save(index, arrays, meta)
+            if edges is None:
+                edges = arrays["pdf_edges"]
+            computed += 1
+            bar.update(1)
+    except KeyboardInterrupt:
+        raise CalibrationInterrupted(store.count_finished(num), num, store.folder) from None
+    finally:
+        bar.close()
+    tests, meta = [], []
+    for index in range(num):
+        skip = () if index == 0 else one_test.MAP_KEYS
+        arrays, info = store.load(index, skip=skip)
+        tests.append(arrays)
+        meta.append(info)
+    notes = []
+    extra = sorted(store.folder.glob("test_*.npz"))[num:]
+    if extra:
+        notes.append(f"{len(extra)} further finished tests in {store.folder} were not used")
+    return CalibrationRun(
+        request=request,
+        settings=plan.settings,
+        provenance=plan.provenance(),
+        tests=tests,
+        meta=meta,
+        computed=computed,
+        store=store,
+        notes=notes,
+    )

@@ -1,0 +1,356 @@
+"""The report's figures, each a function from diagnostics (numpy, as `aggregate` makes them) to a
+matplotlib Figure. Build and save them inside `style.plot_style()`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+from scipy import stats
+
+from .style import (
+    DIVERGING_CMAP,
+    K_LABEL,
+    STD_CMAP,
+    field_limits,
+    new_figure,
+    show_image,
+    symmetric_limit,
+)
+
+POWER_LABEL = "P(k) [field$^2$ pixel$^2$]"
+EXPECTED_COLOUR, BAND_COLOUR = "0.3", "0.85"
+
+
+def _first_channel(array: np.ndarray) -> np.ndarray:
+    """(C, H, W) or (H, W) -> (H, W), the first channel."""
+    array = np.asarray(array)
+    return array[0] if array.ndim == 3 else array
+
+
+def panels(maps: dict[str, np.ndarray], forward_model: str, title: str) -> Figure:
+    """Truth, observation, posterior mean, std, two samples, residual and z-score maps.
+
+    `maps` holds mean, std, samples_head (2, C, H, W) and optionally y, truth, mask, z_map.
+    Fields show their first channel; unobserved data pixels are grey.
+    """
+    truth = maps.get("truth")
+    y = np.zeros((0, 1, 1)) if maps.get("y") is None else np.asarray(maps["y"])
+    y = y if y.ndim == 3 else y[None]
+    mask = maps.get("mask")
+    hidden = None if mask is None else np.asarray(mask) == 0
+    mean, std = _first_channel(maps["mean"]), _first_channel(maps["std"])
+    heads = [_first_channel(s) for s in maps["samples_head"]]
+    fields = [mean, *heads] + ([_first_channel(truth)] if truth is not None else [])
+    low, high = field_limits(*fields)
+    specs: list[tuple] = []  # (array, title, colour-bar label, cmap, vmin, vmax, hidden)
+    if truth is not None:
+        specs.append((_first_channel(truth), "truth", "field value", None, low, high, None))
+    names = ["gamma 1", "gamma 2"] if forward_model == "lensing" else ["data"] * len(y)
+    for c in range(min(len(y), 2)):
+        label = f"observation ({names[c]})" if len(y) > 1 else "observation"
+        specs.append((y[c], label, "data value", None, None, None, hidden))
+    specs.append((mean, "posterior mean", "field value", None, low, high, None))
+    specs.append((std, "posterior std", "field value", STD_CMAP, 0.0, None, None))
+    for i, head in enumerate(heads):
+        specs.append((head, f"posterior sample {i + 1}", "field value", None, low, high, None))
+    if truth is not None:
+        residual = _first_channel(truth) - mean
+        limit = symmetric_limit(residual)
+        specs.append((residual, "truth - mean", "field value", DIVERGING_CMAP, -limit, limit, None))
+    if maps.get("z_map") is not None:
+        z = _first_channel(maps["z_map"])
+        specs.append((z, "z = (truth - mean) / std", "z", DIVERGING_CMAP, -4.0, 4.0, None))
+    columns = 4 if len(specs) <= 8 else 5
+    rows = -(-len(specs) // columns)
+    fig = new_figure(3.3 * columns, 3.0 * rows + 0.4)
+    axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
+    for ax, (array, name, label, cmap, vmin, vmax, hide) in zip(
+        axes, specs, strict=False
+    ):  # spare axes are switched off
+        show_image(fig, ax, array, name, label, cmap or "viridis", vmin, vmax, hide)
+    for ax in axes[len(specs) :]:
+        ax.set_axis_off()
+    fig.suptitle(title)
+    return fig
+
+
+def coverage_curve(cov: dict[str, Any], num_samples: int, num_tests: int) -> Figure:
+    """Empirical coverage of central credible intervals against the nominal level, and their
+    difference from what an exactly calibrated sampler with N samples gives."""
+    levels, empirical, expected = cov["levels"], cov["empirical"], cov["expected"]
+    low, high = cov.get("band_low"), cov.get("band_high")
+    fig = new_figure(10.0, 4.2)
+    left, right = fig.subplots(1, 2)
+    left.plot([0, 1], [0, 1], ":", color="0.5", label="nominal")
+    if low is not None:
+        left.fill_between(levels, low, high, color=BAND_COLOUR, label="95% binomial band")
+    left.plot(levels, expected, "-", color=EXPECTED_COLOUR, label=f"calibrated, N = {num_samples}")
+    if cov.get("exact_reference") is not None:
+        left.plot(levels, cov["exact_reference"], "--", color="tab:green", label="exact samples")
+    left.plot(levels, empirical, "o", color="tab:blue", ms=4, label="this sampler")
+    left.set_xlabel("nominal credible level")
+    left.set_ylabel("empirical coverage (fraction of pixels)")
+    left.set_xlim(0, 1)
+    left.set_ylim(0, 1)
+    left.set_aspect("equal")
+    left.legend(loc="upper left")
+    right.axhline(0.0, color=EXPECTED_COLOUR, label="calibrated")
+    if low is not None:
+        right.fill_between(
+            levels, low - expected, high - expected, color=BAND_COLOUR, label="95% binomial band"
+        )
+    if cov.get("exact_reference") is not None:
+        right.plot(
+            levels,
+            cov["exact_reference"] - expected,
+            "--",
+            color="tab:green",
+            label="exact samples",
+        )
+    se = cov.get("standard_error")
+    difference = empirical - expected
+    if se is not None and np.isfinite(se).any():
+        right.errorbar(
+            levels, difference, yerr=2 * se, fmt="o", ms=4, capsize=2, label="this sampler +- 2 SE"
+        )
+    else:
+        right.plot(levels, difference, "o", ms=4, color="tab:blue", label="this sampler")
+    right.set_xlabel("nominal credible level")
+    right.set_ylabel("empirical - calibrated coverage")
+    right.set_xlim(0, 1)
+    right.legend(loc="best")
+    fig.suptitle(f"Pixel coverage of central credible intervals ({num_tests} tests)")
+    return fig
+
+
+def coverage_maps(
+    cov: dict[str, Any], mask: np.ndarray | None, num_tests: int, num_samples: int
+) -> Figure:
+    """Per-pixel fraction of tests whose truth lies in the central interval, at two levels."""
+    levels = list(np.asarray(cov["map_levels"]))
+    chosen = [i for i, a in enumerate(levels) if round(a, 2) in (0.68, 0.95)] or [0]
+    fig = new_figure(4.4 * len(chosen), 4.0)
+    axes = np.atleast_1d(fig.subplots(1, len(chosen)))
+    for ax, i in zip(axes, chosen, strict=True):
+        level = levels[i]
+        fraction = _first_channel(cov["map_fraction"][i])
+        calibrated = level * (num_samples - 1) / (num_samples + 1)
+        low, high = stats.binom.interval(0.95, num_tests, calibrated)
+        title = (
+            f"{level:.0%} intervals (calibrated: {calibrated:.2f} at N = {num_samples})\n"
+            f"95% of pixels expected in [{low / num_tests:.2f}, {high / num_tests:.2f}]"
+        )
+        show_image(fig, ax, fraction, title, "fraction of tests covered", vmin=0.0, vmax=1.0)
+        if mask is not None and np.shape(mask) == fraction.shape and not np.all(mask == 1):
+            ax.contour(np.asarray(mask), levels=[0.5], colors="white", linewidths=0.8)
+    return fig
+
+
+def tarp(result: dict[str, Any], num_tests: int) -> Figure:
+    """TARP expected coverage probability against the credibility level."""
+    alpha, ecp = result["alpha"], result["ecp"]
+    fig = new_figure(5.0, 4.6)
+    ax = fig.subplots()
+    ax.fill_between(
+        alpha,
+        result["band_low"],
+        result["band_high"],
+        color=BAND_COLOUR,
+        label=f"95% band, {num_tests} tests",
+    )
+    ax.plot([0, 1], [0, 1], "-", color=EXPECTED_COLOUR, label="calibrated")
+    if result.get("exact_reference") is not None:
+        ax.plot(alpha, result["exact_reference"], "--", color="tab:green", label="exact samples")
+    ax.plot(alpha, ecp, "o-", color="tab:blue", ms=4, label="this sampler")
+    ax.set_xlabel("credibility level alpha")
+    ax.set_ylabel("expected coverage probability")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.legend(loc="upper left")
+    ax.set_title(f"TARP, prior-draw references (max |ECP - alpha| = {result['deviation']:.3f})")
+    return fig
+
+
+def sbc(result: dict[str, Any], num_samples: int, num_tests: int) -> Figure:
+    """Pooled SBC rank histograms per family of statistics, with the uniform expectation."""
+    families = result["families"]
+    fig = new_figure(3.4 * len(families), 3.8)
+    axes = np.atleast_1d(fig.subplots(1, len(families)))
+    bins = result["bins"]
+    edges = np.arange(bins + 1) / bins
+    for ax, fam in zip(axes, families.values(), strict=True):
+        ax.fill_between(
+            edges,
+            np.r_[fam["band_low"], fam["band_low"][-1]],
+            np.r_[fam["band_high"], fam["band_high"][-1]],
+            step="post",
+            color=BAND_COLOUR,
+            label="99% band per bin",
+        )
+        ax.stairs(fam["expected_fraction"], edges, color=EXPECTED_COLOUR, label="uniform")
+        ax.stairs(fam["pooled_fraction"], edges, color="tab:blue", linewidth=2, label="ranks")
+        ax.set_xlabel(f"rank / N (N = {num_samples})")
+        ax.set_ylabel("fraction of ranks")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, max(fam["band_high"].max(), fam["pooled_fraction"].max()) * 1.15)
+        ax.set_title(
+            f"{fam['label']}\n{fam['num_statistics']} statistics, median p = {fam['median_p']:.2f}"
+        )
+    axes[0].legend(loc="lower center")
+    fig.suptitle(f"SBC rank histograms ({num_tests} tests, {bins} bins)")
+    return fig
+
+
+def _positive_k(spec: dict[str, Any]) -> np.ndarray:
+    return np.asarray(spec["k"]) > 0
+
+
+def _plain(value: float, _position=None) -> str:
+    return f"{value:g}"
+
+
+def _leading_2_or_5(value: float, _position=None) -> str:
+    digit = f"{value:.0e}"[0]
+    return f"{value:g}" if digit in "25" else ""
+
+
+def _log_k_axis(ax) -> None:
+    """Log-scaled k axis labelled 0.01, 0.02, 0.05, 0.1, ... instead of 2 x 10^-1."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(_plain))
+    ax.xaxis.set_minor_formatter(FuncFormatter(_leading_2_or_5))
+    ax.set_xlabel(K_LABEL)
+
+
+def spectra(spec: dict[str, Any], num_tests: int) -> Figure:
+    """P(k) of the first test with sample-variance band; samples/truth power ratio; r(k), T(k)."""
+    keep = _positive_k(spec)
+    k, modes = spec["k"][keep], spec["modes"][keep]
+    fig = new_figure(10.0, 7.6)
+    (a, b), (c, d) = fig.subplots(2, 2)
+    truth = spec["first_truth"][keep]
+    rel = np.sqrt(2.0 / modes)
+    a.fill_between(
+        k,
+        truth * np.clip(1 - rel, 1e-3, None),
+        truth * (1 + rel),
+        color=BAND_COLOUR,
+        label="truth +- sample variance",
+    )
+    a.plot(k, truth, "-", color="black", label="truth")
+    a.fill_between(
+        k,
+        spec["first_samples_low"][keep],
+        spec["first_samples_high"][keep],
+        color="tab:blue",
+        alpha=0.3,
+        label="samples 16-84%",
+    )
+    a.plot(k, spec["first_samples_median"][keep], "-", color="tab:blue", label="samples median")
+    a.plot(k, spec["first_mean"][keep], "--", color="tab:orange", label="posterior mean")
+    _log_k_axis(a)
+    a.set_yscale("log")
+    a.set_ylabel(POWER_LABEL)
+    a.set_title("power spectrum, " + ("first test" if num_tests > 1 else "this map"))
+    a.legend(loc="lower left")
+
+    b.fill_between(
+        k,
+        spec["ratio_band_low"][keep],
+        spec["ratio_band_high"][keep],
+        color=BAND_COLOUR,
+        label="truth sample variance (2 sigma)",
+    )
+    b.axhline(1.0, color=EXPECTED_COLOUR)
+    b.plot(
+        k,
+        spec["samples_over_truth"][keep],
+        "o-",
+        ms=3,
+        color="tab:blue",
+        label="<P samples> / <P truth>",
+    )
+    _log_k_axis(b)
+    b.set_ylabel("power ratio")
+    b.set_title(
+        f"samples against truths, {num_tests} tests" if num_tests > 1 else "samples against truth"
+    )
+    b.legend(loc="best")
+
+    c.axhline(1.0, color=EXPECTED_COLOUR)
+    c.plot(k, spec["r_mean"][keep], "o-", ms=3, color="tab:orange", label="posterior mean")
+    c.plot(k, spec["r_samples"][keep], "s-", ms=3, color="tab:blue", label="samples")
+    _log_k_axis(c)
+    c.set_ylim(min(0.0, np.nanmin(spec["r_samples"][keep]) - 0.05), 1.05)
+    c.set_ylabel("r(k) with the truth")
+    c.set_title("cross-correlation coefficient")
+    c.legend(loc="lower left")
+
+    d.axhline(1.0, color=EXPECTED_COLOUR)
+    d.plot(k, spec["t_mean"][keep], "o-", ms=3, color="tab:orange", label="posterior mean")
+    d.plot(k, spec["t_samples"][keep], "s-", ms=3, color="tab:blue", label="samples")
+    _log_k_axis(d)
+    d.set_ylim(0.0, max(1.2, float(np.nanmax(spec["t_samples"][keep])) * 1.05))
+    d.set_ylabel("T(k) = sqrt(P / P truth)")
+    d.set_title("transfer function")
+    d.legend(loc="lower left")
+    return fig
+
+
+def one_point(pdf: dict[str, Any], z: dict[str, Any] | None) -> Figure:
+    """Pixel-value PDF of truths and samples; z-score histogram against Student-t."""
+    fig = new_figure(10.0 if z is not None else 5.2, 4.2)
+    axes = np.atleast_1d(fig.subplots(1, 2 if z is not None else 1))
+    ax = axes[0]
+    edges = pdf["edges"]
+    ax.stairs(pdf["truth_density"], edges, color="black", linewidth=1.5, label="truths")
+    ax.stairs(pdf["samples_density"], edges, color="tab:blue", linewidth=1.5, label="samples")
+    ax.set_yscale("log")
+    ax.set_xlabel("field value (per pixel)")
+    ax.set_ylabel("probability density")
+    ax.set_title("one-point PDF")
+    ax.legend(loc="upper right")
+    if z is not None:
+        ax = axes[1]
+        ze = z["edges"]
+        ax.stairs(z["density"], ze, color="tab:blue", linewidth=1.5, label="z of truths")
+        grid = np.linspace(ze[0], ze[-1], 400)
+        expected = stats.t.pdf(grid / z["scale"], z["dof"]) / z["scale"]
+        ax.plot(grid, expected, "-", color=EXPECTED_COLOUR, label="calibrated")
+        ax.set_yscale("log")
+        ax.set_ylim(1e-4, 1.0)
+        ax.set_xlabel("z = (truth - mean) / std")
+        ax.set_ylabel("probability density")
+        ax.set_title(f"z-scores: std {z['std']:.3f} (calibrated {z['expected_std']:.3f})")
+        ax.legend(loc="upper right")
+    return fig
+
+
+def peak_counts(result: dict[str, Any]) -> Figure:
+    """Peak counts of each truth against those of its posterior samples."""
+    fig = new_figure(5.2, 4.8)
+    ax = fig.subplots()
+    truth, mean, std = result["truth"], result["samples_mean"], result["samples_std"]
+    for j, nu in enumerate(result["thresholds"]):
+        ax.errorbar(
+            truth[:, j],
+            mean[:, j],
+            yerr=std[:, j],
+            fmt="o",
+            ms=4,
+            capsize=2,
+            label=f"peaks above {nu:g} sigma",
+        )
+    top = max(float(truth.max()), float((mean + std).max()), 1.0) * 1.05
+    ax.plot([0, top], [0, top], "-", color=EXPECTED_COLOUR, label="equal")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("peaks in the true map (count)")
+    ax.set_ylabel("peaks in posterior samples (mean +- std)")
+    ax.set_title("lensing peak counts, one point per test")
+    ax.legend(loc="upper left")
+    return fig

@@ -1,0 +1,283 @@
+"""The `report` command: figures and numbers of one posterior file written by `reconstruct`.
+
+With a `truth` in the file (simulated data) it adds the single-test truth diagnostics: coverage,
+z-scores, P(k), r(k) and T(k). One test says little about calibration; `calibrate` runs many.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from posterior_diffusion.calibration import aggregate as agg
+from posterior_diffusion.calibration.one_test import (
+    LEVELS,
+    binned_counts,
+    pdf_edges,
+    spectrum_terms,
+    zscore_terms,
+)
+from posterior_diffusion.diagnostics import coverage_per_test, expected_coverage
+from posterior_diffusion.io.attrs import plain_attr
+
+from . import figures
+from .tables import columns
+from .writer import FigureSpec, Table, write_report
+
+ENGINES = {".h5": "h5netcdf", ".hdf5": "h5netcdf", ".nc": "h5netcdf", ".zarr": "zarr"}
+
+
+class PosteriorFileError(ValueError):
+    """A file that is not a readable posterior file; one line naming it."""
+
+
+def _field(ds, name: str) -> np.ndarray:
+    """A field variable as (..., C, H, W): a channel axis is added when there is none."""
+    var = ds[name]
+    lead = [d for d in var.dims if d == "sample"]
+    channel = [d for d in var.dims if "channel" in d]
+    spatial = [d for d in var.dims if d not in lead and d not in channel]
+    values = np.asarray(var.transpose(*lead, *channel, *spatial).values, dtype=np.float64)
+    return values if channel else np.expand_dims(values, axis=len(lead))
+
+
+def read_posterior(path: str | os.PathLike) -> dict[str, Any]:
+    """samples (N, C, H, W), y (C', H', W'), optional truth (C, H, W) and mask, and attributes."""
+    path = Path(path)
+    engine = ENGINES.get(path.suffix.lower())
+    if not path.exists():
+        raise PosteriorFileError(f"{path}: no such file")
+    if engine is None:
+        raise PosteriorFileError(
+            f"{path}: unsupported posterior file suffix '{path.suffix}' (use {', '.join(ENGINES)})"
+        )
+    import xarray as xr
+
+    try:
+        # phony_dims: read plain HDF5 files too (and refuse them below) without a warning.
+        extra = {"phony_dims": "access"} if engine == "h5netcdf" else {}
+        ds = xr.load_dataset(path, engine=engine, **extra)
+    except Exception as err:  # engines raise OSError, ValueError, KeyError, ...
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise PosteriorFileError(f"{path}: cannot read as a posterior file ({reason})") from None
+    if "samples" not in ds:
+        raise PosteriorFileError(
+            f"{path}: no variable 'samples' (not a posterior file written by "
+            "`posterior-diffusion reconstruct`)"
+        )
+    if "sample" not in ds["samples"].dims or ds["samples"].ndim not in (3, 4):
+        raise PosteriorFileError(
+            f"{path}: variable 'samples' has dims {ds['samples'].dims}; expected "
+            "(sample, [channel,] y, x)"
+        )
+    samples = _field(ds, "samples")
+    if samples.shape[0] < 2:
+        raise PosteriorFileError(
+            f"{path}: variable 'samples' holds {samples.shape[0]} sample(s); "
+            "a report needs at least 2"
+        )
+    if not np.isfinite(samples).all():
+        raise PosteriorFileError(f"{path}: variable 'samples' contains NaN/inf values")
+    out: dict[str, Any] = {
+        "path": path,
+        "samples": samples,
+        "attrs": {str(k): plain_attr(v) for k, v in ds.attrs.items()},
+    }
+    if "observation" in ds:
+        y = np.asarray(ds["observation"].values, dtype=np.float64)
+        out["y"] = y if y.ndim == 3 else y[None]
+    if "truth" in ds:
+        out["truth"] = _field(ds, "truth")
+        if out["truth"].shape != samples.shape[1:]:
+            raise PosteriorFileError(
+                f"{path}: variable 'truth' has shape {out['truth'].shape}, the samples "
+                f"{samples.shape[1:]}"
+            )
+    if "mask" in ds:
+        out["mask"] = np.asarray(ds["mask"].values, dtype=np.float64)
+    return out
+
+
+def _statistics(samples: np.ndarray) -> dict[str, Any]:
+    mean, std = samples.mean(axis=0), samples.std(axis=0, ddof=1)
+    return {
+        "num_samples": int(samples.shape[0]),
+        "field_shape": list(samples.shape[1:]),
+        "mean_of_posterior_mean": float(mean.mean()),
+        "pixel_std_of_posterior_mean": float(mean.std()),
+        "posterior_mean_range": [float(mean.min()), float(mean.max())],
+        "mean_posterior_std": float(std.mean()),
+        "median_posterior_std": float(np.median(std)),
+        "posterior_std_range": [float(std.min()), float(std.max())],
+        "sample_pixel_std": float(samples.std()),
+    }
+
+
+def _truth_diagnostics(samples: np.ndarray, truth: np.ndarray) -> tuple[dict, dict, dict, dict]:
+    """Coverage, z-scores, spectra and one-point PDF of one test, in `aggregate`'s layout."""
+    n = samples.shape[0]
+    _, per_test = coverage_per_test(samples, truth, LEVELS, batched=False)
+    expected = expected_coverage(LEVELS, n)
+    cov = {
+        "levels": LEVELS,
+        "empirical": per_test[:, 0],
+        "expected": expected,
+        "difference": per_test[:, 0] - expected,
+    }
+    edges = pdf_edges(truth, samples)
+    test = {
+        **spectrum_terms(samples, truth),
+        **zscore_terms(samples, truth),
+        "pdf_edges": edges,
+        "pdf_truth": binned_counts(truth, edges),
+        "pdf_samples": binned_counts(samples, edges),
+    }
+    return (
+        cov,
+        agg.zscores([test], n),
+        agg.spectra([test]),
+        agg.one_point_pdf([test]) | {"z_map": test["z_map"]},
+    )
+
+
+def write_posterior_report(
+    posterior: str | os.PathLike,
+    output_dir: str | os.PathLike | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Write the report of a posterior file; returns its summary (summary.json)."""
+    post = read_posterior(posterior)
+    path: Path = post["path"]
+    folder = Path(output_dir) if output_dir is not None else path.with_name(f"{path.stem}_report")
+    if folder.exists() and not folder.is_dir():
+        raise PosteriorFileError(f"{folder}: exists and is not a directory")
+    if not folder.resolve().parent.is_dir():
+        raise PosteriorFileError(f"{folder}: parent directory '{folder.parent}' does not exist")
+    samples, truth = post["samples"], post.get("truth")
+    model = str(post["attrs"].get("forward_model", "unknown"))
+    maps = {
+        "y": post.get("y", samples.mean(axis=0)),
+        "mean": samples.mean(axis=0),
+        "std": samples.std(axis=0, ddof=1),
+        "samples_head": samples[:2],
+        "mask": post.get("mask"),
+    }
+    summary: dict[str, Any] = {
+        "posterior_file": str(path),
+        "report_directory": str(folder),
+        "command": command or "(Python API)",
+        "statistics": _statistics(samples),
+        "provenance": post["attrs"],
+    }
+    n = samples.shape[0]
+    highlights = [
+        ("samples", f"{n} of shape {tuple(samples.shape[1:])}"),
+        ("sampler", str(post["attrs"].get("sampler", "unknown"))),
+        ("forward model, prior", f"{model}, {post['attrs'].get('prior_name', 'unknown')}"),
+        ("mean posterior std", f"{summary['statistics']['mean_posterior_std']:.4g}"),
+    ]
+    tables: list[Table] = []
+    specs = []
+    if truth is not None:
+        cov, z, spec, pdf = _truth_diagnostics(samples, truth)
+        maps.update(truth=truth, z_map=pdf.pop("z_map"))
+        summary["truth_diagnostics"] = {
+            "rmse_of_mean": float(np.sqrt(np.mean((maps["mean"] - truth) ** 2))),
+            "coverage": cov,
+            "zscores": z,
+            "spectra": {k: v for k, v in spec.items() if not k.startswith("first_")},
+            "one_point_pdf": pdf,
+        }
+        for level in (0.5, 0.68, 0.9, 0.95):
+            i = int(np.argmin(np.abs(LEVELS - level)))
+            highlights.append(
+                (
+                    f"coverage at {level:.0%}",
+                    f"{cov['empirical'][i]:.3f} (calibrated {cov['expected'][i]:.3f})",
+                )
+            )
+        highlights.append(("z-score std", f"{z['std']:.3f} (calibrated {z['expected_std']:.3f})"))
+        tables += [
+            Table(
+                "coverage",
+                "coverage of central credible intervals, this test",
+                *columns(level=LEVELS, calibrated=cov["expected"], empirical=cov["empirical"]),
+            ),
+            Table(
+                "spectra",
+                "P(k), r(k), T(k) (k in cycles/pixel)",
+                *columns(
+                    k=spec["k"],
+                    modes=spec["modes"],
+                    p_truth=spec["p_truth"],
+                    p_samples=spec["p_samples"],
+                    p_mean=spec["p_mean"],
+                    r_mean=spec["r_mean"],
+                    r_samples=spec["r_samples"],
+                    t_mean=spec["t_mean"],
+                    t_samples=spec["t_samples"],
+                ),
+            ),
+        ]
+        specs += [
+            FigureSpec(
+                "coverage",
+                "Coverage of central credible intervals (this map)",
+                "Fraction of pixels whose truth lies in the central interval of the samples. "
+                "Pixels of one map are correlated, so one test scatters widely about the "
+                "calibrated curve; use `calibrate` for a verdict.",
+                lambda: figures.coverage_curve(cov, n, 1),
+            ),
+            FigureSpec(
+                "spectra",
+                "Power spectra, cross-correlation and transfer function",
+                "P(k) of the truth (grey: sample variance), the samples and the posterior mean; "
+                "r(k) and T(k) of the mean and the samples against the truth.",
+                lambda: figures.spectra(spec, 1),
+            ),
+            FigureSpec(
+                "one_point",
+                "One-point PDF and z-scores",
+                "Pixel values of truth and samples; z = (truth - mean) / std against the "
+                "calibrated Student-t.",
+                lambda: figures.one_point(pdf, z),
+            ),
+        ]
+    panel_title = f"{path.name}: {model}"
+    specs.insert(
+        0,
+        FigureSpec(
+            "panels",
+            "Observation and posterior",
+            "Observation (grey: unobserved), posterior mean and standard deviation, two samples"
+            + ("; truth, residual and z-score map" if truth is not None else "")
+            + ".",
+            lambda: figures.panels(maps, model, panel_title),
+        ),
+    )
+    prov_keys = (
+        "posterior_diffusion_version",
+        "command",
+        "created_utc",
+        "sampler",
+        "sampler_settings",
+        "seed",
+        "prior",
+        "forward_model_params",
+        "input_file",
+    )
+    provenance = {k: post["attrs"][k] for k in prov_keys if k in post["attrs"]}
+    provenance["report command"] = summary["command"]
+    write_report(
+        folder,
+        f"Posterior report: {path.name}",
+        specs,
+        summary,
+        tables,
+        highlights,
+        provenance,
+    )
+    return summary
