@@ -252,3 +252,13 @@ def test_train_a_hybrid_prior(grf_file, tmp_path):
     with torch.no_grad():
         gap = (prior.denoise(x, 0.01) - exact.denoise(x, 0.01)).square().mean()
     assert gap < 0.05 * (exact.denoise(x, 0.01) - x).square().mean()
+
+
+def test_worker_processes_read_the_file_lazily(grf_file):
+    module = FieldDataModule(str(grf_file), batch_size=8, num_workers=2, val_fraction=0.25)
+    module.setup("fit")
+    batch = next(iter(module.train_dataloader()))
+    assert batch.shape == (8, 1, 16, 16) and batch.dtype == torch.float32
+    val = next(iter(module.val_dataloader()))
+    expected = np.asarray(h5py.File(grf_file)["fields"][module.val_indices[:8]], dtype=np.float32)
+    assert np.array_equal(val[:, 0].numpy(), expected)  # no augmentation on validation maps
