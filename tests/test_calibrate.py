@@ -75,6 +75,7 @@ def test_writes_every_output(resumed):
     for name in FIGURES:
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000, name
     assert not (out / "figures" / "peaks.png").exists()  # lensing only
+    assert not (out / "figures" / "eb_modes.png").exists()
     html = (out / "index.html").read_text()
     assert all(f'src="figures/{name}.png"' in html for name in FIGURES)
     assert "posterior-diffusion calibrate" in html  # provenance on the page
@@ -169,7 +170,7 @@ def test_interrupted_run_keeps_finished_tests(tmp_path, monkeypatch, capsys):
 
 
 def test_lensing_from_simulations_file(tmp_path):
-    """Truths read in order from a `simulate` file; lensing adds peak counts."""
+    """Truths read in order from a `simulate` file; lensing adds peak counts and E/B power."""
     sims = tmp_path / "kappa.h5"
     assert main(["simulate", "grf", str(sims), "--num", "3", "--shape", str(N), str(N)]) == 0
     out = tmp_path / "report"
@@ -182,6 +183,17 @@ def test_lensing_from_simulations_file(tmp_path):
     assert (out / "figures" / "peaks.png").is_file() and (out / "peaks.csv").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert "peaks" in summary["sbc"]["families"]
+    assert (out / "figures" / "eb_modes.png").stat().st_size > 1000
+    assert 'src="figures/eb_modes.png"' in (out / "index.html").read_text()
+    header, *rows = (out / "eb_modes.csv").read_text().splitlines()
+    assert header.startswith("k,modes,noise_e,noise_b,data_e") and len(rows) == N // 2
+    assert "eb_samples_e_over_noise" in (out / "tests.csv").read_text().splitlines()[0]
+    eb = summary["eb_modes"]
+    assert eb["noise_e"][1:] == pytest.approx([eb["noise_e"][1]] * (N // 2 - 1))  # white
+    for name in ("samples_e", "samples_b", "mean_b", "data_b"):
+        assert 0.5 < eb[f"{name}_over_noise"] < 2, name
+    # Unmasked, A(x) is pure E: the residuals' B power is the data's.
+    np.testing.assert_allclose(eb["mean_b"], eb["data_b"], rtol=1e-8, atol=1e-20)
     with h5py.File(sims) as f:
         fields = f["fields"][:2]
     store = ResultStore(out / "tests", summary["settings"])

@@ -185,3 +185,74 @@ def test_cross_correlation_and_transfer_of_identical_maps():
     np.testing.assert_allclose(half, 0.5, atol=1e-12)
     centres, density = dg.one_point_pdf(maps, bins=20)
     assert density.sum() * (centres[1] - centres[0]) == pytest.approx(1)
+
+
+@pytest.mark.parametrize("grid", [(16, 16), (15, 17)])
+def test_eb_power_of_pure_e_mode_shear(grid):
+    """Shear from a real kappa: E is kappa's power at every k > 0, B is 0 to round-off."""
+    from forward_models.lensing import Shear
+
+    kappa = torch.randn(
+        3, 1, *grid, generator=torch.Generator().manual_seed(6), dtype=torch.float64
+    )
+    eb = dg.eb_power(Shear(grid).A(kappa))  # torch in, batched over 3 maps
+    k, p_kappa, modes = dg.power_spectrum(kappa[:, 0])
+    _, p_centred, _ = dg.power_spectrum((kappa - kappa.mean(dim=(-2, -1), keepdim=True))[:, 0])
+    assert eb.e.shape == eb.b.shape == (3, len(k)) and np.array_equal(eb.modes, modes)
+    round_off = 1e-12 * p_kappa.max()
+    np.testing.assert_allclose(eb.e, p_centred, rtol=1e-12, atol=round_off)  # k = 0 is lost
+    np.testing.assert_allclose(eb.e[:, 1:], p_kappa[:, 1:], rtol=1e-12, atol=round_off)
+    assert np.abs(eb.b).max() <= round_off
+
+
+def test_eb_power_of_white_noise_equals_noise_level():
+    """E and B of white shear noise are sigma^2 within sample variance, 2 P^2 / (n M)."""
+    from forward_models.lensing import Shear
+
+    sigma, maps = 0.3, 64
+    rng = np.random.default_rng(7)
+    noise = sigma * rng.standard_normal((maps, 2, *SHAPE))
+    eb = dg.eb_power(noise)
+    expected = dg.eb_noise_power(sigma**2, SHAPE)
+    assert expected.e[0] == expected.b[0] == 0  # the k = 0 mode carries no E or B
+    np.testing.assert_allclose(expected.e[1:], sigma**2, rtol=1e-12)
+    np.testing.assert_allclose(expected.b[1:], sigma**2, rtol=1e-12)
+    tol = 5 * sigma**2 * np.sqrt(2 / (eb.modes[1:] * maps))
+    assert np.all(np.abs(eb.e.mean(0)[1:] - sigma**2) <= tol), eb.e.mean(0) / sigma**2
+    assert np.all(np.abs(eb.b.mean(0)[1:] - sigma**2) <= tol), eb.b.mean(0) / sigma**2
+    # The residual of the true shear is the noise, whatever the signal.
+    kappa = torch.from_numpy(rng.standard_normal((1, *SHAPE)))
+    signal = Shear(SHAPE).A(kappa).numpy()
+    residual = dg.residual_eb_power(signal + noise[0], signal)
+    np.testing.assert_allclose(residual.e, eb.e[0], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(residual.b, eb.b[0], rtol=1e-10, atol=1e-14)
+
+
+def test_eb_noise_power_with_mask_and_varying_sigma():
+    """Masked noise of variance v(x): flat E and B power mean(m v) (sigma^2 f_obs)."""
+    rng = np.random.default_rng(8)
+    observed = rng.random(SHAPE) > 0.3
+    sigma = np.stack([np.full(SHAPE, 0.2), 0.1 + 0.2 * rng.random(SHAPE)])  # per component
+    variance = np.square(sigma) * observed
+    noise = sigma * rng.standard_normal((400, 2, *SHAPE))
+    eb = dg.residual_eb_power(noise, 0.0, observed)
+    expected = dg.eb_noise_power(variance)
+    # Masked modes are correlated: the tolerance is from the spread over the 400 maps.
+    for measured, model in ((eb.e, expected.e), (eb.b, expected.b)):
+        se = measured.std(0, ddof=1)[1:] / np.sqrt(len(measured))
+        assert np.all(np.abs(measured.mean(0)[1:] - model[1:]) <= 5 * se)
+    assert expected.e[1:].mean() < 0.75 * np.square(sigma).mean()  # the mask lowers the level
+
+
+def test_spin_2_rotation_by_45_degrees_swaps_e_and_b():
+    """gamma -> exp(2i pi/4) gamma = (-gamma2, gamma1) turns E into B and B into -E."""
+    rng = np.random.default_rng(9)
+    shear = rng.standard_normal((2, 2, 16, 15))
+    rotated = np.stack([-shear[:, 1], shear[:, 0]], axis=1)
+    e, b = dg.eb_maps(shear)
+    e_rot, b_rot = dg.eb_maps(rotated)
+    np.testing.assert_allclose(b_rot, e, atol=1e-12)
+    np.testing.assert_allclose(e_rot, -b, atol=1e-12)
+    eb, eb_rot = dg.eb_power(shear), dg.eb_power(rotated)
+    np.testing.assert_allclose(eb_rot.e, eb.b, rtol=1e-12)
+    np.testing.assert_allclose(eb_rot.b, eb.e, rtol=1e-12)

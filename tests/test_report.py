@@ -42,9 +42,10 @@ def test_report_with_truth(posteriors, capsys):
     assert main(["report", str(folder / "with_truth.h5")]) == 0
     out = folder / "with_truth_report"  # the default: next to the file
     assert str(out) in capsys.readouterr().out
-    for name in ("panels", "coverage", "spectra", "one_point"):
+    for name in ("panels", "coverage", "spectra", "one_point", "eb_modes"):  # lensing: E/B
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000, name
-    for name in ("report.pdf", "index.html", "summary.json", "coverage.csv", "spectra.csv"):
+    files = ("report.pdf", "index.html", "summary.json", "coverage.csv", "spectra.csv")
+    for name in (*files, "eb_modes.csv"):
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["statistics"]["num_samples"] == 8
@@ -63,9 +64,11 @@ def test_report_without_truth_to_chosen_directory(posteriors, tmp_path):
     folder, _ = posteriors
     out = tmp_path / "rep"
     assert main(["report", str(folder / "no_truth.zarr"), "-o", str(out)]) == 0
-    assert sorted(p.name for p in (out / "figures").iterdir()) == ["panels.png"]
+    # E/B power of the data residuals needs no truth (lensing only).
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["eb_modes.png", "panels.png"]
     summary = json.loads((out / "summary.json").read_text())
     assert "truth_diagnostics" not in summary and summary["statistics"]["num_samples"] == 8
+    assert summary["eb_modes"]["samples_b_over_noise"] > 0
 
 
 def test_missing_file(tmp_path, capsys):

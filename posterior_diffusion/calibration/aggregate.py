@@ -240,6 +240,48 @@ def peaks(tests) -> dict[str, Any]:
     }
 
 
+EB_SOURCES = ("noise", "data", "mean", "samples")  # one_test.eb_terms' eb_<source>, rows E, B
+
+
+def _mean_and_se(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over the first (test) axis and its standard error from the scatter (NaN for K = 1)."""
+    num = values.shape[0]
+    if num < 2:
+        return values.mean(axis=0), np.full(values.shape[1:], np.nan)
+    return values.mean(axis=0), values.std(axis=0, ddof=1) / np.sqrt(num)
+
+
+def eb_modes(tests) -> dict[str, Any]:
+    """Lensing E/B power of the data and of the residuals y - A(x) against the noise power.
+
+    Per bin (k in cycles/pixel): each source's E and B power averaged over tests, with the
+    standard error from their scatter between tests. Overall: each test's power summed over the
+    modes at k > 0 over the noise's (1 when consistent with the noise), mean and SE over tests.
+    """
+    k, modes = np.asarray(tests[0]["eb_k"]), np.asarray(tests[0]["eb_modes"])
+    used = (k > 0) & (modes > 0)  # empty bins have k = NaN, which compares False
+
+    def total(values: np.ndarray) -> np.ndarray:  # (K, 2, B) -> (K, 2), over the used modes
+        return np.sum(np.where(used, values, 0.0) * np.where(used, modes, 0.0), axis=-1)
+
+    per_test = {name: _stack(tests, f"eb_{name}") for name in EB_SOURCES}  # (K, 2, B)
+    noise_total = total(per_test["noise"])
+    out: dict[str, Any] = {"k": k, "modes": modes}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for name, values in per_test.items():
+            mean, se = _mean_and_se(values)
+            ratio = total(values) / noise_total  # (K, 2)
+            ratio_mean, ratio_se = _mean_and_se(ratio)
+            for c, mode in enumerate("eb"):
+                out[f"{name}_{mode}"] = mean[c]
+                out[f"{name}_{mode}_se"] = se[c]
+                if name != "noise":
+                    out[f"{name}_{mode}_over_noise"] = float(ratio_mean[c])
+                    out[f"{name}_{mode}_over_noise_se"] = float(ratio_se[c])
+                    out[f"{name}_{mode}_over_noise_per_test"] = ratio[:, c]
+    return out
+
+
 def exact(tests) -> dict[str, Any] | None:
     """Distances from the exact posterior (Gaussian prior, linear-Gaussian model), if computed."""
     if "exact_z_mean" not in tests[0]:
@@ -281,4 +323,5 @@ def aggregate(tests, meta, num_samples: int, forward_model: str) -> dict[str, An
     }
     if lensing:
         results["peaks"] = peaks(tests)
+        results["eb_modes"] = eb_modes(tests)
     return results

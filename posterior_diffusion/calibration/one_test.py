@@ -8,6 +8,7 @@ exactly as if they had been processed together.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -18,6 +19,8 @@ from forward_models.base import ForwardModel
 from posterior_diffusion.diagnostics import (
     coverage_map,
     coverage_per_test,
+    eb_noise_power,
+    eb_power,
     gaussian_w2,
     peak_counts,
     pixel_values,
@@ -25,6 +28,7 @@ from posterior_diffusion.diagnostics import (
     power_spectrum_bins,
     random_projections,
     reduced_chi2,
+    residual_eb_power,
     sbc_ranks,
     std_ratio,
     tarp_fractions,
@@ -114,6 +118,60 @@ def _chi2(model: ForwardModel, y: np.ndarray, fields: np.ndarray, batch_dims: in
         return reduced_chi2(torch.from_numpy(y), prediction, model.noise.whiten, batch_dims)
 
 
+def noise_variance(model: ForwardModel, data_shape: tuple[int, ...]) -> np.ndarray | None:
+    """Per-entry noise variance of the data (0 where unobserved); None without a sigma."""
+    sigma = getattr(model.noise, "sigma", None)
+    if sigma is None:
+        return None
+    return np.broadcast_to(np.square(sigma.numpy()), data_shape).astype(np.float64)
+
+
+def eb_terms(
+    samples: np.ndarray,
+    y: np.ndarray,
+    forward: Callable[[np.ndarray], np.ndarray],
+    observed: np.ndarray | None,
+    variance: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """Lensing E/B power (rows E, B; (2, B) each) of the data, of the residuals y - A(x) on the
+    observed entries for x the posterior mean and the samples (averaged over samples), and of
+    the noise (what calibrated samples give).
+
+    Args:
+        samples: (N, 1, H, W); y: shear data (2, H, W).
+        forward: fields (..., 1, H, W) -> A(fields) (..., 2, H, W), numpy to numpy.
+        observed: 1 on observed data entries, broadcastable to (2, H, W); None: all.
+        variance: noise variance per data entry, 0 where unobserved; None: unknown (NaN).
+    """
+    data = eb_power(y if observed is None else y * observed)
+    mean = residual_eb_power(y, forward(samples.mean(axis=0)), observed)
+    drawn = residual_eb_power(y, forward(samples), observed)
+    if variance is None:
+        noise = np.full((2, len(data.k)), np.nan)
+    else:
+        expected = eb_noise_power(variance)
+        noise = np.stack([expected.e, expected.b])
+    return {
+        "eb_k": data.k,
+        "eb_modes": data.modes,
+        "eb_noise": noise,
+        "eb_data": np.stack([data.e, data.b]),
+        "eb_mean": np.stack([mean.e, mean.b]),
+        "eb_samples": np.stack([drawn.e.mean(axis=0), drawn.b.mean(axis=0)]),
+    }
+
+
+def _model_eb_terms(samples: np.ndarray, y: np.ndarray, model: ForwardModel) -> dict:
+    """`eb_terms` with the model's A and noise; observed entries are those with sigma > 0."""
+
+    def forward(fields: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model.A(torch.from_numpy(fields)).numpy()
+
+    variance = noise_variance(model, y.shape)
+    return eb_terms(samples, y, forward, None if variance is None else variance > 0, variance)
+
+
 def diagnose(
     samples: np.ndarray,
     truth: np.ndarray,
@@ -134,7 +192,7 @@ def diagnose(
         truth: the field the data were simulated from, (C, H, W).
         y: the data, model.data_shape.
         mask: (H', W') 1 = observed, or None.
-        model: the forward model (data-space chi^2, exact posterior).
+        model: the forward model (data-space chi^2, lensing E/B residuals, exact posterior).
         prior: the prior (exact posterior when it is Gaussian and the model linear-Gaussian).
         reference: the TARP reference point of this test, an independent prior draw (C, H, W).
         edges: one-point-PDF bin edges shared by all tests.
@@ -180,6 +238,8 @@ def diagnose(
     out.update(spectrum_terms(samples, truth))
     out["peaks_truth"] = peak_counts(truth[None], PEAK_THRESHOLDS)[0]
     out["peaks_samples"] = peak_counts(samples, PEAK_THRESHOLDS)
+    if model.name == "lensing":
+        out.update(_model_eb_terms(samples, y, model))
     out.update(_exact(samples, truth, y, model, prior, reference, exact_seed))
     return {key: np.asarray(value) for key, value in out.items()}
 

@@ -18,7 +18,7 @@ import numpy as np
 from posterior_diffusion.rng import member_seed
 
 # Bump when what a test file holds changes: old files are then refused instead of misread.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: lensing tests hold E/B-mode power (eb_*)
 
 # Streams of test i besides its observation (which uses member_seed(seed, i), so that
 # `simulate-obs --seed <test seed>` reproduces it).

@@ -3,6 +3,7 @@ numpy out)."""
 
 from .coverage import coverage_curve, coverage_map, coverage_per_test, expected_coverage
 from .exact import gaussian_w2, std_ratio, z_mean
+from .lensing import EBPower, eb_maps, eb_noise_power, eb_power, residual_eb_power
 from .sbc import (
     peak_counts,
     pixel_values,
@@ -25,12 +26,16 @@ from .tarp import TarpResult, ecp_curve, random_references, tarp_coverage, tarp_
 from .zscores import reduced_chi2, zscore_map
 
 __all__ = [
+    "EBPower",
     "TarpResult",
     "azimuthal_average",
     "coverage_curve",
     "coverage_map",
     "coverage_per_test",
     "cross_correlation",
+    "eb_maps",
+    "eb_noise_power",
+    "eb_power",
     "ecp_curve",
     "expected_coverage",
     "gaussian_w2",
@@ -45,6 +50,7 @@ __all__ = [
     "rank_histogram",
     "rank_uniformity_pvalue",
     "reduced_chi2",
+    "residual_eb_power",
     "sample_variance_band",
     "sbc_ranks",
     "std_ratio",

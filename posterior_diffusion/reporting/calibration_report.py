@@ -17,6 +17,18 @@ from .tables import columns
 from .writer import FigureSpec, Table, write_report
 
 KEY_LEVELS = (0.5, 0.68, 0.9, 0.95)
+EB_CAPTION = (
+    "Kaiser-Squires E and B power of the residual y - A(x) on the observed pixels, for x the "
+    "posterior samples (blue) and the posterior mean (orange), and of the observed shear "
+    "(purple, dotted), against the noise level (grey line: sigma^2 times the observed "
+    "fraction). Calibrated: the samples' residual follows the noise level in E and B (its "
+    "covariance is the noise's); the mean's E residual is lower where the data constrain the "
+    "field (it fits part of the noise), its B residual at the noise level. Without a mask the "
+    "three B curves coincide (A(x) has no B mode): the data's B power is a null test, noise "
+    "only; a mask adds E leaking into B. Above the noise: the samples do not fit the data; "
+    "below: they overfit it. Bands: 2 standard errors from the scatter between tests (one "
+    "test: the 95% range of one noise map's power)."
+)
 
 
 def _level_index(level: float) -> int:
@@ -109,6 +121,15 @@ def _figures(results: dict[str, Any], first: dict[str, np.ndarray], model: str) 
                 "(mean +- std over samples); calibrated: scattered about the line, mostly "
                 "within the error bars.",
                 lambda: figures.peak_counts(results["peaks"]),
+            )
+        )
+    if "eb_modes" in results:
+        specs.append(
+            FigureSpec(
+                "eb_modes",
+                "Lensing E/B-mode power of the data residuals",
+                EB_CAPTION,
+                lambda: figures.eb_modes(results["eb_modes"], k),
             )
         )
     return specs
@@ -235,7 +256,45 @@ def _tables(results: dict[str, Any], meta: list[dict[str, Any]]) -> list[Table]:
                 rows,
             )
         )
+    if "eb_modes" in results:
+        tables.append(eb_table(results["eb_modes"]))
     return tables
+
+
+def eb_table(eb: dict[str, Any]) -> Table:
+    """eb_modes.csv: E and B power per k bin of the noise, the data and the residuals."""
+    named: dict[str, Any] = {"k": eb["k"], "modes": eb["modes"]}
+    for source in ("noise", "data", "mean", "samples"):
+        for mode in "eb":
+            named[f"{source}_{mode}"] = eb[f"{source}_{mode}"]
+            if source != "noise":
+                named[f"{source}_{mode}_se"] = eb[f"{source}_{mode}_se"]
+    return Table(
+        "eb_modes",
+        "lensing E/B power (k in cycles/pixel, P in shear^2 pixel^2) of the noise, the data "
+        "and the residuals y - A(mean), y - A(samples); se: standard error over tests",
+        *columns(**named),
+    )
+
+
+def eb_highlights(eb: dict[str, Any]) -> list[tuple[str, str]]:
+    """Key-number rows: residual and data power over the noise power, E and B."""
+
+    def ratio(source: str, mode: str) -> str:
+        value, se = eb[f"{source}_{mode}_over_noise"], eb[f"{source}_{mode}_over_noise_se"]
+        return _fmt(value) + (f" +- {se:.3f}" if np.isfinite(se) else "")
+
+    return [
+        (
+            "E/B residual power / noise: samples",
+            f"E {ratio('samples', 'e')}, B {ratio('samples', 'b')} (calibrated 1)",
+        ),
+        (
+            "E/B residual power / noise: posterior mean",
+            f"E {ratio('mean', 'e')} (calibrated < 1), B {ratio('mean', 'b')} (1 without a mask)",
+        ),
+        ("B power of the data / noise", f"{ratio('data', 'b')} (1 without a mask)"),
+    ]
 
 
 def _per_test(results: dict[str, Any], meta: list[dict[str, Any]]):
@@ -257,6 +316,9 @@ def _per_test(results: dict[str, Any], meta: list[dict[str, Any]]):
         for key in ("z_mean", "std_ratio", "w2"):
             named[f"exact_{key}"] = exact[key]["per_test"]
             named[f"exact_samples_{key}"] = exact[key]["exact_samples_per_test"]
+    if "eb_modes" in results:  # residual power over the noise's, all modes at k > 0
+        for key in ("samples_e", "samples_b", "mean_e", "mean_b", "data_b"):
+            named[f"eb_{key}_over_noise"] = results["eb_modes"][f"{key}_over_noise_per_test"]
     return columns(**named)
 
 
@@ -329,6 +391,8 @@ def _highlights(results: dict[str, Any], prov: dict[str, Any]) -> list[tuple[str
                     f"{_fmt(exact[key]['mean'])} (exact samples {_fmt(exact[key]['exact_samples_mean'])})",
                 )
             )
+    if "eb_modes" in results:
+        rows += eb_highlights(results["eb_modes"])
     rows.append(("wall time", f"{results['timing']['total_seconds']:.1f} s over all tests"))
     return rows
 
@@ -364,6 +428,8 @@ def _summary(run: CalibrationRun, results: dict[str, Any]) -> dict[str, Any]:
     }
     if "peaks" in results:
         out["peaks"] = results["peaks"]
+    if "eb_modes" in results:
+        out["eb_modes"] = results["eb_modes"]
     return out
 
 

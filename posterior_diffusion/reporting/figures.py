@@ -354,3 +354,68 @@ def peak_counts(result: dict[str, Any]) -> Figure:
     ax.set_title("lensing peak counts, one point per test")
     ax.legend(loc="upper left")
     return fig
+
+
+EB_POWER_LABEL = "power P(k) [shear$^2$ pixel$^2$]"
+EB_CURVES = (  # (source, label, colour, line style, marker)
+    ("samples", "residual y - A(sample), mean over samples", "tab:blue", "-", "o"),
+    ("mean", "residual y - A(posterior mean)", "tab:orange", "--", "s"),
+    ("data", "observed shear y", "tab:purple", ":", None),
+)
+
+
+def eb_modes(eb: dict[str, Any], num_tests: int) -> Figure:
+    """E and B power of the data and of the residuals y - A(x) against the noise level.
+
+    `eb` is `aggregate.eb_modes`' layout: k, modes and <source>_<e|b> (with _se) for the sources
+    noise, data, mean and samples. Bands: +- 2 standard errors from the scatter between tests;
+    for one test instead the 95% range of one Gaussian noise map's binned power.
+    """
+    keep = np.asarray(eb["k"]) > 0
+    k = np.asarray(eb["k"])[keep]
+    fig = new_figure(10.0, 5.0)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, mode, name in zip(axes, "eb", ("E", "B"), strict=True):
+        noise = np.asarray(eb[f"noise_{mode}"])[keep]
+        if np.isfinite(noise).any():
+            if num_tests == 1:  # n_k modes in conjugate pairs: P ~ noise chi^2_{n_k} / n_k
+                modes = np.asarray(eb["modes"])[keep]
+                low, high = stats.chi2.interval(0.95, modes)
+                ax.fill_between(
+                    k,
+                    noise * low / modes,
+                    noise * high / modes,
+                    color=BAND_COLOUR,
+                    label="noise, one map's 95% range",
+                )
+            ax.plot(k, noise, "-", color=EXPECTED_COLOUR, linewidth=2, label="noise level")
+        for source, label, colour, style, marker in EB_CURVES:
+            power = np.asarray(eb[f"{source}_{mode}"])[keep]
+            se = np.asarray(eb[f"{source}_{mode}_se"])[keep]
+            if np.isfinite(se).any():
+                ax.fill_between(
+                    k,
+                    np.clip(power - 2 * se, power * 1e-3, None),
+                    power + 2 * se,
+                    color=colour,
+                    alpha=0.2,
+                    linewidth=0,
+                )
+            ax.plot(k, power, style, color=colour, marker=marker, ms=4, label=label)
+        _log_k_axis(ax)
+        ax.set_yscale("log")
+        ratios = [
+            f"{source} {eb[f'{source}_{mode}_over_noise']:.2f}"
+            for source in ("samples", "mean")
+            if np.isfinite(eb[f"{source}_{mode}_over_noise"])
+        ]
+        ax.set_title(
+            f"{name} modes" + (": residual / noise = " + ", ".join(ratios) if ratios else "")
+        )
+    axes[0].set_ylabel(EB_POWER_LABEL)
+    handles, labels = axes[0].get_legend_handles_labels()
+    # Below the axes, in two rows: the curves fill the axes.
+    fig.legend(handles, labels, loc="outside lower center", ncols=(len(handles) + 1) // 2)
+    scatter = f", bands +- 2 SE over {num_tests} tests" if num_tests > 1 else ""
+    fig.suptitle(f"Lensing E/B-mode power of data and residuals{scatter}")
+    return fig

@@ -1,21 +1,26 @@
 """The `report` command: figures and numbers of one posterior file written by `reconstruct`.
 
 With a `truth` in the file (simulated data) it adds the single-test truth diagnostics: coverage,
-z-scores, P(k), r(k) and T(k). One test says little about calibration; `calibrate` runs many.
+z-scores, P(k), r(k) and T(k). For lensing, truth or not, it adds the E/B power of the data
+residuals. One test says little about calibration; `calibrate` runs many.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from forward_models.lensing import Shear
 from posterior_diffusion.calibration import aggregate as agg
 from posterior_diffusion.calibration.one_test import (
     LEVELS,
     binned_counts,
+    eb_terms,
     pdf_edges,
     spectrum_terms,
     zscore_terms,
@@ -24,6 +29,7 @@ from posterior_diffusion.diagnostics import coverage_per_test, expected_coverage
 from posterior_diffusion.io.attrs import plain_attr
 
 from . import figures
+from .calibration_report import EB_CAPTION, eb_highlights, eb_table
 from .tables import columns
 from .writer import FigureSpec, Table, write_report
 
@@ -143,6 +149,45 @@ def _truth_diagnostics(samples: np.ndarray, truth: np.ndarray) -> tuple[dict, di
     )
 
 
+def _scalar_sigma(attrs: dict[str, Any]) -> float | None:
+    """The noise sigma [data units] recorded in the forward model's provenance, if one number."""
+    params = attrs.get("forward_model_params")
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except ValueError:
+            return None
+    sigma = params.get("sigma") if isinstance(params, dict) else None
+    return float(sigma) if isinstance(sigma, (int, float)) and sigma > 0 else None
+
+
+def _lensing_eb(
+    samples: np.ndarray, y: np.ndarray, mask: np.ndarray | None, attrs: dict[str, Any]
+) -> dict[str, Any] | None:
+    """E/B power of the data and of the residuals of one lensing posterior (`agg.eb_modes`).
+
+    Observed pixels: the file's mask, less pixels where both shear components are exactly 0
+    (unobserved data are stored as 0). Noise level: the scalar sigma of the forward model's
+    provenance; a per-pixel sigma is not in the file, so the level is then unknown (NaN).
+    None when the shapes are not those of a lensing posterior.
+    """
+    if y.ndim != 3 or y.shape[0] != 2 or samples.shape[1:] != (1, *y.shape[1:]):
+        return None
+    observed = np.any(y != 0, axis=0)
+    if mask is not None and np.shape(mask) == observed.shape:
+        observed &= np.asarray(mask) > 0
+    observed = np.broadcast_to(observed, y.shape)
+    sigma = _scalar_sigma(attrs)
+    shear = Shear(y.shape[1:])
+
+    def forward(fields: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return shear.A(torch.from_numpy(fields)).numpy()
+
+    variance = None if sigma is None else sigma**2 * observed
+    return agg.eb_modes([eb_terms(samples, y, forward, observed, variance)])
+
+
 def write_posterior_report(
     posterior: str | os.PathLike,
     output_dir: str | os.PathLike | None = None,
@@ -246,6 +291,23 @@ def write_posterior_report(
                 lambda: figures.one_point(pdf, z),
             ),
         ]
+    eb = (
+        _lensing_eb(samples, post["y"], post.get("mask"), post["attrs"])
+        if (model == "lensing" and "y" in post)
+        else None
+    )
+    if eb is not None:
+        summary["eb_modes"] = eb
+        highlights += eb_highlights(eb)
+        tables.append(eb_table(eb))
+        specs.append(
+            FigureSpec(
+                "eb_modes",
+                "Lensing E/B-mode power of the data residuals",
+                EB_CAPTION,
+                lambda: figures.eb_modes(eb, 1),
+            )
+        )
     panel_title = f"{path.name}: {model}"
     specs.insert(
         0,
