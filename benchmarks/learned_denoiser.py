@@ -96,7 +96,7 @@ def print_table(rows: list[dict], args: argparse.Namespace, network: NetworkPrio
     for r in rows:
         print(
             f"| {r['sigma_over_std']:g} | {r['bayes_mse_over_variance']:.3g} | "
-            f"{100 * r['excess']:.2f}% |"
+            f"{100 * r['excess']:.3f}% |"
         )
 
 

@@ -52,8 +52,8 @@ def main() -> None:
     DATA.mkdir(exist_ok=True)
     spectrum = DATA / "field_power_spectrum.txt"
     write_power_spectrum(spectrum)
-    # Weak lensing: shear from a convergence map of the default prior, 1 arcmin pixels,
-    # sigma_e = 0.26 and 30 galaxies per arcmin^2 (the defaults), a border and holes.
+    # Weak lensing: shear from a convergence map drawn from the default (learned) prior, 1 arcmin
+    # pixels, sigma_e = 0.26 and 30 galaxies per arcmin^2 (the defaults), a border and holes.
     run(
         *("simulate-obs", DATA / "lensing_obs.h5", "--forward-model", "lensing"),
         *("--shape", SIZE, SIZE, "--mask-fraction", 0.1, "--mask-border", 4, "--seed", 2024),

@@ -320,7 +320,7 @@ def simulate_observation(
     resolved = resolve_prior(prior, power_spectrum, field_shape, _pixel_scale(params))
     generator = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
-        truth = resolved.sample(1, generator)[0].to(torch.float64)
+        truth = resolved.sample(1, generator, field_shape=field_shape)[0].to(torch.float64)
         y = model.simulate(truth, generator)
     record = provenance(
         command=command,

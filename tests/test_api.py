@@ -39,7 +39,11 @@ def test_downsampled_data_get_their_own_dims():
 
 
 def test_channels_are_kept_when_there_are_several():
-    ds = reconstruct(noise_obs((2, N, N)), num_samples=2, steps=4, progress=False)
+    # The default prior describes 1-channel convergence maps: two channels need another prior.
+    obs = noise_obs((2, N, N), prior="gaussian")
+    with pytest.raises(ValueError, match="default prior cannot describe these fields"):
+        reconstruct(obs, num_samples=2, steps=4, progress=False)
+    ds = reconstruct(obs, prior="gaussian", num_samples=2, steps=4, progress=False)
     assert ds["samples"].dims == ("sample", "channel", "y", "x")
     assert ds["samples"].shape == (2, 2, N, N)
     assert ds["observation"].dims == ds["truth"].dims == ("channel", "y", "x")

@@ -86,7 +86,9 @@ def check_provenance(ds, obs_path, sampler, steps, seed, forward_model):
     assert attrs["forward_model"] == forward_model
     assert json.loads(attrs["forward_model_params"])["name"] == forward_model
     prior = json.loads(attrs["prior"])
-    assert prior["name"] == "gaussian" and attrs["prior_checksum"] == prior["checksum"]
+    # The default prior: the shipped network, named by its file and checksum.
+    assert prior["name"] == "network" and attrs["prior_checksum"] == prior["checksum"]
+    assert prior["file"] == "posterior_diffusion/data/default_prior.pt"
     assert re.fullmatch(r"[0-9a-f]{64}", attrs["prior_checksum"])
     assert attrs["input_file"] == str(obs_path)
     assert attrs["input_sha256"] == hashlib.sha256(obs_path.read_bytes()).hexdigest()
@@ -126,7 +128,9 @@ def test_reconstruct_noise_default_output_and_netcdf(obs_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     again = open_result(tmp_path / "post.nc")
-    np.testing.assert_allclose(again["samples"].values, ds["samples"].values, rtol=0, atol=1e-10)
+    # Equal up to the float32 network's round-off, which depends on how many maps share a batch
+    # (measured 7e-7 on fields of std 0.03).
+    np.testing.assert_allclose(again["samples"].values, ds["samples"].values, rtol=0, atol=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["post.nc", "posterior.h5"]
 
 

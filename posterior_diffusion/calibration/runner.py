@@ -168,7 +168,8 @@ class _Plan:
             stream_seed(self.request.seed, index, "reference")
         )
         with torch.no_grad():
-            return self.prior.sample(1, generator)[0].to(torch.float64).numpy()
+            draw = self.prior.sample(1, generator, field_shape=self.field_shape)
+            return draw[0].to(torch.float64).numpy()
 
     def _settings(self) -> dict[str, Any]:
         r = self.request

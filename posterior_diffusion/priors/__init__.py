@@ -9,6 +9,7 @@ from .gaussian import GaussianPrior
 from .power_spectrum import PowerSpectrumError, TabulatedPowerSpectrum
 
 DEFAULT_POWER_SPECTRUM = "default_power_spectrum.txt"
+DEFAULT_PRIOR_FILE = "default_prior.pt"
 
 
 def default_power_spectrum() -> TabulatedPowerSpectrum:
@@ -21,8 +22,15 @@ def default_power_spectrum() -> TabulatedPowerSpectrum:
 
 
 def default_prior(field_shape: tuple[int, ...]) -> Prior:
-    """The prior `reconstruct` uses when none is given (for now the analytic Gaussian one)."""
-    return GaussianPrior(default_power_spectrum(), field_shape)
+    """The prior `reconstruct` uses when none is given: the shipped learned convergence prior
+    (docs/default_prior.md), a U-Net trained on 64 x 64 shifted-lognormal maps, 1 arcmin pixels."""
+    from .network import NetworkPrior
+
+    path = resources.files("posterior_diffusion") / "data" / DEFAULT_PRIOR_FILE
+    with resources.as_file(path) as file:
+        prior = NetworkPrior.from_file(file)
+    prior.source = f"posterior_diffusion/data/{DEFAULT_PRIOR_FILE}"
+    return prior
 
 
 __all__ = [

@@ -96,9 +96,18 @@ class GaussianPrior(Prior):
         return fourier_filter(v, self._power_like(v).sqrt())
 
     def sample(
-        self, num: int, generator: torch.Generator | None = None, dtype=torch.float64
+        self,
+        num: int,
+        generator: torch.Generator | None = None,
+        dtype=torch.float64,
+        field_shape: tuple[int, ...] | None = None,
     ) -> Tensor:
-        """`num` independent fields, shape (num, C, H, W), on the CPU."""
+        """`num` independent fields, shape (num, C, H, W), on the CPU (`field_shape`, if given,
+        must be this prior's)."""
+        if field_shape is not None and tuple(field_shape) != tuple(self.field_shape):
+            raise ValueError(
+                f"this Gaussian prior draws fields of shape {self.field_shape}, not {field_shape}"
+            )
         white = torch.randn((num, *self.field_shape), generator=generator, dtype=dtype)
         return fourier_filter(white, self.power.to(dtype).sqrt())
 

@@ -132,16 +132,21 @@ class NetworkPrior(Prior):
         num: int,
         generator: torch.Generator | None = None,
         dtype=torch.float64,
+        field_shape: tuple[int, ...] | None = None,
         steps: int = 200,
     ) -> Tensor:
-        """`num` fields of the trained shape drawn by the reverse SDE, shape (num, C, H, W)."""
+        """`num` fields drawn by the reverse SDE, shape (num, C, H, W): of `field_shape` (checked
+        as for an observation), or of the training shape."""
         from posterior_diffusion.rng import EnsembleRNG
         from posterior_diffusion.samplers.unconditional import prior_sde
 
+        shape = self.trained_shape if field_shape is None else tuple(field_shape)
+        shape = (1, *shape) if len(shape) == 2 else shape
+        self.check_fields(shape, where="requested field")
         seed = int(torch.randint(2**62, (), generator=generator))
         rng = EnsembleRNG(seed, range(num))
         with torch.no_grad():
-            x = prior_sde(self, None, None, rng, steps, field_shape=self.trained_shape)
+            x = prior_sde(self, None, None, rng, steps, field_shape=shape)
         return x.to(dtype)
 
     def data_std(self) -> float:
