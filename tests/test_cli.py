@@ -280,6 +280,9 @@ def test_real_ctrl_c_keeps_completed_members(obs_dir, tmp_path):
         [sys.executable, "-m", "posterior_diffusion.cli", "reconstruct", str(obs_dir / "noise.h5"),
          "--num-samples", "100000", "--batch-size", "1", "--steps", str(steps), "-o", "post.h5"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # A shell's background jobs inherit SIGINT ignored, and Python then installs no
+        # KeyboardInterrupt handler: restore the default so the test holds however it is run.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     progress = bytearray()
 
