@@ -298,25 +298,11 @@ def simulate_observation(
     data_shape = _data_shape(forward_model, params, field_shape)
     if mask is None and (mask_fraction > 0 or mask_border > 0):
         mask = survey_mask(data_shape[-2:], mask_fraction, int(mask_border), seed=seed)
-    inputs = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
-    if mask is not None:
-        inputs["mask"] = np.asarray(mask, dtype=np.float64)
-    if noise_std is not None:
-        inputs["noise_std"] = np.asarray(noise_std, dtype=np.float64)
+    inputs = _simulation_inputs(arrays, mask, noise_std)
     # Validate the inputs as an observation would be, before drawing anything.
     draft = Observation(y=np.zeros(data_shape), path=Path("simulation"), **_split(inputs))
     check_observation(draft)
-    try:
-        model = _build_model(forward_model, params, inputs, data_shape, "simulation")
-    except ForwardModelError as err:
-        if noise_std is None and "'noise_std'" in str(err):
-            raise ForwardModelError(f"{err} (give noise_std; CLI: --noise-std S)") from None
-        raise
-    if tuple(model.field_shape) != field_shape:
-        raise ForwardModelError(
-            f"forward model '{forward_model}' works on fields of shape {tuple(model.field_shape)}, "
-            f"not {field_shape}"
-        )
+    model = _simulation_model(forward_model, params, inputs, data_shape, field_shape)
     resolved = resolve_prior(prior, power_spectrum, field_shape, _pixel_scale(params))
     generator = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
@@ -335,6 +321,38 @@ def simulate_observation(
         **_split(inputs),
     )
     return check_observation(obs)
+
+
+def _simulation_inputs(arrays: Mapping[str, Any], mask, noise_std) -> dict[str, np.ndarray]:
+    """The arrays a simulated observation hands its forward model, as float64."""
+    inputs = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
+    if mask is not None:
+        inputs["mask"] = np.asarray(mask, dtype=np.float64)
+    if noise_std is not None:
+        inputs["noise_std"] = np.asarray(noise_std, dtype=np.float64)
+    return inputs
+
+
+def _simulation_model(
+    forward_model: str,
+    params: Mapping[str, Any],
+    inputs: Mapping[str, np.ndarray],
+    data_shape: tuple,
+    field_shape: tuple,
+) -> ForwardModel:
+    """The forward model of a simulation, checked against the field shape."""
+    try:
+        model = _build_model(forward_model, params, inputs, data_shape, "simulation")
+    except ForwardModelError as err:
+        if "noise_std" not in inputs and "'noise_std'" in str(err):
+            raise ForwardModelError(f"{err} (give noise_std; CLI: --noise-std S)") from None
+        raise
+    if tuple(model.field_shape) != field_shape:
+        raise ForwardModelError(
+            f"forward model '{forward_model}' works on fields of shape {tuple(model.field_shape)}, "
+            f"not {field_shape}"
+        )
+    return model
 
 
 def _pixel_scale(attrs: Mapping[str, Any]) -> float | None:
@@ -391,26 +409,12 @@ def observe_field(
     field_shape = tuple(field.shape)
     params = {**SIMULATION_DEFAULTS.get(forward_model, {}), **dict(attrs or {})}
     data_shape = _data_shape(forward_model, params, field_shape)
-    inputs = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
-    if mask is not None:
-        inputs["mask"] = np.asarray(mask, dtype=np.float64)
-    if noise_std is not None:
-        inputs["noise_std"] = np.asarray(noise_std, dtype=np.float64)
+    inputs = _simulation_inputs(arrays, mask, noise_std)
     draft = Observation(
         y=np.zeros(data_shape), truth=field, path=Path("simulation"), **_split(inputs)
     )
     check_observation(draft)  # also refuses NaN/inf in the field
-    try:
-        model = _build_model(forward_model, params, inputs, data_shape, "simulation")
-    except ForwardModelError as err:
-        if noise_std is None and "'noise_std'" in str(err):
-            raise ForwardModelError(f"{err} (give noise_std; CLI: --noise-std S)") from None
-        raise
-    if tuple(model.field_shape) != field_shape:
-        raise ForwardModelError(
-            f"forward model '{forward_model}' works on fields of shape {tuple(model.field_shape)}, "
-            f"not {field_shape}"
-        )
+    model = _simulation_model(forward_model, params, inputs, data_shape, field_shape)
     generator = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
         y = model.simulate(torch.from_numpy(field), generator)
