@@ -148,6 +148,8 @@ def reconstruct(
     batch_size: int | None = None,
     progress: bool = True,
     command: str | None = None,
+    precision: str = "fp32",
+    compile: bool = False,
 ) -> xr.Dataset:
     """Posterior samples of the field behind an observation, with provenance, in memory.
 
@@ -163,11 +165,16 @@ def reconstruct(
         sampler: a sampler name; None: the default one for linear-Gaussian models, else dps.
         num_samples: ensemble size.
         steps: sampler steps; None: the sampler's default.
-        seed: member i is drawn from the stream (seed, i), whatever the batch size.
+        seed: member i is drawn from the stream (seed, i), whatever the batch size (streams
+            on CUDA differ from those on the CPU).
         device: "cpu" or "cuda".
         batch_size: members sampled at once; None: the sampler's choice.
         progress: show a progress bar on stderr.
         command: the command line, recorded as provenance (None for API calls).
+        precision: "fp32", or "bf16" to run a trained prior's network under bfloat16 autocast
+            (faster on GPUs; its effect on calibration is measured in benchmarks/README.md).
+        compile: torch.compile a trained prior's network (1.9x faster sampling on 256 x 256
+            maps on an H100, after about 70 s of compilation; benchmarks/README.md).
 
     Returns:
         Dataset with `samples` (sample, [channel,] y, x), `mean`, `std` (ddof=1), `observation`,
@@ -184,6 +191,7 @@ def reconstruct(
         obs = read_observation(observation)
     model = observation_model(obs, forward_model)
     resolved = resolve_prior(prior, power_spectrum, model.field_shape, _pixel_scale(obs.attrs))
+    _configure_network(resolved, precision, compile)
     if resolved.field_shape is not None and tuple(resolved.field_shape) != tuple(model.field_shape):
         raise ValueError(
             f"prior is for fields of shape {tuple(resolved.field_shape)}, but forward model "
@@ -229,6 +237,18 @@ def reconstruct(
         partial = dataset(stop.samples, stop.info, interrupted=True) if completed else None
         raise ReconstructionInterrupted(partial, completed, int(num_samples)) from None
     return dataset(samples, info, interrupted=False)
+
+
+def _configure_network(prior: Prior, precision: str, compile: bool) -> None:
+    from posterior_diffusion.priors.network import NetworkPrior
+
+    if isinstance(prior, NetworkPrior):
+        prior.configure(precision=precision, compile=compile)
+    elif precision != "fp32" or compile:
+        raise ValueError(
+            f"--precision bf16 and --compile are for trained priors; {type(prior).__name__} is "
+            "analytic and runs in float64"
+        )
 
 
 def _data_shape(name: str, attrs: Mapping[str, Any], field_shape: tuple[int, int, int]) -> tuple:

@@ -65,7 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--steps", type=int, metavar="K", help="default: the sampler's own")
     rec.add_argument("--seed", type=int, default=0, metavar="S", help="(default: 0)")
     rec.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    rec.add_argument("--batch-size", type=int, metavar="B", help="members sampled at once")
+    rec.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="B",
+        help="members sampled at once (default: up to 64, as many as fit in memory)",
+    )
+    rec.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="a trained prior's network in float32 or bfloat16 autocast (default: fp32)",
+    )
+    rec.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile a trained prior's network: faster on GPUs for large ensembles",
+    )
     rec.add_argument(
         "-o",
         "--output",
@@ -362,6 +378,8 @@ def run_reconstruct(args: argparse.Namespace, command: str) -> int:
             batch_size=args.batch_size,
             progress=not args.no_progress,
             command=command,
+            precision=args.precision,
+            compile=args.compile,
         )
     except ReconstructionInterrupted as stop:
         if stop.dataset is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -12,6 +13,7 @@ from tqdm.auto import tqdm
 
 from forward_models.base import ForwardModel
 
+from .memory import fitting_batch_size
 from .priors.base import CovarianceProduct, Prior
 from .rng import EnsembleRNG
 from .samplers import DEFAULT_SAMPLER, get_sampler
@@ -80,7 +82,9 @@ def sample_posterior(
     """Draw `num_samples` posterior samples of the field given data `y` (shape model.data_shape).
 
     Member i is always drawn from the random stream (seed, i), so results do not depend on
-    `batch_size`. Returns samples (num_samples, C, H, W) in float64 on the CPU and an info dict
+    `batch_size` (on one kind of device). The batch size (default: up to 64) is capped at what
+    the memory estimate says fits on `device`, and halved if a batch still runs out of memory.
+    Returns samples (num_samples, C, H, W) in float64 on the CPU and an info dict
     (sampler, steps, options, seed, nfe_per_sample, seconds, ...).
     """
     spec = get_sampler(sampler)
@@ -102,19 +106,23 @@ def sample_posterior(
         raise ValueError(
             f"y has shape {tuple(y.shape)}, the forward model expects {model.data_shape}"
         )
-    batch_size = int(batch_size or min(num_samples, 64))
     device = torch.device(device)
     counting = CountingPrior(prior).to(device)
     model = copy.deepcopy(model).to(device)  # the caller's model stays where it was
     y = y.to(device=device, dtype=dtype)
-    batches = [
-        range(s, min(s + batch_size, num_samples)) for s in range(0, num_samples, batch_size)
-    ]
+    fits, per_member = fitting_batch_size(counting.inner, model.field_shape, device, dtype)
+    if batch_size is not None and int(batch_size) > fits:
+        warnings.warn(
+            f"batch size {batch_size} does not fit in memory on {device} (about "
+            f"{per_member / 2**20:.0f} MiB per member); using {fits}",
+            stacklevel=2,
+        )
+    batch_size = min(int(batch_size or min(num_samples, 64)), fits)
     info: dict[str, Any] = {"sampler": sampler, "steps": steps, "options": options, "seed": seed}
     done: list[Tensor] = []
     start = time.perf_counter()
     costs = _costs(counting, 0, start)
-    bar = tqdm(total=len(batches) * steps, unit="step", disable=not progress, desc=sampler)
+    bar = tqdm(total=num_samples * steps, unit="member-step", disable=not progress, desc=sampler)
 
     def check_finite(x: Tensor, where: str) -> None:
         if not bool(torch.isfinite(x).all()):
@@ -122,14 +130,29 @@ def sample_posterior(
 
     def on_step(state: dict[str, Any]) -> None:
         check_finite(state["x"], f"at step {state['i']}, sigma = {state['sigma']:.4g}")
-        bar.update(1)
+        bar.update(state["x"].shape[0])
 
     try:
-        for members in batches:
-            rng = EnsembleRNG(seed, members, device)
-            x = spec.function(counting, model, y, rng, steps, on_step, **options)
+        first = 0
+        while first < num_samples:
+            members = range(first, min(first + batch_size, num_samples))
+            calls = (counting.denoiser_calls, counting.covariance_products)
+            try:
+                rng = EnsembleRNG(seed, members, device)
+                x = spec.function(counting, model, y, rng, steps, on_step, **options)
+            except (torch.OutOfMemoryError, RuntimeError) as err:
+                if batch_size == 1 or not _out_of_memory(err):
+                    raise
+                # Members have their own random streams, so a smaller batch gives the same draws.
+                batch_size = max(1, len(members) // 2)
+                counting.denoiser_calls, counting.covariance_products = calls
+                bar.n = first * steps
+                bar.refresh()
+                _release_cached_memory(device)
+                continue
             check_finite(x, "in its final output")
             done.append(x.detach().to("cpu", torch.float64))
+            first = members.stop
             costs = _costs(counting, len(done), start)  # only completed batches count
     except KeyboardInterrupt:
         info.update(costs)
@@ -138,7 +161,17 @@ def sample_posterior(
     finally:
         bar.close()
     info.update(costs)
+    info["batch_size"] = batch_size
     return torch.cat(done), info
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in str(err)
+
+
+def _release_cached_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _costs(counting: CountingPrior, batches_done: int, start: float) -> dict[str, Any]:
