@@ -11,6 +11,8 @@ the VE denoiser is evaluated at x_i / sqrt(alpha_bar_i) with sigma_i^2 = (1 - al
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -21,15 +23,16 @@ from ..rng import EnsembleRNG
 from .common import StepCallback, report
 
 
-def weighted_residual(model: ForwardModel, y: Tensor, x0_hat: Tensor) -> Tensor:
-    """The residual DPS takes the norm of, in data units, down-weighted where the noise is larger."""
-    mean = model.A(x0_hat)
+def residual_weighting(model: ForwardModel, y: Tensor) -> Callable[[Tensor], Tensor]:
+    """x0_hat -> the residual DPS takes the norm of, in data units, down-weighted where the noise
+    is larger. The weights are fixed per run, so they are computed once (a boolean index syncs a
+    GPU)."""
     if model.noise.is_gaussian:
         inverse_sigma = model.noise.whiten(torch.ones_like(y))
-        observed = inverse_sigma > 0
-        sigma_rms = inverse_sigma[observed].square().mean().rsqrt()
-        return sigma_rms * model.noise.whiten(y - mean)
-    return (y - mean) / y.clamp_min(1.0).sqrt()
+        sigma_rms = inverse_sigma[inverse_sigma > 0].square().mean().rsqrt()
+        return lambda x0_hat: sigma_rms * model.noise.whiten(y - model.A(x0_hat))
+    poisson_scale = y.clamp_min(1.0).sqrt()
+    return lambda x0_hat: (y - model.A(x0_hat)) / poisson_scale
 
 
 def dps(
@@ -51,6 +54,7 @@ def dps(
     betas = betas.clamp(max=0.999)
     alphas = 1 - betas
     alpha_bars = torch.cumprod(alphas, 0)
+    weighted_residual = residual_weighting(model, y)
     x = rng.randn(shape)
     for i in reversed(range(steps)):
         alpha, beta, alpha_bar = alphas[i].item(), betas[i].item(), alpha_bars[i].item()
@@ -61,7 +65,7 @@ def dps(
         x0_hat, cov = prior.linearize(x / alpha_bar**0.5, sigma)
         with torch.enable_grad():
             x0_leaf = x0_hat.detach().requires_grad_(True)
-            residual_norm = weighted_residual(model, y, x0_leaf).flatten(1).norm(dim=1)
+            residual_norm = weighted_residual(x0_leaf).flatten(1).norm(dim=1)
             (grad_x0,) = torch.autograd.grad(residual_norm.square().sum(), x0_leaf)
         grad = cov(grad_x0) / (sigma**2 * alpha_bar**0.5)
         x_prime = (
