@@ -8,6 +8,7 @@ on the target device with a saved-tensors hook that adds up the bytes autograd s
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -42,8 +43,12 @@ def graph_bytes(prior: Prior, field_shape, device, dtype=torch.float64) -> int:
             seen[(storage.data_ptr(), t.device.index or 0)] = storage.nbytes()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        prior.linearize(x, sigma)
+    # A compiled network would compile again for this batch-1 probe (a minute on a GPU): run it
+    # eagerly; the saved activations are the same.
+    eager = getattr(torch.compiler, "set_stance", None)
+    with eager("force_eager") if eager else contextlib.nullcontext():
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            prior.linearize(x, sigma)
     return sum(seen.values())
 
 

@@ -61,10 +61,10 @@ class NetworkPrior(Prior):
 
         precision "bf16" runs the network's convolutions and matrix products under bfloat16
         autocast (the preconditioning and everything outside the network stay in the sampler's
-        dtype); `channels_last` stores its weights NHWC; `compile` (True, or a torch.compile
-        mode such as "reduce-overhead", which adds CUDA graphs) compiles it for fixed shapes, so
-        each new batch or map shape compiles anew (about 70 s on an H100). Measured effects on speed and
-        calibration: benchmarks/README.md.
+        dtype); `channels_last` stores its weights NHWC; `compile` (True, or a torch.compile mode
+        such as "reduce-overhead", which adds CUDA graphs) compiles it for fixed shapes, so each
+        new batch or map shape compiles anew (about 70 s on an H100). Measured effects on speed
+        and calibration: benchmarks/README.md.
         """
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
