@@ -24,11 +24,17 @@ from posterior_diffusion.io import (
     posterior_dataset,
     read_observation,
 )
+from posterior_diffusion.io.journal import SampleJournal
 from posterior_diffusion.masks import survey_mask
 from posterior_diffusion.prior_resolver import resolve_prior
 from posterior_diffusion.priors import Prior
-from posterior_diffusion.provenance import provenance
-from posterior_diffusion.samplers import DEFAULT_SAMPLER, SAMPLERS, available_samplers
+from posterior_diffusion.provenance import file_sha256, provenance
+from posterior_diffusion.samplers import (
+    DEFAULT_SAMPLER,
+    SAMPLERS,
+    available_samplers,
+    get_sampler,
+)
 from posterior_diffusion.sampling import SamplingInterrupted, sample_posterior
 
 # Forward-model parameters a simulation uses unless told otherwise (units in the names).
@@ -150,6 +156,8 @@ def reconstruct(
     command: str | None = None,
     precision: str = "fp32",
     compile: bool = False,
+    journal_for: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> xr.Dataset:
     """Posterior samples of the field behind an observation, with provenance, in memory.
 
@@ -175,6 +183,9 @@ def reconstruct(
             (faster on GPUs; its effect on calibration is measured in benchmarks/README.md).
         compile: torch.compile a trained prior's network (1.9x faster sampling on 256 x 256
             maps on an H100, after about 70 s of compilation; benchmarks/README.md).
+        journal_for: an output path; finished members are saved as they finish in a journal
+            beside it (`io/journal.py`), which the caller removes once the output is written.
+        resume: continue from that journal (same settings, checked); its members are reused.
 
     Returns:
         Dataset with `samples` (sample, [channel,] y, x), `mean`, `std` (ddof=1), `observation`,
@@ -199,6 +210,32 @@ def reconstruct(
         )
     sampler_name = _choose_sampler(sampler, model)
     y = torch.from_numpy(obs.y)
+    journal, earlier = None, {}
+    if journal_for is not None:
+        settings = {
+            "input_sha256": file_sha256(obs.path) if obs.path else None,
+            "forward_model": model.params(),
+            "prior": resolved.identity(),
+            "sampler": sampler_name,
+            "steps": steps if steps is not None else get_sampler(sampler_name).default_steps,
+            "seed": int(seed),
+            "device_type": torch.device(device).type,  # CPU and CUDA streams differ
+        }
+        journal, _ = SampleJournal.start(journal_for, settings, resume)
+        earlier = journal.completed(int(num_samples), model.field_shape)
+    todo = [i for i in range(int(num_samples)) if i not in earlier]
+
+    def save(members: list[int], batch: torch.Tensor) -> None:
+        if journal is not None:
+            journal.record(members, batch.numpy(), int(num_samples))
+
+    def with_earlier(new: torch.Tensor) -> torch.Tensor:
+        """Earlier and new members together, in member order."""
+        found = dict(earlier)
+        found.update(zip(todo, new.numpy(), strict=False))
+        order = sorted(found)
+        stacked = np.stack([found[i] for i in order]) if order else new.numpy()
+        return torch.from_numpy(stacked)
 
     def dataset(samples: torch.Tensor, info: dict[str, Any], interrupted: bool) -> xr.Dataset:
         attrs = provenance(
@@ -212,6 +249,7 @@ def reconstruct(
                 "num_samples_requested": int(num_samples),
                 "num_samples_completed": int(samples.shape[0]),
                 "interrupted": int(interrupted),
+                "resumed_members": len(earlier),
                 "field_shape": list(model.field_shape),
                 "data_shape": list(model.data_shape),
                 "observation_attrs": obs.attrs,
@@ -231,12 +269,15 @@ def reconstruct(
             batch_size=batch_size,
             device=device,
             progress=progress,
+            members=todo,
+            on_batch=save,
         )
     except SamplingInterrupted as stop:
-        completed = int(stop.samples.shape[0])
-        partial = dataset(stop.samples, stop.info, interrupted=True) if completed else None
+        samples = with_earlier(stop.samples)
+        completed = int(samples.shape[0])
+        partial = dataset(samples, stop.info, interrupted=True) if completed else None
         raise ReconstructionInterrupted(partial, completed, int(num_samples)) from None
-    return dataset(samples, info, interrupted=False)
+    return dataset(with_earlier(samples), info, interrupted=False)
 
 
 def _configure_network(prior: Prior, precision: str, compile: bool) -> None:

@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a trained prior's network in float32 or bfloat16 autocast (default: fp32)",
     )
     rec.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed or interrupted run of the same command from the members it "
+        "saved (same settings; the ensemble equals an uninterrupted one)",
+    )
+    rec.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile a trained prior's network: faster on GPUs for large ensembles",
@@ -380,9 +386,12 @@ def run_reconstruct(args: argparse.Namespace, command: str) -> int:
             command=command,
             precision=args.precision,
             compile=args.compile,
+            journal_for=args.output,
+            resume=args.resume,
         )
     except ReconstructionInterrupted as stop:
         if stop.dataset is None:
+            _remove_journal(args.output)  # it holds no member: nothing to resume
             print(
                 f"{PROG}: interrupted before any sample was completed; nothing written",
                 file=sys.stderr,
@@ -391,13 +400,24 @@ def run_reconstruct(args: argparse.Namespace, command: str) -> int:
             write_dataset(stop.dataset, args.output)
             print(
                 f"{PROG}: interrupted after {stop.completed} of {stop.requested} samples; "
-                f"wrote those to {args.output} (attribute interrupted=1)",
+                f"wrote those to {args.output} (attribute interrupted=1); add --resume to "
+                "the same command to finish the run",
                 file=sys.stderr,
             )
         return EXIT_INTERRUPTED
     write_dataset(ds, args.output)
-    print(f"wrote {ds.sizes['sample']} samples to {args.output}")
+    _remove_journal(args.output)  # the output holds every member now
+    resumed = int(ds.attrs.get("resumed_members", 0))
+    note = f" ({resumed} of them from the interrupted run)" if resumed else ""
+    print(f"wrote {ds.sizes['sample']} samples to {args.output}{note}")
     return EXIT_OK
+
+
+def _remove_journal(output: str) -> None:
+    from posterior_diffusion.io.atomic import remove_path
+    from posterior_diffusion.io.journal import journal_path
+
+    remove_path(journal_path(output))
 
 
 def _read_mask(path: str):

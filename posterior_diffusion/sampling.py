@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -78,6 +79,8 @@ def sample_posterior(
     dtype: torch.dtype = torch.float64,
     progress: bool = True,
     options: dict[str, Any] | None = None,
+    members: Sequence[int] | None = None,
+    on_batch: Callable[[list[int], Tensor], None] | None = None,
 ) -> tuple[Tensor, dict[str, Any]]:
     """Draw `num_samples` posterior samples of the field given data `y` (shape model.data_shape).
 
@@ -86,6 +89,9 @@ def sample_posterior(
     the memory estimate says fits on `device`, and halved if a batch still runs out of memory.
     Returns samples (num_samples, C, H, W) in float64 on the CPU and an info dict
     (sampler, steps, options, seed, nfe_per_sample, seconds, ...).
+
+    `members` draws only those member indices (a resumed run: the rest are done), in that
+    order; `on_batch(indices, samples)` receives each finished batch (to save it at once).
     """
     spec = get_sampler(sampler)
     if spec.needs_linear_gaussian and not model.is_linear_gaussian:
@@ -95,6 +101,9 @@ def sample_posterior(
         )
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    todo = list(range(num_samples)) if members is None else [int(m) for m in members]
+    if any(not 0 <= m < num_samples for m in todo):
+        raise ValueError(f"members must lie in [0, {num_samples}), got {todo}")
     steps = spec.default_steps if steps is None else int(steps)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -122,7 +131,7 @@ def sample_posterior(
     done: list[Tensor] = []
     start = time.perf_counter()
     costs = _costs(counting, 0, start)
-    bar = tqdm(total=num_samples * steps, unit="member-step", disable=not progress, desc=sampler)
+    bar = tqdm(total=len(todo) * steps, unit="member-step", disable=not progress, desc=sampler)
 
     def check_finite(x: Tensor, where: str) -> None:
         if not bool(torch.isfinite(x).all()):
@@ -134,17 +143,17 @@ def sample_posterior(
 
     try:
         first = 0
-        while first < num_samples:
-            members = range(first, min(first + batch_size, num_samples))
+        while first < len(todo):
+            batch = todo[first : first + batch_size]
             calls = (counting.denoiser_calls, counting.covariance_products)
             try:
-                rng = EnsembleRNG(seed, members, device)
+                rng = EnsembleRNG(seed, batch, device)
                 x = spec.function(counting, model, y, rng, steps, on_step, **options)
             except (torch.OutOfMemoryError, RuntimeError) as err:
                 if batch_size == 1 or not _out_of_memory(err):
                     raise
                 # Members have their own random streams, so a smaller batch gives the same draws.
-                batch_size = max(1, len(members) // 2)
+                batch_size = max(1, len(batch) // 2)
                 counting.denoiser_calls, counting.covariance_products = calls
                 bar.n = first * steps
                 bar.refresh()
@@ -152,17 +161,22 @@ def sample_posterior(
                 continue
             check_finite(x, "in its final output")
             done.append(x.detach().to("cpu", torch.float64))
-            first = members.stop
+            if on_batch is not None:
+                on_batch(batch, done[-1])
+            first += len(batch)
             costs = _costs(counting, len(done), start)  # only completed batches count
     except KeyboardInterrupt:
         info.update(costs)
-        empty = torch.empty((0, *model.field_shape), dtype=torch.float64)
-        raise SamplingInterrupted(torch.cat(done) if done else empty, info) from None
+        raise SamplingInterrupted(_stack(done, model.field_shape), info) from None
     finally:
         bar.close()
     info.update(costs)
     info["batch_size"] = batch_size
-    return torch.cat(done), info
+    return _stack(done, model.field_shape), info
+
+
+def _stack(done: list[Tensor], field_shape) -> Tensor:
+    return torch.cat(done) if done else torch.empty((0, *field_shape), dtype=torch.float64)
 
 
 def _out_of_memory(err: BaseException) -> bool:

@@ -257,7 +257,8 @@ def test_interrupt_writes_completed_members(obs_dir, tmp_path, monkeypatch, caps
     err = capsys.readouterr().err.strip()
     assert err == (
         "posterior-diffusion: interrupted after 2 of 8 samples; "
-        f"wrote those to {out} (attribute interrupted=1)"
+        f"wrote those to {out} (attribute interrupted=1); add --resume to the same command to "
+        "finish the run"
     )
     ds = open_result(out)
     assert ds.attrs["interrupted"] == 1 and ds.attrs["num_samples_completed"] == 2
@@ -265,11 +266,11 @@ def test_interrupt_writes_completed_members(obs_dir, tmp_path, monkeypatch, caps
     np.testing.assert_array_equal(ds["samples"].values, completed[:, 0].numpy())
 
     completed = completed[:0]
-    out.unlink()
-    code = cli.main(["reconstruct", str(obs_dir / "noise.h5"), "-o", str(out)])
+    code = cli.main(["reconstruct", str(obs_dir / "noise.h5"), "-o", str(tmp_path / "b.h5")])
     assert code == 130
     assert "nothing written" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
+    # Nothing of b.h5, not even an empty journal; post.h5 and its journal stay.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".post.h5.resume", "post.h5"]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")
@@ -305,11 +306,73 @@ def test_real_ctrl_c_keeps_completed_members(obs_dir, tmp_path):
     message = bytes(progress).decode().splitlines()[-1]
     assert re.fullmatch(
         r"posterior-diffusion: interrupted after \d+ of 100000 samples; wrote those to post\.h5 "
-        r"\(attribute interrupted=1\)",
+        r"\(attribute interrupted=1\); add --resume to the same command to finish the run",
         message,
     )
     ds = open_result(tmp_path / "post.h5")
     assert ds.attrs["interrupted"] == 1
     assert ds.sizes["sample"] == ds.attrs["num_samples_completed"] >= 2
     assert np.all(np.isfinite(ds["samples"].values))
-    assert [p.name for p in tmp_path.iterdir()] == ["post.h5"]
+    # The output and the journal that --resume continues from; no temporary files.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".post.h5.resume", "post.h5"]
+
+
+def reconstruct_args(obs_dir, output: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "posterior_diffusion.cli", "reconstruct",
+            str(obs_dir / "noise.h5"), "--num-samples", "16", "--batch-size", "1", "--steps", "16",
+            "--seed", "5", "-o", output, "--no-progress", *extra]  # fmt: skip
+
+
+def journal_members(folder) -> int:
+    from posterior_diffusion.io.journal import journal_path
+
+    store = journal_path(folder / "post.zarr") / "samples.zarr"
+    return len([n for n in os.listdir(store) if n[0].isdigit()]) if store.exists() else 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no SIGKILL on Windows")
+def test_sigkill_then_resume_gives_the_uninterrupted_ensemble(obs_dir, tmp_path):
+    """A run killed with SIGKILL (no handler runs) leaves no output but its finished members;
+    --resume draws only the rest, and the ensemble equals an uninterrupted run's."""
+    proc = subprocess.Popen(reconstruct_args(obs_dir, "post.zarr"), cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and journal_members(tmp_path) < 3:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = journal_members(tmp_path)
+    assert 3 <= killed_at < 16
+    assert not (tmp_path / "post.zarr").exists()
+
+    again = subprocess.run(reconstruct_args(obs_dir, "post.zarr"), cwd=tmp_path,
+                           capture_output=True, text=True)  # fmt: skip
+    assert again.returncode == 2 and "add --resume" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+
+    resumed = subprocess.run(reconstruct_args(obs_dir, "post.zarr", "--resume"), cwd=tmp_path,
+                             capture_output=True, text=True)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    match = re.search(r"wrote 16 samples to post\.zarr \((\d+) of them from", resumed.stdout)
+    assert match and int(match.group(1)) >= killed_at - 1  # the member being written may be lost
+    whole = subprocess.run(reconstruct_args(obs_dir, "whole.zarr"), cwd=tmp_path,
+                           capture_output=True, text=True)  # fmt: skip
+    assert whole.returncode == 0, whole.stderr
+    a, b = open_result(tmp_path / "post.zarr"), open_result(tmp_path / "whole.zarr")
+    assert np.array_equal(a["samples"].values, b["samples"].values)
+    assert a.attrs["resumed_members"] == int(match.group(1)) and b.attrs["resumed_members"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["post.zarr", "whole.zarr"]
+
+
+def test_resume_refuses_other_settings(obs_dir, tmp_path):
+    from posterior_diffusion.io.journal import journal_path
+
+    journal = journal_path(tmp_path / "post.zarr")
+    journal.mkdir()
+    (journal / "run.json").write_text(json.dumps({"seed": 4}))
+    done = subprocess.run(reconstruct_args(obs_dir, "post.zarr", "--resume"), cwd=tmp_path,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2
+    line = done.stderr.strip()
+    assert len(line.splitlines()) == 1 and "other settings" in line and "seed" in line
+    assert not (tmp_path / "post.zarr").exists()

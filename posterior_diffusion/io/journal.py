@@ -1,0 +1,134 @@
+"""Finished ensemble members saved as they finish, so that a killed `reconstruct` run resumes.
+
+The journal is a directory beside the output, `.NAME.resume/`: `run.json` (the settings that
+determine every member's draw, written once and atomically) and `samples.zarr`, one zarr chunk per
+member, NaN until that member is written. A member counts as done only if its chunk reads back
+finite, so a chunk cut short by a kill is simply drawn again. Members have their own random
+streams, so a resumed ensemble equals an uninterrupted one with the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from posterior_diffusion.io.atomic import atomic_path, remove_path
+
+
+class JournalError(ValueError):
+    """A journal that cannot be used for this run; str() is one line naming it and why."""
+
+
+def journal_path(output: str | os.PathLike) -> Path:
+    output = Path(output)
+    return output.with_name(f".{output.name}.resume")
+
+
+class SampleJournal:
+    """The members of one run written so far (see the module docstring)."""
+
+    def __init__(self, path: Path, fingerprint: dict[str, Any]):
+        self.path, self.fingerprint = Path(path), fingerprint
+        self._array = None
+
+    @classmethod
+    def start(
+        cls, output: str | os.PathLike, fingerprint: dict[str, Any], resume: bool
+    ) -> tuple[SampleJournal, bool]:
+        """The journal for `output`: a new one, or with `resume` the existing one, checked
+        against this run's settings. Returns (journal, whether it was resumed).
+
+        Raises:
+            JournalError: a journal exists but `resume` is off, or it belongs to other settings.
+        """
+        path = journal_path(output)
+        fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
+        if not path.exists():
+            journal = cls(path, fingerprint)
+            journal._create()
+            return journal, False
+        if not resume:
+            raise JournalError(
+                f"{path}: an interrupted run of {Path(output).name} left its finished samples "
+                "here; add --resume to continue it, or delete it to start again"
+            )
+        try:
+            saved = json.loads((path / "run.json").read_text())
+        except (OSError, ValueError) as err:
+            raise JournalError(f"{path}: cannot read run.json ({type(err).__name__})") from None
+        different = sorted(
+            k for k in fingerprint.keys() | saved.keys() if fingerprint.get(k) != saved.get(k)
+        )
+        if different:
+            raise JournalError(
+                f"{path}: the interrupted run had other settings ({', '.join(different)} "
+                "differ); rerun with those, or delete the journal to start again"
+            )
+        return cls(path, fingerprint), True
+
+    def _create(self) -> None:
+        self.path.mkdir()
+        with atomic_path(self.path / "run.json") as tmp:
+            tmp.write_text(json.dumps(self.fingerprint, sort_keys=True, indent=1))
+
+    def _samples(self, num_samples: int, field_shape: tuple[int, ...]):
+        """The member array, created (or grown, when a resumed run asks for more) on first use."""
+        import zarr
+
+        if self._array is None:
+            store = self.path / "samples.zarr"
+            shape = (num_samples, *field_shape)
+            if store.exists():
+                self._array = zarr.open_array(store, mode="r+")
+                if tuple(self._array.shape[1:]) != tuple(field_shape):
+                    raise JournalError(
+                        f"{self.path}: its samples are {tuple(self._array.shape[1:])}, this run "
+                        f"draws {tuple(field_shape)}"
+                    )
+                if self._array.shape[0] < num_samples:
+                    self._array.resize(shape)
+            else:
+                self._array = zarr.open_array(
+                    store,
+                    mode="w",
+                    shape=shape,
+                    chunks=(1, *field_shape),
+                    dtype="float64",
+                    fill_value=np.nan,
+                    zarr_format=2,
+                )
+        return self._array
+
+    def completed(self, num_samples: int, field_shape: tuple[int, ...]) -> dict[int, np.ndarray]:
+        """{member index: its sample} for every member below `num_samples` written in full."""
+        array = self._samples(num_samples, field_shape)
+        # Chunk files of a zarr-v2 array are named "i.0.0.0": list them instead of reading
+        # every member (a run of 100,000 members would otherwise read 100,000 missing chunks).
+        store = self.path / "samples.zarr"
+        written = sorted(
+            int(name.split(".")[0]) for name in os.listdir(store) if name.split(".")[0].isdigit()
+        )
+        found = {}
+        for index in written:
+            if index >= num_samples:
+                continue
+            try:
+                sample = np.asarray(array[index])
+            except Exception:  # a chunk cut short by a kill: draw the member again
+                continue
+            if np.all(np.isfinite(sample)):
+                found[index] = sample
+        return found
+
+    def record(self, members: list[int], samples: np.ndarray, num_samples: int) -> None:
+        """Write finished members (one chunk file each)."""
+        array = self._samples(num_samples, tuple(samples.shape[1:]))
+        for index, sample in zip(members, samples, strict=True):
+            array[index] = sample
+
+    def remove(self) -> None:
+        remove_path(self.path)

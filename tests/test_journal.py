@@ -1,0 +1,64 @@
+"""The resume journal: members saved as they finish, damaged chunks redrawn, settings checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from posterior_diffusion.io.journal import JournalError, SampleJournal, journal_path
+
+FIELD = (1, 4, 5)
+SETTINGS = {"sampler": "guided", "steps": 48, "seed": 1, "prior": {"checksum": "abc"}}
+
+
+def test_members_round_trip_and_a_new_journal_has_none(tmp_path):
+    journal, resumed = SampleJournal.start(tmp_path / "out.h5", SETTINGS, resume=False)
+    assert not resumed and journal.path == journal_path(tmp_path / "out.h5")
+    assert journal.completed(6, FIELD) == {}
+    draws = np.random.default_rng(0).normal(size=(2, *FIELD))
+    journal.record([1, 4], draws, 6)
+    again, resumed = SampleJournal.start(tmp_path / "out.h5", SETTINGS, resume=True)
+    found = again.completed(6, FIELD)
+    assert resumed and sorted(found) == [1, 4]
+    assert np.array_equal(found[4], draws[1])
+    journal.remove()
+    assert not journal.path.exists()
+
+
+def test_a_member_cut_short_by_a_kill_is_drawn_again(tmp_path):
+    journal, _ = SampleJournal.start(tmp_path / "out.zarr", SETTINGS, resume=False)
+    journal.record([0, 1, 2], np.ones((3, *FIELD)), 3)
+    chunk = journal.path / "samples.zarr" / "1.0.0.0"
+    chunk.write_bytes(chunk.read_bytes()[:7])  # what a kill during the write could leave
+    again, _ = SampleJournal.start(tmp_path / "out.zarr", SETTINGS, resume=True)
+    assert sorted(again.completed(3, FIELD)) == [0, 2]
+
+
+def test_a_resumed_run_may_ask_for_more_members(tmp_path):
+    journal, _ = SampleJournal.start(tmp_path / "out.h5", SETTINGS, resume=False)
+    journal.record([0, 1], np.zeros((2, *FIELD)), 2)
+    again, _ = SampleJournal.start(tmp_path / "out.h5", SETTINGS, resume=True)
+    assert sorted(again.completed(5, FIELD)) == [0, 1]
+    again.record([4], np.zeros((1, *FIELD)), 5)
+    assert sorted(again.completed(5, FIELD)) == [0, 1, 4]
+    # Fewer members than were saved: only those asked for count.
+    assert sorted(again.completed(1, FIELD)) == [0]
+
+
+def test_existing_journals_need_resume_and_the_same_settings(tmp_path):
+    SampleJournal.start(tmp_path / "out.h5", SETTINGS, resume=False)
+    with pytest.raises(JournalError, match="add --resume"):
+        SampleJournal.start(tmp_path / "out.h5", SETTINGS, resume=False)
+    with pytest.raises(JournalError, match=r"other settings \(seed, steps differ\)"):
+        SampleJournal.start(tmp_path / "out.h5", {**SETTINGS, "seed": 2, "steps": 10}, True)
+    (journal_path(tmp_path / "out.h5") / "run.json").write_text("{not json")
+    with pytest.raises(JournalError, match="cannot read run.json"):
+        SampleJournal.start(tmp_path / "out.h5", SETTINGS, resume=True)
+
+
+def test_a_journal_for_other_map_shapes_is_refused(tmp_path):
+    journal, _ = SampleJournal.start(tmp_path / "out.h5", SETTINGS, resume=False)
+    journal.record([0], np.zeros((1, *FIELD)), 2)
+    again, _ = SampleJournal.start(tmp_path / "out.h5", SETTINGS, resume=True)
+    with pytest.raises(JournalError, match=r"its samples are \(1, 4, 5\)"):
+        again.completed(2, (1, 8, 8))
