@@ -19,9 +19,11 @@ from .priors.base import CovarianceProduct, Prior
 from .rng import EnsembleRNG
 from .samplers import DEFAULT_SAMPLER, get_sampler
 
+DIVERGENCE_FACTOR = 1e6
+
 
 class SamplerDivergence(RuntimeError):
-    """The sampler state became NaN or infinite."""
+    """A member's sampler state became NaN, infinite, or absurdly large (named in the message)."""
 
 
 class SamplingInterrupted(Exception):
@@ -133,9 +135,20 @@ def sample_posterior(
     costs = _costs(counting, 0, start)
     bar = tqdm(total=len(todo) * steps, unit="member-step", disable=not progress, desc=sampler)
 
+    # No sampler state legitimately exceeds the largest noise level by orders of magnitude.
+    limit = DIVERGENCE_FACTOR * float(counting.sigma_max())
+
     def check_finite(x: Tensor, where: str) -> None:
-        if not bool(torch.isfinite(x).all()):
-            raise SamplerDivergence(f"sampler '{sampler}' diverged (NaN/inf) {where}")
+        size = x.detach().flatten(1).abs().amax(1)
+        bad = ~(size <= limit)  # NaN compares False, so it counts as bad
+        if bool(bad.any()):
+            names = [str(batch[i]) for i in bad.nonzero().flatten().tolist()]
+            what = "NaN/inf" if not bool(torch.isfinite(size[bad]).all()) else f"|x| > {limit:.3g}"
+            raise SamplerDivergence(
+                f"sampler '{sampler}' diverged ({what}) {where}, in member(s) "
+                f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''} "
+                f"({len(names)} of {len(batch)} in the batch)"
+            )
 
     def on_step(state: dict[str, Any]) -> None:
         check_finite(state["x"], f"at step {state['i']}, sigma = {state['sigma']:.4g}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -296,3 +298,24 @@ def test_dps_works_with_galaxy_counts(prior, counts_model, counts):
     assert samples.shape == (3, *FIELD) and torch.isfinite(samples).all()
     assert info["nfe_per_sample"] == 60  # a denoiser call and its vector-Jacobian product per step
     assert samples.std() > 0
+
+
+@pytest.mark.parametrize("poison", ["nan", "huge"])
+def test_divergence_names_the_member_step_and_sigma(prior, model, y, poison):
+    """One bad member among three: the message names it (its index in the ensemble), the step and
+    sigma; NaN and runaway values are both caught."""
+
+    def spoil_second_member(wrapper, out, sigma):
+        if float(torch.as_tensor(sigma).max()) >= 0.05:
+            return out
+        out = out.clone()
+        out[1] = float("nan") if poison == "nan" else 1e12
+        return out
+
+    with pytest.raises(SamplerDivergence) as err:
+        run(Wrapped(prior, spoil_second_member), model, y, "guided", num_samples=6, steps=12,
+            batch_size=3)  # fmt: skip
+    message = str(err.value)
+    assert re.search(r"at step \d+, sigma = [\d.e-]+, in member\(s\) 1 \(1 of 3 in the batch\)$",
+                     message), message  # fmt: skip
+    assert ("NaN/inf" if poison == "nan" else "|x| >") in message
