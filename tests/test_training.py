@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -16,6 +20,7 @@ from posterior_diffusion.priors import GaussianPrior, default_power_spectrum
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.simulators import simulate_fields, write_dataset_file
 from posterior_diffusion.training import FieldDataModule, TrainingDataError
+from posterior_diffusion.training.cli import intact
 from posterior_diffusion.training.data import augment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,7 +152,7 @@ def test_resume_without_checkpoint_is_refused(grf_file, tmp_path, capsys):
         ]
     )
     assert code == 2
-    assert "no last.ckpt to resume from" in capsys.readouterr().err
+    assert "no intact checkpoint to resume from" in capsys.readouterr().err
 
 
 def test_train_cli_bad_data_is_one_line(tmp_path, capsys):
@@ -262,3 +267,59 @@ def test_worker_processes_read_the_file_lazily(grf_file):
     val = next(iter(module.val_dataloader()))
     expected = np.asarray(h5py.File(grf_file)["fields"][module.val_indices[:8]], dtype=np.float32)
     assert np.array_equal(val[:, 0].numpy(), expected)  # no augmentation on validation maps
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(torch.load(path, weights_only=False, map_location="cpu")["global_step"])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no SIGKILL on Windows")
+def test_training_resumes_after_sigkill(grf_file, tmp_path):
+    """A training process killed with SIGKILL (no handler, no clean-up) once a checkpoint exists:
+    `--ckpt_path last` continues from that checkpoint's step and weights."""
+    args = ["train", "--config", str(TINY_CONFIG), "--data.path", str(grf_file),
+            "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "posterior_diffusion.cli", *args, "--trainer.max_steps", "100000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if last.exists() and intact(last) and checkpoint_step(last) >= 10:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    # The kill may have cut a later save short: resuming takes the newest intact checkpoint.
+    saved = sorted(last.parent.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    newest = next(p for p in reversed(saved) if intact(p))
+    step = checkpoint_step(newest)
+    assert step >= 10
+    weights = live_weights(newest)
+    assert main([*args, "--trainer.max_steps", str(step + 1), "--ckpt_path", "last"]) == 0
+    resumed = tmp_path / "lightning_logs" / "version_1"
+    assert NetworkPrior.from_file(resumed / "prior.pt").metadata["training_steps"] == step + 1
+    # One more Adam step moves each weight by about lr = 1e-3: the run went on from the kill.
+    assert (live_weights(resumed / "checkpoints" / "last.ckpt") - weights).abs().max() < 3e-3
+
+
+def test_a_checkpoint_cut_short_is_skipped_for_the_previous_one(grf_file, tmp_path):
+    args = ["train", "--config", str(TINY_CONFIG), "--data.path", str(grf_file),
+            "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+    assert main([*args, "--trainer.max_steps", "5"]) == 0
+    assert main([*args, "--trainer.max_steps", "10", "--ckpt_path", "last"]) == 0
+    newest = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a kill mid-write
+    for other in newest.parent.glob("epoch=*.ckpt"):
+        other.unlink()
+    with pytest.warns(UserWarning, match="damaged checkpoint"):
+        assert main([*args, "--trainer.max_steps", "6", "--ckpt_path", "last"]) == 0
+    prior = NetworkPrior.from_file(tmp_path / "lightning_logs" / "version_2" / "prior.pt")
+    assert prior.metadata["training_steps"] == 6  # from version_0's step 5, not from scratch
+
+
+def live_weights(path: Path) -> torch.Tensor:
+    state = torch.load(path, weights_only=True)["state_dict"]
+    return torch.cat([v.flatten() for k, v in sorted(state.items()) if k.startswith("model.net.")])

@@ -8,6 +8,7 @@ flag works (`--trainer.max_steps`, `--trainer.devices 4 --trainer.strategy ddp`,
 from __future__ import annotations
 
 import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,10 +21,13 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 class TrainingCLI(LightningCLI):
-    """LightningCLI whose `--ckpt_path last` finds the newest last.ckpt under default_root_dir.
+    """LightningCLI whose `--ckpt_path last` finds the newest intact checkpoint under
+    default_root_dir.
 
     Lightning's own "last" looks only in the new run's version directory, which never holds one,
-    so without this a resumed run would silently start from scratch.
+    so without this a resumed run would silently start from scratch. Lightning writes checkpoints
+    in place, so a run killed mid-write leaves a truncated file: such files are skipped, with a
+    warning, for the newest one that reads back whole.
     """
 
     def before_instantiate_classes(self) -> None:
@@ -31,10 +35,22 @@ class TrainingCLI(LightningCLI):
         if config is None or config.get("ckpt_path") != "last":
             return
         root = Path(config["trainer"].get("default_root_dir") or ".")
-        found = sorted(root.glob("**/last.ckpt"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise TrainingResumeError(f"{root}: no last.ckpt to resume from (--ckpt_path last)")
-        config["ckpt_path"] = str(found[-1])
+        found = sorted(root.glob("**/checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime)
+        for path in reversed(found):
+            if intact(path):
+                config["ckpt_path"] = str(path)
+                return
+            warnings.warn(f"{path}: damaged checkpoint (cut short?), skipped", stacklevel=2)
+        raise TrainingResumeError(f"{root}: no intact checkpoint to resume from (--ckpt_path last)")
+
+
+def intact(path: Path) -> bool:
+    """Whether a checkpoint file (a torch.save zip archive) reads back whole: every member's CRC."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 class TrainingResumeError(ValueError):
