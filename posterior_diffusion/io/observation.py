@@ -84,6 +84,8 @@ def _as_real_array(source: str, name: str, value: Any) -> np.ndarray:
         raise ObservationError(source, "has a complex dtype; expected real numbers", name)
     if array.dtype.kind not in "biuf":
         raise ObservationError(source, f"has non-numeric dtype {array.dtype}", name)
+    if array.dtype.kind == "b" and name != "mask":  # true/false is a mask, not a measurement
+        raise ObservationError(source, "has a boolean dtype; expected real numbers", name)
     array = array.astype(np.float64)
     bad = _count_nonfinite(array)
     if bad:
@@ -184,6 +186,11 @@ def _open_error(path: Path) -> str | None:
     return None
 
 
+# A dataset's declared size is checked before it is read: a damaged or hostile header could
+# otherwise ask for terabytes. 4 GiB holds a 16384 x 16384 map in float64 twice over.
+MAX_DATASET_BYTES = 4 * 2**30
+
+
 def read_observation(path: str | os.PathLike) -> Observation:
     """Read and validate an observation file (format: docs/observation-format.md).
 
@@ -207,9 +214,17 @@ def read_observation(path: str | os.PathLike) -> Observation:
                     continue  # groups are for other tools
                 if item.attrs.get("CLASS") == b"DIMENSION_SCALE":
                     continue  # netCDF dimensions written by xarray, not data
+                declared = int(item.size or 0) * item.dtype.itemsize
+                if declared > MAX_DATASET_BYTES:
+                    raise ObservationError(
+                        path,
+                        f"declares {item.shape} values of {item.dtype} ({declared / 2**30:.3g} GiB),"
+                        f" more than the {MAX_DATASET_BYTES / 2**30:.0f} GiB this reader accepts",
+                        name,
+                    )
                 try:
                     datasets[name] = item[()]
-                except (OSError, TypeError, ValueError) as error:
+                except (OSError, TypeError, ValueError, MemoryError) as error:
                     raise ObservationError(path, f"cannot read ({error})", name) from None
     except OSError as error:
         raise ObservationError(path, f"cannot read ({error})") from None
