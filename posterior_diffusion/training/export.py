@@ -27,8 +27,12 @@ class ExportPrior(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # fast_dev_run is a smoke test: it writes no checkpoints, and no prior file either.
-        if trainer.is_global_zero and not trainer.fast_dev_run:
-            out = self.output_path(trainer)
+        if trainer.fast_dev_run:
+            return
+        # trainer.log_dir is a collective (a broadcast) under DDP: every rank must ask for it,
+        # or rank 0 waits for ranks that have already left.
+        out = self.output_path(trainer)
+        if trainer.is_global_zero:
             out.parent.mkdir(parents=True, exist_ok=True)
             save_record(pl_module.prior_record(), out)
             print(f"wrote prior file {out}")
