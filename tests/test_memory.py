@@ -65,7 +65,7 @@ def test_fitting_batch_size_divides_the_free_memory(monkeypatch):
     assert memory.fitting_batch_size(prior, SHAPE, "cpu")[0] == 1  # never below one member
 
 
-def test_host_memory_is_read(tmp_path):
+def test_host_memory_is_read():
     assert memory.available_bytes("cpu") > 2**20
 
 

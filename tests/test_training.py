@@ -35,6 +35,18 @@ def grf_file(tmp_path_factory) -> Path:
     return path
 
 
+def train_args(data: Path, root: Path) -> list[str]:
+    """`train` with the tiny config on `data`, logging under `root`."""
+    return ["train", "--config", str(TINY_CONFIG), "--data.path", str(data),
+            "--trainer.default_root_dir", str(root)]  # fmt: skip
+
+
+def live_weights(checkpoint: Path) -> torch.Tensor:
+    """The trained (non-EMA) network weights of a Lightning checkpoint, flattened."""
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    return torch.cat([v.flatten() for k, v in sorted(state.items()) if k.startswith("model.net.")])
+
+
 def tiny_net() -> UNet:
     return UNet(channels=1, base_channels=8, channel_mults=(1, 2), blocks_per_level=1)
 
@@ -82,13 +94,7 @@ def test_a_few_steps_lower_the_loss(grf_file):
 def test_train_cli_fast_dev_run(grf_file, tmp_path):
     code = main(
         [
-            "train",
-            "--config",
-            str(TINY_CONFIG),
-            "--data.path",
-            str(grf_file),
-            "--trainer.default_root_dir",
-            str(tmp_path),
+            *train_args(grf_file, tmp_path),
             "--trainer.fast_dev_run",
             "true",
         ]
@@ -97,15 +103,7 @@ def test_train_cli_fast_dev_run(grf_file, tmp_path):
 
 
 def test_train_writes_prior_and_resumes(grf_file, tmp_path):
-    args = [
-        "train",
-        "--config",
-        str(TINY_CONFIG),
-        "--data.path",
-        str(grf_file),
-        "--trainer.default_root_dir",
-        str(tmp_path),
-    ]
+    args = train_args(grf_file, tmp_path)
     assert main([*args, "--trainer.max_steps", "4"]) == 0
     first = next(tmp_path.glob("lightning_logs/version_0/prior.pt"))
     prior = NetworkPrior.from_file(first)
@@ -122,17 +120,11 @@ def test_train_writes_prior_and_resumes(grf_file, tmp_path):
     resumed = NetworkPrior.from_file(next(tmp_path.glob("lightning_logs/version_1/prior.pt")))
     assert resumed.metadata["training_steps"] == 5
 
-    def live_weights(run: Path) -> torch.Tensor:
-        state = torch.load(run / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
-        return torch.cat(
-            [v.flatten() for k, v in sorted(state.items()) if k.startswith("model.net.")]
-        )
-
-    step4 = live_weights(tmp_path / "lightning_logs/version_0")
-    step5 = live_weights(tmp_path / "lightning_logs/version_1")
-    fresh_args = [a if a != str(tmp_path) else str(tmp_path / "fresh") for a in args]
+    step4 = live_weights(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt")
+    step5 = live_weights(tmp_path / "lightning_logs/version_1/checkpoints/last.ckpt")
+    fresh_args = train_args(grf_file, tmp_path / "fresh")
     assert main([*fresh_args, "--trainer.max_steps", "5", "--seed_everything", "123"]) == 0
-    fresh = live_weights(tmp_path / "fresh/lightning_logs/version_0")
+    fresh = live_weights(tmp_path / "fresh/lightning_logs/version_0/checkpoints/last.ckpt")
     assert (step5 - step4).abs().max() < 3e-3
     assert (fresh - step4).abs().max() > 3e-2
 
@@ -140,13 +132,7 @@ def test_train_writes_prior_and_resumes(grf_file, tmp_path):
 def test_resume_without_checkpoint_is_refused(grf_file, tmp_path, capsys):
     code = main(
         [
-            "train",
-            "--config",
-            str(TINY_CONFIG),
-            "--data.path",
-            str(grf_file),
-            "--trainer.default_root_dir",
-            str(tmp_path),
+            *train_args(grf_file, tmp_path),
             "--ckpt_path",
             "last",
         ]
@@ -158,13 +144,7 @@ def test_resume_without_checkpoint_is_refused(grf_file, tmp_path, capsys):
 def test_train_cli_bad_data_is_one_line(tmp_path, capsys):
     code = main(
         [
-            "train",
-            "--config",
-            str(TINY_CONFIG),
-            "--data.path",
-            str(tmp_path / "no.h5"),
-            "--trainer.default_root_dir",
-            str(tmp_path),
+            *train_args(tmp_path / "no.h5", tmp_path),
             "--trainer.fast_dev_run",
             "true",
         ]
@@ -236,13 +216,7 @@ def test_augmentation_is_a_symmetry_of_the_grid():
 def test_train_a_hybrid_prior(grf_file, tmp_path):
     spectrum = ROOT / "posterior_diffusion" / "data" / "default_power_spectrum.txt"
     args = [
-        "train",
-        "--config",
-        str(TINY_CONFIG),
-        "--data.path",
-        str(grf_file),
-        "--trainer.default_root_dir",
-        str(tmp_path),
+        *train_args(grf_file, tmp_path),
         "--trainer.max_steps",
         "3",
         "--model.hybrid_power_spectrum",
@@ -277,8 +251,7 @@ def checkpoint_step(path: Path) -> int:
 def test_training_resumes_after_sigkill(grf_file, tmp_path):
     """A training process killed with SIGKILL (no handler, no clean-up) once a checkpoint exists:
     `--ckpt_path last` continues from that checkpoint's step and weights."""
-    args = ["train", "--config", str(TINY_CONFIG), "--data.path", str(grf_file),
-            "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+    args = train_args(grf_file, tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "posterior_diffusion.cli", *args, "--trainer.max_steps", "100000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -306,8 +279,7 @@ def test_training_resumes_after_sigkill(grf_file, tmp_path):
 
 
 def test_a_checkpoint_cut_short_is_skipped_for_the_previous_one(grf_file, tmp_path):
-    args = ["train", "--config", str(TINY_CONFIG), "--data.path", str(grf_file),
-            "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+    args = train_args(grf_file, tmp_path)
     assert main([*args, "--trainer.max_steps", "5"]) == 0
     assert main([*args, "--trainer.max_steps", "10", "--ckpt_path", "last"]) == 0
     newest = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
@@ -320,19 +292,13 @@ def test_a_checkpoint_cut_short_is_skipped_for_the_previous_one(grf_file, tmp_pa
     assert prior.metadata["training_steps"] == 6  # from version_0's step 5, not from scratch
 
 
-def live_weights(path: Path) -> torch.Tensor:
-    state = torch.load(path, weights_only=True)["state_dict"]
-    return torch.cat([v.flatten() for k, v in sorted(state.items()) if k.startswith("model.net.")])
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="gloo DDP test on Linux/macOS")
 def test_ddp_training_on_two_cpu_processes(grf_file, tmp_path):
     """Lightning's DDP strategy, 2 processes on the CPU (gloo), through the real CLI: each rank
     reads half the maps (72 training maps, batch 16: 4 steps per epoch on one process, 2 on each
     of two), and rank 0 alone writes the checkpoint and the prior file."""
     done = subprocess.run(
-        [sys.executable, "-m", "posterior_diffusion.cli", "train", "--config", str(TINY_CONFIG),
-         "--data.path", str(grf_file), "--trainer.default_root_dir", str(tmp_path),
+        [sys.executable, "-m", "posterior_diffusion.cli", *train_args(grf_file, tmp_path),
          "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "6"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
