@@ -17,6 +17,7 @@ from forward_models.registry import (
     available_forward_models,
     build_forward_model,
 )
+from posterior_diffusion.distributed import Ranks, check_layout, launch
 from posterior_diffusion.io import (
     Observation,
     ObservationError,
@@ -24,7 +25,7 @@ from posterior_diffusion.io import (
     posterior_dataset,
     read_observation,
 )
-from posterior_diffusion.io.journal import SampleJournal
+from posterior_diffusion.io.journal import JournalError, SampleJournal
 from posterior_diffusion.masks import survey_mask
 from posterior_diffusion.prior_resolver import resolve_prior
 from posterior_diffusion.priors import Prior
@@ -50,11 +51,19 @@ FALLBACK_SAMPLER = "dps"
 
 
 class ReconstructionInterrupted(KeyboardInterrupt):
-    """Ctrl-C during sampling. `dataset` holds the completed members (None if there are none)."""
+    """Ctrl-C during sampling. `dataset` holds the completed members (None if there are none,
+    or if the run was sharded: then `journal` names the store that holds them)."""
 
-    def __init__(self, dataset: xr.Dataset | None, completed: int, requested: int):
+    def __init__(
+        self,
+        dataset: xr.Dataset | None,
+        completed: int,
+        requested: int,
+        journal: Path | None = None,
+    ):
         super().__init__(f"interrupted after {completed} of {requested} samples")
         self.dataset, self.completed, self.requested = dataset, completed, requested
+        self.journal = journal
 
 
 def _check_run_settings(
@@ -158,7 +167,9 @@ def reconstruct(
     compile: bool = False,
     journal_for: str | os.PathLike | None = None,
     resume: bool = False,
-) -> xr.Dataset:
+    devices: int = 1,
+    num_nodes: int = 1,
+) -> xr.Dataset | None:
     """Posterior samples of the field behind an observation, with provenance, in memory.
 
     Everything is validated before sampling starts.
@@ -186,16 +197,23 @@ def reconstruct(
         journal_for: an output path; finished members are saved as they finish in a journal
             beside it (`io/journal.py`), which the caller removes once the output is written.
         resume: continue from that journal (same settings, checked); its members are reused.
+        devices, num_nodes: shard the ensemble over devices x num_nodes processes (one per GPU
+            with device "cuda"), launched by Lightning Fabric: like Lightning's Trainer, each
+            rank runs the calling script from the start, or srun / torchrun starts them. Needs
+            `journal_for`: each rank writes its members into the journal's zarr store. Member i
+            is the same draw whatever the number of ranks.
 
     Returns:
         Dataset with `samples` (sample, [channel,] y, x), `mean`, `std` (ddof=1), `observation`,
-        and `truth` and `mask` when present; the attributes record provenance.
+        and `truth` and `mask` when present; the attributes record provenance. In a sharded
+        run, rank 0 returns it and the other ranks return None.
 
     Raises:
         ObservationError, ForwardModelError, PowerSpectrumError, ValueError: invalid input.
         ReconstructionInterrupted: Ctrl-C while sampling; carries the completed members.
     """
     _check_run_settings(num_samples, steps, seed, batch_size, device)
+    check_layout(devices, num_nodes, device)
     if isinstance(observation, Observation):
         obs = check_observation(observation)
     else:
@@ -210,34 +228,17 @@ def reconstruct(
         )
     sampler_name = _choose_sampler(sampler, model)
     y = torch.from_numpy(obs.y)
-    journal, earlier = None, {}
-    if journal_for is not None:
-        settings = {
-            "input_sha256": file_sha256(obs.path) if obs.path else None,
-            "forward_model": model.params(),
-            "prior": resolved.identity(),
-            "sampler": sampler_name,
-            "steps": steps if steps is not None else get_sampler(sampler_name).default_steps,
-            "seed": int(seed),
-            "device_type": torch.device(device).type,  # CPU and CUDA streams differ
-        }
-        journal, _ = SampleJournal.start(journal_for, settings, resume)
-        earlier = journal.completed(int(num_samples), model.field_shape)
-    todo = [i for i in range(int(num_samples)) if i not in earlier]
+    settings = {
+        "input_sha256": file_sha256(obs.path) if obs.path else None,
+        "forward_model": model.params(),
+        "prior": resolved.identity(),
+        "sampler": sampler_name,
+        "steps": steps if steps is not None else get_sampler(sampler_name).default_steps,
+        "seed": int(seed),
+        "device_type": torch.device(device).type,  # CPU and CUDA streams differ
+    }
 
-    def save(members: list[int], batch: torch.Tensor) -> None:
-        if journal is not None:
-            journal.record(members, batch.numpy(), int(num_samples))
-
-    def with_earlier(new: torch.Tensor) -> torch.Tensor:
-        """Earlier and new members together, in member order."""
-        found = dict(earlier)
-        found.update(zip(todo, new.numpy(), strict=False))
-        order = sorted(found)
-        stacked = np.stack([found[i] for i in order]) if order else new.numpy()
-        return torch.from_numpy(stacked)
-
-    def dataset(samples: torch.Tensor, info: dict[str, Any], interrupted: bool) -> xr.Dataset:
+    def dataset(samples: np.ndarray, info: dict[str, Any], interrupted: bool, resumed: int):
         attrs = provenance(
             command=command,
             sampler_info=info,
@@ -249,16 +250,16 @@ def reconstruct(
                 "num_samples_requested": int(num_samples),
                 "num_samples_completed": int(samples.shape[0]),
                 "interrupted": int(interrupted),
-                "resumed_members": len(earlier),
+                "resumed_members": resumed,
                 "field_shape": list(model.field_shape),
                 "data_shape": list(model.data_shape),
                 "observation_attrs": obs.attrs,
             },
         )
-        return posterior_dataset(samples.numpy(), obs, model.field_shape, attrs)
+        return posterior_dataset(samples, obs, model.field_shape, attrs)
 
-    try:
-        samples, info = sample_posterior(
+    def draw(members: list[int], on_batch, ranks: Ranks | None = None):
+        return sample_posterior(
             resolved,
             model,
             y,
@@ -267,17 +268,121 @@ def reconstruct(
             steps=steps,
             seed=int(seed),
             batch_size=batch_size,
-            device=device,
-            progress=progress,
-            members=todo,
-            on_batch=save,
+            device=ranks.device if ranks else device,
+            progress=progress and (ranks is None or ranks.is_main),
+            members=members,
+            on_batch=on_batch,
+            memory_share=1.0 / ranks.local_world_size if ranks else 1.0,
         )
+
+    if int(devices) * int(num_nodes) > 1:
+        return _reconstruct_sharded(
+            draw, dataset, settings, int(num_samples), model.field_shape,
+            journal_for, resume, devices, num_nodes, device,
+        )  # fmt: skip
+
+    journal, earlier = None, {}
+    if journal_for is not None:
+        journal, _ = SampleJournal.start(journal_for, settings, resume)
+        earlier = journal.completed(int(num_samples), model.field_shape)
+    todo = [i for i in range(int(num_samples)) if i not in earlier]
+
+    def save(members: list[int], batch: torch.Tensor) -> None:
+        if journal is not None:
+            journal.record(members, batch.numpy(), int(num_samples))
+
+    def with_earlier(new: torch.Tensor) -> np.ndarray:
+        """Earlier and new members together, in member order."""
+        found = dict(earlier)
+        found.update(zip(todo, new.numpy(), strict=False))
+        order = sorted(found)
+        return np.stack([found[i] for i in order]) if order else new.numpy()
+
+    try:
+        samples, info = draw(todo, save)
     except SamplingInterrupted as stop:
         samples = with_earlier(stop.samples)
         completed = int(samples.shape[0])
-        partial = dataset(samples, stop.info, interrupted=True) if completed else None
+        partial = dataset(samples, stop.info, True, len(earlier)) if completed else None
         raise ReconstructionInterrupted(partial, completed, int(num_samples)) from None
-    return dataset(with_earlier(samples), info, interrupted=False)
+    return dataset(with_earlier(samples), info, False, len(earlier))
+
+
+def _reconstruct_sharded(
+    draw, dataset, settings, num_samples, field_shape, journal_for, resume, devices, num_nodes,
+    device,
+) -> xr.Dataset | None:  # fmt: skip
+    """`reconstruct` over several ranks: each draws its share of the missing members into the
+    journal's zarr store; rank 0 then reads them all back and returns the dataset (others: None).
+
+    Rank 0 alone opens (or creates) the journal and says which members it already holds; the
+    others learn that from it, so a resumed run shares out what is missing among however many
+    ranks it has now.
+    """
+    if journal_for is None:
+        raise ValueError(
+            "a sharded run (devices x num_nodes > 1) needs journal_for: the output path beside "
+            "which its ranks write their members"
+        )
+    with launch(devices, num_nodes, device) as ranks:
+        opened = None
+        if ranks.is_main:
+            try:
+                journal, _ = SampleJournal.start(journal_for, settings, resume)
+                earlier = sorted(journal.completed(num_samples, field_shape))
+                opened = (None, earlier)
+            except ValueError as err:
+                opened = (str(err), [])
+        error, earlier = ranks.broadcast(opened)
+        if error is not None:
+            raise JournalError(error)
+        if not ranks.is_main:
+            journal = SampleJournal.join(journal_for, settings)
+        done = set(earlier)
+        todo = ranks.share([i for i in range(num_samples) if i not in done])
+
+        def save(members: list[int], batch: torch.Tensor) -> None:
+            journal.record(members, batch.numpy(), num_samples)
+
+        try:
+            _, info = draw(todo, save, ranks)
+            status = {"info": info, "members": len(todo)}
+        except SamplingInterrupted:
+            # Every rank got the Ctrl-C (one process group); what they finished is saved.
+            raise ReconstructionInterrupted(
+                None, journal.count(), num_samples, journal=journal.path
+            ) from None
+        except Exception as err:  # reported to every rank, so none waits for the others
+            status = {"error": f"rank {ranks.rank} of {ranks.world_size}: {err}",
+                      "usage": isinstance(err, ValueError)}  # fmt: skip
+        statuses = ranks.gather(status)
+        failed = [s for s in statuses if "error" in s]
+        if failed:
+            raise (ValueError if failed[0]["usage"] else RuntimeError)(failed[0]["error"])
+        if not ranks.is_main:
+            return None
+        found = journal.completed(num_samples, field_shape)
+        if len(found) != num_samples:
+            missing = sorted(set(range(num_samples)) - set(found))
+            raise RuntimeError(f"{journal.path}: members {missing[:10]} were not written")
+        samples = np.stack([found[i] for i in range(num_samples)])
+        return dataset(samples, _merged_info(statuses, ranks.world_size), False, len(earlier))
+
+
+def _merged_info(statuses: list[dict[str, Any]], world_size: int) -> dict[str, Any]:
+    """One run's cost record from its ranks': per-sample costs weighted by members drawn, the
+    wall time of the slowest rank."""
+    infos = [s["info"] for s in statuses]
+    weights = np.array([s["members"] for s in statuses], dtype=float)
+    merged = dict(infos[0])
+    if weights.sum() > 0:
+        for key in ("denoiser_calls_per_sample", "covariance_products_per_sample",
+                    "nfe_per_sample"):  # fmt: skip
+            merged[key] = float(np.average([i[key] for i in infos], weights=weights))
+    merged["seconds"] = max(i["seconds"] for i in infos)
+    merged["world_size"] = world_size
+    merged["members_per_rank"] = [int(w) for w in weights]
+    return merged
 
 
 def _configure_network(prior: Prior, precision: str, compile: bool) -> None:

@@ -84,6 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
         "saved (same settings; the ensemble equals an uninterrupted one)",
     )
     rec.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes per node that share the ensemble, one per GPU with --device cuda "
+        "(default: 1); member i is the same draw whatever N",
+    )
+    rec.add_argument(
+        "--num-nodes",
+        type=int,
+        default=1,
+        metavar="M",
+        help="nodes of a sharded run, started by srun (docs/scaling.md; default: 1)",
+    )
+    rec.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile a trained prior's network: faster on GPUs for large ensembles",
@@ -388,9 +403,19 @@ def run_reconstruct(args: argparse.Namespace, command: str) -> int:
             compile=args.compile,
             journal_for=args.output,
             resume=args.resume,
+            devices=args.devices,
+            num_nodes=args.num_nodes,
         )
     except ReconstructionInterrupted as stop:
-        if stop.dataset is None:
+        if not is_main_process():
+            return EXIT_INTERRUPTED  # rank 0 speaks for the run
+        if stop.journal is not None:  # a sharded run: other ranks' members are there too
+            print(
+                f"{PROG}: interrupted; {stop.completed} of {stop.requested} samples are saved in "
+                f"{stop.journal}; add --resume to the same command to finish the run",
+                file=sys.stderr,
+            )
+        elif stop.dataset is None:
             _remove_journal(args.output)  # it holds no member: nothing to resume
             print(
                 f"{PROG}: interrupted before any sample was completed; nothing written",
@@ -405,6 +430,8 @@ def run_reconstruct(args: argparse.Namespace, command: str) -> int:
                 file=sys.stderr,
             )
         return EXIT_INTERRUPTED
+    if ds is None:
+        return EXIT_OK  # a rank other than 0 of a sharded run: rank 0 writes the output
     write_dataset(ds, args.output)
     _remove_journal(args.output)  # the output holds every member now
     resumed = int(ds.attrs.get("resumed_members", 0))
@@ -534,7 +561,16 @@ def run_train(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def is_main_process() -> bool:
+    """False on ranks other than 0 of a sharded run (no launch has happened if the module is
+    not loaded: then this is the only process)."""
+    distributed = sys.modules.get("posterior_diffusion.distributed")
+    return distributed is None or distributed.is_main_process()
+
+
 def _error(err: BaseException) -> None:
+    if not is_main_process():
+        return  # every rank of a sharded run fails alike; rank 0 says why, once
     message = " ".join(str(err).split()) or type(err).__name__
     print(f"{PROG}: error: {message}", file=sys.stderr)
 

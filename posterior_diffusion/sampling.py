@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from forward_models.base import ForwardModel
 
-from .memory import fitting_batch_size
+from .memory import MEMORY_FRACTION, fitting_batch_size
 from .priors.base import CovarianceProduct, Prior
 from .rng import EnsembleRNG
 from .samplers import DEFAULT_SAMPLER, get_sampler
@@ -83,6 +83,7 @@ def sample_posterior(
     options: dict[str, Any] | None = None,
     members: Sequence[int] | None = None,
     on_batch: Callable[[list[int], Tensor], None] | None = None,
+    memory_share: float = 1.0,
 ) -> tuple[Tensor, dict[str, Any]]:
     """Draw `num_samples` posterior samples of the field given data `y` (shape model.data_shape).
 
@@ -94,6 +95,8 @@ def sample_posterior(
 
     `members` draws only those member indices (a resumed run: the rest are done), in that
     order; `on_batch(indices, samples)` receives each finished batch (to save it at once).
+    `memory_share` is the fraction of the device's free memory this process may plan for
+    (ranks of a sharded run on one CPU host share its memory).
     """
     spec = get_sampler(sampler)
     if spec.needs_linear_gaussian and not model.is_linear_gaussian:
@@ -121,7 +124,9 @@ def sample_posterior(
     counting = CountingPrior(prior).to(device)
     model = copy.deepcopy(model).to(device)  # the caller's model stays where it was
     y = y.to(device=device, dtype=dtype)
-    fits, per_member = fitting_batch_size(counting.inner, model.field_shape, device, dtype)
+    fits, per_member = fitting_batch_size(
+        counting.inner, model.field_shape, device, dtype, MEMORY_FRACTION * memory_share
+    )
     if batch_size is not None and int(batch_size) > fits:
         warnings.warn(
             f"batch size {batch_size} does not fit in memory on {device} (about "

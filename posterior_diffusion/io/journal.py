@@ -70,6 +70,11 @@ class SampleJournal:
             )
         return cls(path, fingerprint), True
 
+    @classmethod
+    def join(cls, output: str | os.PathLike, fingerprint: dict[str, Any]) -> SampleJournal:
+        """The journal rank 0 of a sharded run has already opened and checked."""
+        return cls(journal_path(output), fingerprint)
+
     def _create(self) -> None:
         self.path.mkdir()
         with atomic_path(self.path / "run.json") as tmp:
@@ -108,12 +113,8 @@ class SampleJournal:
         array = self._samples(num_samples, field_shape)
         # Chunk files of a zarr-v2 array are named "i.0.0.0": list them instead of reading
         # every member (a run of 100,000 members would otherwise read 100,000 missing chunks).
-        store = self.path / "samples.zarr"
-        written = sorted(
-            int(name.split(".")[0]) for name in os.listdir(store) if name.split(".")[0].isdigit()
-        )
         found = {}
-        for index in written:
+        for index in self._written():
             if index >= num_samples:
                 continue
             try:
@@ -123,6 +124,18 @@ class SampleJournal:
             if np.all(np.isfinite(sample)):
                 found[index] = sample
         return found
+
+    def _written(self) -> list[int]:
+        store = self.path / "samples.zarr"
+        if not store.exists():
+            return []
+        return sorted(
+            int(name.split(".")[0]) for name in os.listdir(store) if name.split(".")[0].isdigit()
+        )
+
+    def count(self) -> int:
+        """Members with a chunk on disk (without reading them back)."""
+        return len(self._written())
 
     def record(self, members: list[int], samples: np.ndarray, num_samples: int) -> None:
         """Write finished members (one chunk file each)."""
