@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -292,16 +294,47 @@ def test_a_checkpoint_cut_short_is_skipped_for_the_previous_one(grf_file, tmp_pa
     assert prior.metadata["training_steps"] == 6  # from version_0's step 5, not from scratch
 
 
+def ddp_train(data: Path, root: Path, probe: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The real `train` CLI on 2 CPU processes (gloo DDP), with tests/ddp_probe.py's Probe
+    callback writing what each rank fetched and its final weights into `probe`."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p
+        ),
+    }
+    callback = json.dumps({"class_path": "ddp_probe.Probe", "init_args": {"out_dir": str(probe)}})
+    return subprocess.run(
+        [sys.executable, "-m", "posterior_diffusion.cli", *train_args(data, root),
+         "--trainer.devices", "2", "--trainer.strategy", "ddp", f"--trainer.callbacks+={callback}",
+         *extra],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+
+
+def probe_results(probe: Path) -> list[tuple[dict, dict]]:
+    """(summary, {"ema": state, "live": state}) of ranks 0 and 1."""
+    return [
+        (json.loads((probe / f"rank{r}.json").read_text()),
+         torch.load(probe / f"rank{r}.pt", weights_only=True))
+        for r in (0, 1)
+    ]  # fmt: skip
+
+
+def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert a[name].dtype == b[name].dtype and torch.equal(a[name], b[name]), name
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="gloo DDP test on Linux/macOS")
 def test_ddp_training_on_two_cpu_processes(grf_file, tmp_path):
     """Lightning's DDP strategy, 2 processes on the CPU (gloo), through the real CLI: each rank
-    reads half the maps (72 training maps, batch 16: 4 steps per epoch on one process, 2 on each
-    of two), and rank 0 alone writes the checkpoint and the prior file."""
-    done = subprocess.run(
-        [sys.executable, "-m", "posterior_diffusion.cli", *train_args(grf_file, tmp_path),
-         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "6"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    reads its own half of the maps (72 training maps, batch 16: 4 steps per epoch on one process,
+    2 on each of two), the EMA and live weights end bitwise equal on both ranks and the prior file
+    holds that EMA, rank 0 alone writes the checkpoint and the prior file, and `--ckpt_path last`
+    goes on from the saved step."""
+    done = ddp_train(grf_file, tmp_path, tmp_path / "probe", "--trainer.max_steps", "6")
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "lightning_logs" / "version_0"
     assert done.stdout.count("wrote prior file") == 1
@@ -309,3 +342,57 @@ def test_ddp_training_on_two_cpu_processes(grf_file, tmp_path):
     # 6 steps at 2 per epoch end in epoch 2 (epoch 1 on one process).
     assert [p.name for p in (run / "checkpoints").glob("epoch=*.ckpt")] == ["epoch=2-step=6.ckpt"]
     assert not (tmp_path / "lightning_logs" / "version_1").exists()  # ranks share one run folder
+
+    (summary0, weights0), (summary1, weights1) = probe_results(tmp_path / "probe")
+    module = FieldDataModule(str(grf_file), val_fraction=0.25)
+    module.setup("fit")
+    train = set(module.train_indices.tolist())
+    assert len(train) == 72
+    # Sharding: a DistributedSampler per rank hands out 36 distinct maps in epoch 0, the two
+    # halves partition the training maps; the loader drops each rank's last partial batch, so
+    # each rank fetches 2 x 16 maps per epoch, never one the other rank fetched that epoch.
+    for rank, summary in enumerate((summary0, summary1)):
+        sampler = summary["sampler"]
+        assert (sampler["type"], sampler["rank"], sampler["num_replicas"]) == (
+            "DistributedSampler", rank, 2)  # fmt: skip
+        assert len(sampler["epoch0"]) == len(set(sampler["epoch0"])) == 36
+        assert summary["global_step"] == 6 and summary["world_size"] == 2
+        assert sorted(summary["fetched"]) == ["0", "1", "2"]
+        for maps in summary["fetched"].values():
+            assert len(maps) == len(set(maps)) == 32 and set(maps) <= train
+        assert set(summary["fetched"]["0"]) <= set(sampler["epoch0"])
+    assert set(summary0["sampler"]["epoch0"]) | set(summary1["sampler"]["epoch0"]) == train
+    for epoch in ("0", "1", "2"):
+        assert set(summary0["fetched"][epoch]).isdisjoint(summary1["fetched"][epoch])
+    # Reshuffled per epoch (set_epoch): rank 0 does not get the same maps every epoch.
+    assert set(summary0["fetched"]["0"]) != set(summary0["fetched"]["1"])
+    # EMA: updated on each rank from the all-reduced live weights, so bitwise equal; the prior
+    # file (rank 0's) holds exactly that EMA.
+    assert_same_state(weights0["live"], weights1["live"])
+    assert_same_state(weights0["ema"], weights1["ema"])
+    prior_state = torch.load(run / "prior.pt", weights_only=True)["state_dict"]
+    assert_same_state(prior_state, weights0["ema"])
+    ema = torch.cat(
+        [v.flatten() for k, v in sorted(weights0["ema"].items()) if k.startswith("net.")]
+    )
+    live = torch.cat(
+        [v.flatten() for k, v in sorted(weights0["live"].items()) if k.startswith("net.")]
+    )
+    assert ema.numel() == live.numel() and not torch.equal(ema, live)  # a real average
+
+    # Resume the DDP run for 2 more steps: both ranks go on from step 6, in epoch 3.
+    done = ddp_train(grf_file, tmp_path, tmp_path / "probe_resumed",
+                     "--trainer.max_steps", "8", "--ckpt_path", "last")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("wrote prior file") == 1
+    resumed = tmp_path / "lightning_logs" / "version_1"
+    assert NetworkPrior.from_file(resumed / "prior.pt").metadata["training_steps"] == 8
+    assert not (tmp_path / "lightning_logs" / "version_2").exists()
+    (after0, weights0_after), (after1, weights1_after) = probe_results(tmp_path / "probe_resumed")
+    for summary in (after0, after1):
+        assert summary["global_step"] == 8 and sorted(summary["fetched"]) == ["3"]
+    assert set(after0["fetched"]["3"]).isdisjoint(after1["fetched"]["3"])
+    assert_same_state(weights0_after["ema"], weights1_after["ema"])
+    # Two more Adam steps move each weight by about 2 lr = 2e-3: it went on from the checkpoint.
+    step6 = live_weights(run / "checkpoints" / "last.ckpt")
+    assert (live_weights(resumed / "checkpoints" / "last.ckpt") - step6).abs().max() < 5e-3

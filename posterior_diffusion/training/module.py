@@ -101,8 +101,13 @@ class ScorePriorModule(L.LightningModule):
             denoised = self.ema(noisy, sigma_n * std)
             weight = (sigma_n**2 + self.ema.sigma_data**2) / (sigma_n * self.ema.sigma_data) ** 2
             losses.append(weight * ((denoised - batch) / std).square().mean())
-            self.log(f"val/loss_sigma_{sigma_n:g}", losses[-1], batch_size=len(batch))
-        self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=len(batch))
+            self.log(
+                f"val/loss_sigma_{sigma_n:g}", losses[-1], batch_size=len(batch), sync_dist=True
+            )
+        loss = torch.stack(losses).mean()
+        # sync_dist: under DDP each rank validates its share of the maps; the epoch value is the
+        # mean over every rank's maps (Lightning all-reduces the running sums at epoch end).
+        self.log("val/loss", loss, prog_bar=True, batch_size=len(batch), sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(
