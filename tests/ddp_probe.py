@@ -3,7 +3,8 @@
 Not a test module: the `train` CLI subprocesses import it (PYTHONPATH holds this folder) through
 `--trainer.callbacks+=ddp_probe.Probe`. Each rank writes into `out_dir`:
 
-- `rank{R}.json`: the file indices of the training maps its dataset actually returned, per epoch;
+- `rank{R}.json`: the first noise levels its training step draws (the global torch stream);
+  the file indices of the training maps its dataset actually returned, per epoch;
   the indices its training sampler hands out in epoch 0 (before the loader drops a last partial
   batch); the sampler's type, rank and number of replicas; the last step.
 - `rank{R}.pt`: its EMA and live state dicts at the end of training.
@@ -36,6 +37,13 @@ class Probe(L.Callback):
         self.fetched: dict[int, list[int]] = defaultdict(list)
         self.epoch = -1
         self.sampler: dict = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if not hasattr(self, "first_draws"):
+            # What the training step's next draws will be, without consuming the stream.
+            state = torch.random.get_rng_state()
+            self.first_draws = torch.randn(4).tolist()
+            torch.random.set_rng_state(state)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dataset = trainer.train_dataloader.dataset
@@ -70,5 +78,6 @@ class Probe(L.Callback):
             "global_step": int(trainer.global_step),
             "fetched": {str(k): v for k, v in self.fetched.items()},
             "sampler": self.sampler,
+            "first_draws": self.first_draws,
         }
         (self.out_dir / f"rank{rank}.json").write_text(json.dumps(summary))

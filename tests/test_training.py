@@ -364,6 +364,8 @@ def test_ddp_training_on_two_cpu_processes(grf_file, tmp_path):
     assert set(summary0["sampler"]["epoch0"]) | set(summary1["sampler"]["epoch0"]) == train
     for epoch in ("0", "1", "2"):
         assert set(summary0["fetched"][epoch]).isdisjoint(summary1["fetched"][epoch])
+    # Each rank its own random stream: other noise levels, noise and augmentations.
+    assert summary0["first_draws"] != summary1["first_draws"]
     # Reshuffled per epoch (set_epoch): rank 0 does not get the same maps every epoch.
     assert set(summary0["fetched"]["0"]) != set(summary0["fetched"]["1"])
     # EMA: updated on each rank from the all-reduced live weights, so bitwise equal; the prior

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from posterior_diffusion.networks.edm import EDMPrecond
 from posterior_diffusion.priors.gaussian import GaussianPrior
 from posterior_diffusion.priors.prior_file import make_record
+from posterior_diffusion.rng import member_seed
 
 from .data import TrainingDataError
 
@@ -78,6 +79,14 @@ class ScorePriorModule(L.LightningModule):
             self.model.base, self.ema.base = base, copy.deepcopy(base)
 
     # -- training ---------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        # seed_everything gives every DDP rank the same seed, so without this all ranks would
+        # draw the same noise levels, noise and augmentations each step (on other maps). One
+        # process keeps its seed; rank r > 0 continues from the stream (seed, r).
+        rank = self.trainer.global_rank
+        if rank > 0:
+            torch.manual_seed(member_seed(torch.initial_seed(), rank))
+
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         loss = self.model.loss(batch, self.hparams.log_sigma_mean, self.hparams.log_sigma_std)
         self.log("train/loss", loss, prog_bar=True)
