@@ -89,10 +89,10 @@ def test_two_processes_give_the_one_process_ensemble(folder, tmp_path):
 
 
 def test_two_processes_with_the_network_prior(folder, tmp_path):
-    """The shipped U-Net runs in float32, whose results depend on the batch a member shares
-    (as with --batch-size on one process: differences of about 1e-5 of the ensemble spread).
-    Members must agree to 1e-4 of the spread: a different draw would differ by about the
-    spread itself."""
+    """The shipped U-Net runs in float32, whose results depend on the threads per process (2
+    here for one process, 1 per rank) and on the batch a member shares: differences of about
+    1e-5 of the ensemble spread, as when one process runs with another OMP_NUM_THREADS.
+    Members must agree to 1e-4 of the spread: a different draw differs by about the spread."""
     one = reconstruct(folder, tmp_path / "one.h5", prior="default")
     two = reconstruct(folder, tmp_path / "two.h5", "--devices", 2, prior="default")
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
@@ -204,3 +204,36 @@ def test_a_failing_rank_stops_every_rank(folder, tmp_path):
                           text=True, timeout=300)  # fmt: skip
     assert done.returncode == 3, done.stderr
     assert re.search(r"stopped: rank 1 of 2: sampler 'dps' diverged \(NaN/inf\)", done.stdout)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo test on Linux/macOS")
+def test_ranks_started_by_slurm(folder, tmp_path):
+    """Ranks that srun started (here: 2 processes with the variables srun sets): Fabric launches
+    nothing and takes each rank from SLURM_PROCID; rank 0 alone writes, and the ensemble is the
+    one-process one."""
+    output = tmp_path / "slurm.h5"
+    port = str(free_port())
+    args = cli("reconstruct", "lensing.h5", "--sampler", "dps", "--steps", 12, "--num-samples",
+               SAMPLES, "--seed", 9, "--batch-size", 2, "-o", output, "--no-progress",
+               "--prior", "gaussian", "--devices", 2)  # fmt: skip
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2",
+               "SLURM_NNODES": "1", "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank),
+               "SLURM_NODEID": "0", "SLURM_NODELIST": "127.0.0.1", "SLURM_JOB_ID": "4242",
+               "SLURM_JOB_NAME": "pd-test", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}  # fmt: skip
+        procs.append(subprocess.Popen(args, cwd=folder, env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))  # fmt: skip
+    (out0, err0), (out1, err1) = (p.communicate(timeout=300) for p in procs)
+    assert [p.returncode for p in procs] == [0, 0], err0 + err1
+    assert out0.strip() == f"wrote {SAMPLES} samples to {output}" and out1 == ""
+    np.testing.assert_allclose(samples(output), samples(folder / "one.h5"), rtol=1e-10, atol=1e-12)
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in err1  # rank 1 came from SLURM_PROCID, not a launch

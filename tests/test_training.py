@@ -398,3 +398,16 @@ def test_ddp_training_on_two_cpu_processes(grf_file, tmp_path):
     # Two more Adam steps move each weight by about 2 lr = 2e-3: it went on from the checkpoint.
     step6 = live_weights(run / "checkpoints" / "last.ckpt")
     assert (live_weights(resumed / "checkpoints" / "last.ckpt") - step6).abs().max() < 5e-3
+
+
+def test_strategies_that_shard_weights_are_refused():
+    """FSDP would hand the EMA update and the exported prior shards of the weights; DDP and one
+    device keep them whole."""
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDeviceStrategy
+
+    from posterior_diffusion.training.module import TrainingStrategyError, check_strategy
+
+    check_strategy(DDPStrategy())
+    check_strategy(SingleDeviceStrategy(torch.device("cpu")))
+    with pytest.raises(TrainingStrategyError, match="FSDPStrategy is not supported.*strategy ddp"):
+        check_strategy(FSDPStrategy())

@@ -59,6 +59,7 @@ class ScorePriorModule(L.LightningModule):
 
     # -- set-up from the data ---------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        check_strategy(self.trainer.strategy)
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or getattr(datamodule, "statistics", None) is None:
             return
@@ -166,6 +167,23 @@ class ScorePriorModule(L.LightningModule):
 
             saved = json.loads(prior["metadata_json"])
             self.data_description = {k: saved[k] for k in saved if k in _DATA_KEYS}
+
+
+def check_strategy(strategy: Any) -> None:
+    """Refuse strategies that shard parameters (FSDP, DeepSpeed, model parallel): the EMA update
+    and the exported prior need whole weights on every rank, and networks this small (under a
+    few million parameters) gain nothing from sharding. One process or DDP (docs/scaling.md)."""
+    from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+
+    if not isinstance(strategy, DDPStrategy | SingleDeviceStrategy):
+        raise TrainingStrategyError(
+            f"training strategy {type(strategy).__name__} is not supported: it shards the "
+            "network's weights, which the EMA prior needs whole; use --trainer.strategy ddp"
+        )
+
+
+class TrainingStrategyError(ValueError):
+    """A Lightning strategy the trainer cannot use (one line)."""
 
 
 _DATA_KEYS = (
