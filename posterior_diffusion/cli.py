@@ -540,7 +540,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(err)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing written", file=sys.stderr)
+        if is_main_process():
+            print(f"{PROG}: interrupted; nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (OSError, RuntimeError) as err:  # unwritable output, sampler divergence, ...
         _error(err)

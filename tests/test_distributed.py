@@ -237,3 +237,35 @@ def test_ranks_started_by_slurm(folder, tmp_path):
     assert out0.strip() == f"wrote {SAMPLES} samples to {output}" and out1 == ""
     np.testing.assert_allclose(samples(output), samples(folder / "one.h5"), rtol=1e-10, atol=1e-12)
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in err1  # rank 1 came from SLURM_PROCID, not a launch
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no process groups on Windows")
+def test_ctrl_c_stops_every_rank_and_keeps_their_members(folder, tmp_path):
+    """Ctrl-C reaches both ranks (one terminal process group): one message from rank 0, exit
+    130, no output; --resume finishes the run with the one-process ensemble."""
+    output = tmp_path / "post.h5"
+    store = journal_path(output) / "samples.zarr"
+    args = cli("reconstruct", "lensing.h5", "--sampler", "dps", "--steps", 12, "--num-samples",
+               SAMPLES, "--seed", 9, "--batch-size", 1, "-o", output, "--no-progress",
+               "--prior", "gaussian", "--devices", 2)  # fmt: skip
+    proc = subprocess.Popen(args, cwd=folder, start_new_session=True, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if store.exists() and len([n for n in os.listdir(store) if n[0].isdigit()]) >= 2:
+            break
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    ours = [line for line in err.splitlines() if line.startswith("posterior-diffusion:")]
+    assert len(ours) == 1 and "Traceback" not in err, err
+    assert re.fullmatch(
+        rf"posterior-diffusion: interrupted; \d of {SAMPLES} samples are saved in \S+resume; "
+        r"add --resume to the same command to finish the run",
+        ours[0],
+    ), ours[0]
+    assert not output.exists()
+    done = reconstruct(folder, output, "--devices", 2, "--resume")
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(samples(output), samples(folder / "one.h5"), rtol=1e-10, atol=1e-12)
