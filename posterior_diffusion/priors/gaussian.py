@@ -6,6 +6,7 @@ Cov[x0 | x_sigma] = ifft2(P sigma^2 / (P + sigma^2) fft2(.)), per mode k.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,16 @@ class GaussianPrior(Prior):
             )
         white = torch.randn((num, *self.field_shape), generator=generator, dtype=dtype)
         return fourier_filter(white, self.power.to(dtype).sqrt())
+
+    def log_density(self, x: Tensor, sigma: float = 0.0) -> Tensor:
+        """log N(x; 0, C + sigma^2 I) per field of x (N, C, H, W): the exact log p_sigma."""
+        power = self._power_like(x) + sigma**2
+        height, width = power.shape
+        # Unitary FFT: C is diagonal with eigenvalues P(k) (the convention of fourier_filter).
+        modes = torch.fft.fft2(x, norm="ortho").abs().square()
+        quadratic = (modes / power).flatten(1).sum(1)
+        log_det = x.shape[-3] * torch.log(2 * math.pi * power).sum()
+        return -0.5 * (quadratic + log_det)
 
     def pixel_variance(self) -> float:
         return float(self.power.mean())
