@@ -169,6 +169,7 @@ def reconstruct(
     resume: bool = False,
     devices: int = 1,
     num_nodes: int = 1,
+    sampler_options: Mapping[str, Any] | None = None,
 ) -> xr.Dataset | None:
     """Posterior samples of the field behind an observation, with provenance, in memory.
 
@@ -202,6 +203,8 @@ def reconstruct(
             rank runs the calling script from the start, or srun / torchrun starts them. Needs
             `journal_for`: each rank writes its members into the journal's zarr store. Member i
             is the same draw whatever the number of ranks.
+        sampler_options: keyword options of the sampler, e.g. {"corrector_steps": 1, "snr":
+            0.16} for predictor-corrector sampling with guided (docs/samplers.md).
 
     Returns:
         Dataset with `samples` (sample, [channel,] y, x), `mean`, `std` (ddof=1), `observation`,
@@ -227,6 +230,8 @@ def reconstruct(
             f"'{model.name}' works on fields of shape {tuple(model.field_shape)}"
         )
     sampler_name = _choose_sampler(sampler, model)
+    options = dict(sampler_options or {})
+    get_sampler(sampler_name).check_options(options)
     y = torch.from_numpy(obs.y)
     settings = {
         "input_sha256": file_sha256(obs.path) if obs.path else None,
@@ -234,6 +239,7 @@ def reconstruct(
         "prior": resolved.identity(),
         "sampler": sampler_name,
         "steps": steps if steps is not None else get_sampler(sampler_name).default_steps,
+        "options": options,
         "seed": int(seed),
         "device_type": torch.device(device).type,  # CPU and CUDA streams differ
     }
@@ -272,6 +278,7 @@ def reconstruct(
             progress=progress and (ranks is None or ranks.is_main),
             members=members,
             on_batch=on_batch,
+            options=options,
             memory_share=1.0 / ranks.local_world_size if ranks else 1.0,
         )
 

@@ -84,6 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
         "saved (same settings; the ensemble equals an uninterrupted one)",
     )
     rec.add_argument(
+        "--corrector-steps",
+        type=int,
+        metavar="K",
+        help="Langevin corrector steps per noise level (predictor-corrector; guided, prior_ode, "
+        "prior_sde; measured effect in docs/samplers.md; default: none)",
+    )
+    rec.add_argument(
+        "--snr",
+        type=float,
+        metavar="R",
+        help="signal-to-noise ratio of the corrector's step size (default: 0.16)",
+    )
+    rec.add_argument(
         "--devices",
         type=int,
         default=1,
@@ -405,6 +418,7 @@ def run_reconstruct(args: argparse.Namespace, command: str) -> int:
             resume=args.resume,
             devices=args.devices,
             num_nodes=args.num_nodes,
+            sampler_options=_corrector_options(args),
         )
     except ReconstructionInterrupted as stop:
         if not is_main_process():
@@ -438,6 +452,15 @@ def run_reconstruct(args: argparse.Namespace, command: str) -> int:
     note = f" ({resumed} of them from the interrupted run)" if resumed else ""
     print(f"wrote {ds.sizes['sample']} samples to {args.output}{note}")
     return EXIT_OK
+
+
+def _corrector_options(args: argparse.Namespace) -> dict:
+    options = {}
+    if args.corrector_steps is not None:
+        options["corrector_steps"] = args.corrector_steps
+    if args.snr is not None:
+        options["snr"] = args.snr
+    return options
 
 
 def _remove_journal(output: str) -> None:

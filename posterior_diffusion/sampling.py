@@ -115,6 +115,7 @@ def sample_posterior(
     if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     options = dict(options or {})
+    spec.check_options(options)
     y = torch.as_tensor(y)
     if tuple(y.shape) != tuple(model.data_shape):
         raise ValueError(

@@ -134,6 +134,24 @@ def test_reconstruct_noise_default_output_and_netcdf(obs_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["post.nc", "posterior.h5"]
 
 
+def test_corrector_flags_reach_the_sampler_and_the_provenance(obs_dir, tmp_path):
+    done = run_cli("reconstruct", obs_dir / "noise.h5", "--prior", "gaussian", "--num-samples", 2,
+                   "--steps", 6, "--corrector-steps", 2, "--snr", 0.1, "--no-progress",
+                   cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    info = json.loads(open_result(tmp_path / "posterior.h5").attrs["sampler_settings"])
+    assert info["options"] == {"corrector_steps": 2, "snr": 0.1}
+    # 6 predictor steps (one ends at 0) and 2 corrector steps at each of the 5 levels above 0.
+    assert info["denoiser_calls_per_sample"] == 6 + 2 * 5
+    refused = run_cli("reconstruct", obs_dir / "noise.h5", "--sampler", "dps",
+                      "--corrector-steps", 1, cwd=tmp_path)  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"{PREFIX}sampler 'dps' has no option corrector_steps (its options: zeta, beta_min, "
+        "beta_max)\n"
+    )
+
+
 def test_reconstruct_lensing_zarr(obs_dir, tmp_path):
     obs_path = obs_dir / "lensing.h5"
     done = run_cli("reconstruct", obs_path, "--num-samples", 2, "--steps", 4, "--seed", 1,

@@ -95,6 +95,24 @@ def test_members_do_not_depend_on_batch_size(prior, model, y, sampler):
     assert not torch.allclose(reference[0], reference[1])
 
 
+@pytest.mark.parametrize("sampler", ["guided", "prior_sde", "prior_ode"])
+def test_corrector_members_do_not_depend_on_batch_size(prior, model, y, sampler):
+    """The Langevin step size comes from each member's own norms, not the batch's."""
+    options = {"corrector_steps": 2, "snr": 0.16}
+    reference, info = run(prior, model, y, sampler, batch_size=8, seed=5, options=options)
+    assert info["options"] == options
+    plain, _ = run(prior, model, y, sampler, batch_size=8, seed=5)
+    assert not torch.allclose(reference, plain)  # the corrector did something
+    samples, _ = run(prior, model, y, sampler, batch_size=3, seed=5, options=options)
+    np.testing.assert_allclose(samples, reference, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("options", [{"corrector_steps": -1}, {"corrector_steps": 1, "snr": 0}])
+def test_bad_corrector_settings_are_refused(prior, model, y, options):
+    with pytest.raises(ValueError, match="corrector_steps must be >= 0 and snr > 0"):
+        run(prior, model, y, "guided", options=options)
+
+
 @pytest.mark.parametrize("sampler", ["guided", "split_gibbs", "dps"])
 def test_different_seeds_give_different_samples(prior, model, y, sampler):
     a, _ = run(prior, model, y, sampler, num_samples=2, seed=0)

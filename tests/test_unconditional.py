@@ -169,3 +169,22 @@ def test_impulse_responses_agree_with_sampled_variance(prior, power):
     exact = exact_mode_variance(prior, prior_ode, 40).mean()
     sampled = float(draw(prior, "prior_ode", num, 40, seed=3).square().mean())
     assert abs(sampled - exact) < 5 * pixel_variance_se(power, num)
+
+
+def test_prior_sde_with_a_langevin_corrector(prior, power):
+    """Predictor-corrector (100 steps + 1 Langevin step per level, snr 0.16, 200 evaluations):
+    measured whitened variance 1.031 against 1.004 for 200 plain steps at the same cost; the
+    corrector's discretisation bias is allowed 0.06 on top of 5 standard errors."""
+    samples = draw_with(prior, "prior_sde", 256, 100, {"corrector_steps": 1})
+    whitened = torch.fft.fft2(samples, norm="ortho").abs().square() / torch.from_numpy(power)
+    # Each |w_k|^2 is Exp(1) and k, -k are one mode of a real field: variance 2 / (num n).
+    se = math.sqrt(2 / (256 * power.size))
+    assert abs(float(whitened.mean()) - 1) < 0.06 + 5 * se
+
+
+def draw_with(prior, sampler: str, num: int, steps: int, options: dict) -> torch.Tensor:
+    model = ForwardModel(Identity(), GaussianNoise(1.0), FIELD)
+    y = torch.full(FIELD, float("nan"))
+    samples, _ = sample_posterior(prior, model, y, num, sampler=sampler, steps=steps, seed=1,
+                                  batch_size=num, progress=False, options=options)  # fmt: skip
+    return samples

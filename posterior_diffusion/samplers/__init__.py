@@ -23,6 +23,17 @@ class SamplerSpec:
     summary: str
     needs_linear_gaussian: bool = False
 
+    def check_options(self, options: dict) -> None:
+        """Refuse options the sampler function does not take, naming those it does."""
+        parameters = inspect.signature(self.function).parameters
+        known = [n for n, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(
+                f"sampler '{self.function.__name__}' has no option {', '.join(unknown)} "
+                f"(its options: {', '.join(known) or 'none'})"
+            )
+
     @property
     def default_steps(self) -> int:
         """The `steps` default of the sampler function itself (one source of truth)."""

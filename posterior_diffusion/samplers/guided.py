@@ -22,7 +22,7 @@ from ..linalg import conjugate_gradient_with_image
 from ..priors.base import Prior
 from ..rng import EnsembleRNG
 from ..schedules import log_uniform_sigmas
-from .common import StepCallback, report
+from .common import StepCallback, langevin_corrector, report
 
 
 def conditional_denoiser(
@@ -59,6 +59,8 @@ def guided(
     sigma_max: float | None = None,
     cg_rtol: float = 1e-3,
     cg_max_iter: int = 3,
+    corrector_steps: int = 0,
+    snr: float = 0.16,
 ) -> Tensor:
     """PF-ODE with the Tweedie-covariance conditional denoiser, by DPM-Solver++(2M).
 
@@ -66,6 +68,9 @@ def guided(
     the data prediction D_y: one D_y per step, second order by reusing the previous one. On a
     Gaussian posterior it beat Heun at equal cost (std error 1% at 32 evaluations vs 2.5% at 63),
     and a log-uniform sigma grid spreads its error evenly over modes of every posterior variance.
+
+    `corrector_steps` Langevin steps per level on the conditional score (D_y - x) / sigma^2
+    (signal-to-noise ratio `snr`) make it a predictor-corrector sampler; each costs one D_y.
     """
     denoise_y = conditional_denoiser(prior, WhitenedLinearGaussian(model, y), cg_rtol, cg_max_iter)
     shape = model.field_shape
@@ -73,6 +78,10 @@ def guided(
         steps, sigma_min or prior.sigma_min(), sigma_max or prior.sigma_max()
     )
     x = sigmas[0].item() * rng.randn(shape)
+    correct = langevin_corrector(
+        lambda x, sigma: _no_grad(denoise_y, x, sigma), lambda: rng.randn(shape),
+        corrector_steps, snr,
+    )  # fmt: skip
     previous: tuple[Tensor, float] | None = None
     for i in range(steps):
         sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
@@ -90,6 +99,16 @@ def guided(
                 x0_mix = (1 + 0.5 / r) * x0_hat - (0.5 / r) * x0_prev
             x_next = x0_mix + (sigma_next / sigma) * (x - x0_mix)
         previous = (x0_hat, sigma)
+        if correct is not None and sigma_next > 0:
+            x_next = correct(x_next, sigma_next)
+            # The multistep correction extrapolates D_y along one trajectory; a Langevin move
+            # leaves it, and reusing the old D_y then inflated the variance by 13-42%.
+            previous = None
         x = x_next
         report(callback, i=i, sigma=sigma, x=x, denoised=x0_hat)
     return x
+
+
+def _no_grad(function, *args):
+    with torch.no_grad():
+        return function(*args)
