@@ -26,6 +26,8 @@ class EDMPrecond(nn.Module):
         base: an analytic prior whose denoiser the network corrects (hybrid), or None.
     """
 
+    objective = "edm"
+
     def __init__(self, net: nn.Module, sigma_data: float = 1.0, base: Prior | None = None):
         super().__init__()
         self.net = net

@@ -33,7 +33,7 @@ PRECISIONS = ("fp32", "bf16")
 
 
 class NetworkPrior(Prior):
-    """D(x, sigma) from an `EDMPrecond` network, with the metadata it was trained with.
+    """D(x, sigma) from an `EDMPrecond` (or flow-matching) network, with its training metadata.
 
     Args:
         precond: the preconditioned network (weights loaded).
@@ -85,7 +85,7 @@ class NetworkPrior(Prior):
             PriorFileError: one line naming the file and what is wrong with it.
         """
         from posterior_diffusion.networks import NETWORKS
-        from posterior_diffusion.networks.edm import EDMPrecond
+        from posterior_diffusion.networks.flow_matching import OBJECTIVES
 
         metadata, state, checksum = load_record(path)
         network = metadata["network"]
@@ -94,6 +94,12 @@ class NetworkPrior(Prior):
             raise PriorFileError(
                 f"{path}: unknown network '{name}' (this version builds: {', '.join(NETWORKS)})"
             )
+        objective = metadata.get("objective", "edm")  # files before flow matching are EDM
+        if objective not in OBJECTIVES:
+            raise PriorFileError(
+                f"{path}: unknown training objective '{objective}' (this version knows: "
+                f"{', '.join(OBJECTIVES)})"
+            )
         try:
             net = NETWORKS[name](**network.get("config", {}))
             base = None
@@ -101,7 +107,7 @@ class NetworkPrior(Prior):
                 base = GaussianPrior.from_power_grid(
                     state["base.power"], int(metadata["channels"]), name=f"{Path(path).name}:base"
                 )
-            precond = EDMPrecond(net, float(metadata["sigma_data"]), base=base)
+            precond = OBJECTIVES[objective](net, float(metadata["sigma_data"]), base=base)
             precond.load_state_dict(state, strict=True)
         except (TypeError, KeyError, RuntimeError, ValueError) as err:
             reason = str(err).strip().splitlines()[0][:200]
@@ -197,12 +203,14 @@ class NetworkPrior(Prior):
             "posterior_diffusion_version",
             "hybrid",
         )
-        speed = {"precision": self.precision} if self.precision != "fp32" else {}
+        extra = {"precision": self.precision} if self.precision != "fp32" else {}
+        objective = self.metadata.get("objective", "edm")
+        extra.update({"objective": objective} if objective != "edm" else {})
         return {
             "name": "hybrid" if self.metadata["hybrid"] else "network",
             "file": self.source,
             "checksum": self.checksum,
             "network": self.metadata["network"].get("name"),
             **{k: self.metadata.get(k) for k in keys},
-            **speed,
+            **extra,
         }

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from posterior_diffusion.networks.edm import EDMPrecond
+from posterior_diffusion.networks.flow_matching import OBJECTIVES
 from posterior_diffusion.priors.gaussian import GaussianPrior
 from posterior_diffusion.priors.prior_file import make_record
 from posterior_diffusion.rng import member_seed
@@ -35,6 +35,9 @@ class ScorePriorModule(L.LightningModule):
         sigma_data: standard deviation of the standardised data.
         hybrid_power_spectrum: a power-spectrum table (k [cycles/pixel], P): train the residual
             on top of this analytic Gaussian prior (hybrid prior) instead of the full denoiser.
+        objective: "edm" (denoising score matching, Karras et al. 2022) or "flow_matching"
+            (linear paths, Lipman et al. 2022; networks/flow_matching.py). Both give a denoiser,
+            so every sampler takes either; the log_sigma_* settings are EDM's only.
     """
 
     def __init__(
@@ -48,12 +51,17 @@ class ScorePriorModule(L.LightningModule):
         log_sigma_std: float = 1.2,
         sigma_data: float = 1.0,
         hybrid_power_spectrum: str | None = None,
+        objective: str = "edm",
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
         if not hasattr(net, "config"):
             raise TypeError(f"{type(net).__name__} must have config() to be saved in a prior file")
-        self.model = EDMPrecond(net, sigma_data)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got '{objective}'")
+        if hybrid_power_spectrum and objective != "edm":
+            raise ValueError("a hybrid prior (hybrid_power_spectrum) needs objective 'edm'")
+        self.model = OBJECTIVES[objective](net, sigma_data)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.data_description: dict[str, Any] = {}
 
@@ -141,6 +149,7 @@ class ScorePriorModule(L.LightningModule):
             "sigma_data": self.ema.sigma_data,
             "hybrid": self.ema.base is not None,
             "hybrid_power_spectrum": self.hparams.hybrid_power_spectrum,
+            "objective": self.hparams.objective,
             "training_steps": int(self.global_step),
             "training_loss": _float_or_none(self.trainer.callback_metrics.get("train/loss"))
             if self._trainer is not None
