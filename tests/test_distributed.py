@@ -122,15 +122,30 @@ def test_resume_on_two_processes_after_one(folder, tmp_path):
     assert not journal_path(output).exists()
 
 
-MANY = 64  # members of a run that is stopped part-way: enough that it cannot finish first
+# A run stopped part-way: 32 members of 400 dps steps take about 4 s on two ranks after the
+# first two are saved, so the signal arrives while they sample even on a loaded machine (with 64
+# members of 12 steps the whole run took under a second and sometimes finished first).
+MANY, SLOW_STEPS = 32, 400
+
+
+@pytest.fixture(scope="module")
+def slow_reference(folder) -> np.ndarray:
+    """The first SAMPLES members of a one-process run with SLOW_STEPS (member i is the same
+    draw whatever the ensemble size)."""
+    from posterior_diffusion.api import reconstruct as api_reconstruct
+
+    ds = api_reconstruct(folder / "lensing.h5", prior="gaussian", sampler="dps",
+                         steps=SLOW_STEPS, num_samples=SAMPLES, seed=9, batch_size=2,
+                         progress=False)  # fmt: skip
+    return ds["samples"].values
 
 
 def stopped_run(folder: Path, output: Path, how: signal.Signals) -> tuple[int, str, int]:
     """A 2-rank run of MANY members sent `how` (to both ranks: their process group) once 2
     members are saved. Returns (exit status, stderr, members saved)."""
     store = journal_path(output) / "samples.zarr"
-    args = cli("reconstruct", "lensing.h5", "--sampler", "dps", "--steps", 12, "--num-samples",
-               MANY, "--seed", 9, "--batch-size", 1, "-o", output, "--no-progress",
+    args = cli("reconstruct", "lensing.h5", "--sampler", "dps", "--steps", SLOW_STEPS,
+               "--num-samples", MANY, "--seed", 9, "--batch-size", 1, "-o", output, "--no-progress",
                "--prior", "gaussian", "--devices", 2)  # fmt: skip
     proc = subprocess.Popen(args, cwd=folder, start_new_session=True, text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
@@ -146,21 +161,20 @@ def stopped_run(folder: Path, output: Path, how: signal.Signals) -> tuple[int, s
     return proc.returncode, err, saved()
 
 
-def resumed_run(folder: Path, output: Path) -> re.Match:
+def resumed_run(folder: Path, output: Path, reference: np.ndarray) -> re.Match:
     """--resume of a stopped_run on 2 ranks; its first SAMPLES members must be the one-process
-    ensemble's (member i is the same draw whatever the ensemble size)."""
-    done = reconstruct(folder, output, "--devices", 2, "--resume", "--num-samples", MANY)
+    ensemble's."""
+    done = reconstruct(folder, output, "--devices", 2, "--resume", "--num-samples", MANY,
+                       "--steps", SLOW_STEPS)  # fmt: skip
     assert done.returncode == 0, done.stderr
     match = re.search(rf"wrote {MANY} samples to .* \((\d+) of them from", done.stdout)
     assert match, done.stdout
-    np.testing.assert_allclose(
-        samples(output)[:SAMPLES], samples(folder / "one.h5"), rtol=1e-10, atol=1e-12
-    )
+    np.testing.assert_allclose(samples(output)[:SAMPLES], reference, rtol=1e-10, atol=1e-12)
     return match
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no SIGKILL on Windows")
-def test_sharded_run_killed_then_resumed(folder, tmp_path):
+def test_sharded_run_killed_then_resumed(folder, slow_reference, tmp_path):
     """SIGKILL to both ranks: no output, the members stay in the shared store; --resume on 2
     ranks draws only the rest."""
     output = tmp_path / "post.h5"
@@ -168,7 +182,7 @@ def test_sharded_run_killed_then_resumed(folder, tmp_path):
     assert status == -signal.SIGKILL
     assert 2 <= killed_at < MANY
     assert not output.exists()
-    match = resumed_run(folder, output)
+    match = resumed_run(folder, output, slow_reference)
     assert int(match.group(1)) >= killed_at - 2  # a chunk per rank may be cut short
 
 
@@ -261,7 +275,7 @@ def test_ranks_started_by_slurm(folder, tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no process groups on Windows")
-def test_ctrl_c_stops_every_rank_and_keeps_their_members(folder, tmp_path):
+def test_ctrl_c_stops_every_rank_and_keeps_their_members(folder, slow_reference, tmp_path):
     """Ctrl-C reaches both ranks (one terminal process group): one message from rank 0, exit
     130, no output; --resume finishes the run."""
     output = tmp_path / "post.h5"
@@ -277,4 +291,4 @@ def test_ctrl_c_stops_every_rank_and_keeps_their_members(folder, tmp_path):
     assert match and 2 <= int(match.group(1)) < MANY, ours[0]
     assert not output.exists()
     # A rank may finish the member it was writing after rank 0 counted.
-    assert int(resumed_run(folder, output).group(1)) >= int(match.group(1))
+    assert int(resumed_run(folder, output, slow_reference).group(1)) >= int(match.group(1))
