@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from test_training import fixed_noise_loss, tiny_net, train_args
+from test_training import adam_steps, fixed_noise_loss, tiny_net, train_args
 from torch import nn
 
 from posterior_diffusion.cli import main
@@ -77,15 +77,7 @@ def test_a_few_flow_matching_steps_lower_the_denoiser_loss(tmp_path):
     x = (data / float(data.std()))[:, None]
     model = FlowMatchingPrecond(tiny_net())
     before = fixed_noise_loss(model, x[:32])
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    losses = []
-    for step in range(60):
-        start = (step * 16) % 80
-        loss = model.loss(x[start : start + 16])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss))
+    losses = adam_steps(model, x)
     after = fixed_noise_loss(model, x[:32])
     assert after < before - 0.3
     assert np.mean(losses[-10:]) < np.mean(losses[:10])

@@ -65,6 +65,20 @@ def fixed_noise_loss(model: EDMPrecond, x0: torch.Tensor) -> float:
     return total / 5
 
 
+def adam_steps(model, x: torch.Tensor, steps: int = 60) -> list[float]:
+    """`steps` Adam steps (lr 2e-3) on batches of 16 of the first 80 maps; the losses."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    losses = []
+    for step in range(steps):
+        start = (step * 16) % 80
+        loss = model.loss(x[start : start + 16])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    return losses
+
+
 def test_a_few_steps_lower_the_loss(grf_file):
     torch.manual_seed(0)
     fields = torch.from_numpy(np.asarray(h5py.File(grf_file)["fields"][:], dtype=np.float32))
@@ -78,13 +92,7 @@ def test_a_few_steps_lower_the_loss(grf_file):
     model = EDMPrecond(tiny_net())
     before = fixed_noise_loss(model, x[:32])
     optimal = fixed_noise_loss(exact_denoiser, x[:32])
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    for step in range(60):
-        start = (step * 16) % 80
-        loss = model.loss(x[start : start + 16])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    adam_steps(model, x)
     after = fixed_noise_loss(model, x[:32])
     # At initialisation D = c_skip x, whose weighted loss is 1 at every sigma; the exact
     # denoiser reaches 0.83 here. Measured: 40 steps close 43% of that gap, 200 steps 93%.
