@@ -104,7 +104,7 @@ def table(result: dict) -> str:
               "| cov95-exact |", "|---" * (7 + len(NOISE_LEVELS)) + "|"]  # fmt: skip
     for r in result["rows"]:
         c = r["calibration"]
-        errors = " | ".join(f"{v:.3f}" for v in r["denoiser_excess"].values())
+        errors = " | ".join(f"{v:.1e}" for v in r["denoiser_excess"].values())
         lines.append(
             f"| {r['objective']} | {r['train_seconds']:.0f} | {r['validation_loss']:.4f} "
             f"| {errors} | {c['z_mean']:.3f} | {c['std_ratio']:.3f} "
