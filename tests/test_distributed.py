@@ -147,8 +147,11 @@ def stopped_run(folder: Path, output: Path, how: signal.Signals) -> tuple[int, s
     args = cli("reconstruct", "lensing.h5", "--sampler", "dps", "--steps", SLOW_STEPS,
                "--num-samples", MANY, "--seed", 9, "--batch-size", 1, "-o", output, "--no-progress",
                "--prior", "gaussian", "--devices", 2)  # fmt: skip
+    # A shell's background jobs (CI) inherit SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: give the run the default disposition.
     proc = subprocess.Popen(args, cwd=folder, start_new_session=True, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
 
     def saved() -> int:
         return len([n for n in os.listdir(store) if n[0].isdigit()]) if store.exists() else 0
