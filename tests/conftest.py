@@ -11,3 +11,16 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def grf_file(tmp_path_factory):
+    """96 Gaussian random fields of 16 x 16 (default spectrum, seed 3) in an HDF5 training file."""
+    import numpy as np
+
+    from posterior_diffusion.simulators import simulate_fields, write_dataset_file
+
+    path = tmp_path_factory.mktemp("data") / "grf16.h5"
+    fields, attrs = simulate_fields("grf", (16, 16), num=96, seed=3)
+    write_dataset_file(path, fields.astype(np.float32), attrs)
+    return path

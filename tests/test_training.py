@@ -20,21 +20,13 @@ from posterior_diffusion.networks import UNet
 from posterior_diffusion.networks.edm import EDMPrecond
 from posterior_diffusion.priors import GaussianPrior, default_power_spectrum
 from posterior_diffusion.priors.network import NetworkPrior
-from posterior_diffusion.simulators import simulate_fields, write_dataset_file
+from posterior_diffusion.simulators import write_dataset_file
 from posterior_diffusion.training import FieldDataModule, TrainingDataError
 from posterior_diffusion.training.cli import intact
 from posterior_diffusion.training.data import augment
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_CONFIG = ROOT / "configs" / "train_tiny.yaml"
-
-
-@pytest.fixture(scope="module")
-def grf_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "grf16.h5"
-    fields, attrs = simulate_fields("grf", (16, 16), num=96, seed=3)
-    write_dataset_file(path, fields.astype(np.float32), attrs)
-    return path
 
 
 def train_args(data: Path, root: Path) -> list[str]:
