@@ -165,20 +165,7 @@ def test_cli_refuses_a_bad_prior_file_in_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"junk")
     capsys.readouterr()
-    code = main(
-        [
-            "reconstruct",
-            str(obs),
-            "--prior",
-            str(bad),
-            "-o",
-            str(tmp_path / "out.h5"),
-            "--no-progress",
-        ]
-    )
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "bad.pt" in err
-    assert not (tmp_path / "out.h5").exists()
+    assert "bad.pt" in refused_reconstruct(obs, ["--prior", str(bad)], tmp_path, capsys)
 
 
 def test_hybrid_starts_as_the_gaussian_prior_and_round_trips(tmp_path):
@@ -246,19 +233,15 @@ def test_bf16_autocast_stays_close_to_float32_and_is_recorded(prior_file):
 
 def test_cli_refuses_bf16_for_an_analytic_prior(tmp_path, capsys):
     obs = Path(__file__).parent.parent / "examples" / "data" / "masked_field_obs.h5"
-    code = main(
-        [
-            "reconstruct",
-            str(obs),
-            "--prior",
-            "gaussian",
-            "--precision",
-            "bf16",
-            "-o",
-            str(tmp_path / "out.h5"),
-            "--no-progress",
-        ]
-    )
+    flags = ["--prior", "gaussian", "--precision", "bf16"]
+    assert "trained priors" in refused_reconstruct(obs, flags, tmp_path, capsys)
+
+
+def refused_reconstruct(obs, flags: list[str], tmp_path, capsys) -> str:
+    """`reconstruct OBS FLAGS`, which must fail with exit 2 in one line and write nothing."""
+    output = tmp_path / "out.h5"
+    code = main(["reconstruct", str(obs), *flags, "-o", str(output), "--no-progress"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "trained priors" in err
-    assert not (tmp_path / "out.h5").exists()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert not output.exists()
+    return err

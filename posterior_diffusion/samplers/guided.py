@@ -78,10 +78,7 @@ def guided(
         steps, sigma_min or prior.sigma_min(), sigma_max or prior.sigma_max()
     )
     x = sigmas[0].item() * rng.randn(shape)
-    correct = langevin_corrector(
-        lambda x, sigma: _no_grad(denoise_y, x, sigma), lambda: rng.randn(shape),
-        corrector_steps, snr,
-    )  # fmt: skip
+    correct = langevin_corrector(denoise_y, lambda: rng.randn(shape), corrector_steps, snr)
     previous: tuple[Tensor, float] | None = None
     for i in range(steps):
         sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
@@ -100,15 +97,11 @@ def guided(
             x_next = x0_mix + (sigma_next / sigma) * (x - x0_mix)
         previous = (x0_hat, sigma)
         if correct is not None and sigma_next > 0:
-            x_next = correct(x_next, sigma_next)
+            with torch.no_grad():
+                x_next = correct(x_next, sigma_next)
             # The multistep correction extrapolates D_y along one trajectory; a Langevin move
             # leaves it, and reusing the old D_y then inflated the variance by 13-42%.
             previous = None
         x = x_next
         report(callback, i=i, sigma=sigma, x=x, denoised=x0_hat)
     return x
-
-
-def _no_grad(function, *args):
-    with torch.no_grad():
-        return function(*args)
