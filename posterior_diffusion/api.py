@@ -27,7 +27,7 @@ from posterior_diffusion.io import (
 )
 from posterior_diffusion.io.journal import JournalError, SampleJournal
 from posterior_diffusion.masks import survey_mask
-from posterior_diffusion.prior_resolver import resolve_prior
+from posterior_diffusion.prior_resolver import condition_prior, resolve_prior
 from posterior_diffusion.priors import Prior
 from posterior_diffusion.provenance import file_sha256, provenance
 from posterior_diffusion.samplers import (
@@ -170,6 +170,8 @@ def reconstruct(
     devices: int = 1,
     num_nodes: int = 1,
     sampler_options: Mapping[str, Any] | None = None,
+    theta: Mapping[str, float] | Sequence[float] | None = None,
+    guidance: float = 0.0,
 ) -> xr.Dataset | None:
     """Posterior samples of the field behind an observation, with provenance, in memory.
 
@@ -205,6 +207,10 @@ def reconstruct(
             is the same draw whatever the number of ranks.
         sampler_options: keyword options of the sampler, e.g. {"corrector_steps": 1, "snr":
             0.16} for predictor-corrector sampling with guided (docs/samplers.md).
+        theta: for a parameter-conditioned prior, the parameters to reconstruct at ({name:
+            value} or values in the prior's order); None: its marginal over the training theta.
+        guidance: classifier-free guidance weight w (needs theta). Posteriors are calibrated at
+            w = 0 only (docs/conditional_priors.md); any other w warns.
 
     Returns:
         Dataset with `samples` (sample, [channel,] y, x), `mean`, `std` (ddof=1), `observation`,
@@ -224,6 +230,7 @@ def reconstruct(
     model = observation_model(obs, forward_model)
     resolved = resolve_prior(prior, power_spectrum, model.field_shape, _pixel_scale(obs.attrs))
     _configure_network(resolved, precision, compile)
+    resolved = condition_prior(resolved, theta, guidance)
     if resolved.field_shape is not None and tuple(resolved.field_shape) != tuple(model.field_shape):
         raise ValueError(
             f"prior is for fields of shape {tuple(resolved.field_shape)}, but forward model "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import warnings
 from collections.abc import Sequence
 
 PROG = "posterior-diffusion"
@@ -95,6 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="R",
         help="signal-to-noise ratio of the corrector's step size (default: 0.16)",
+    )
+    rec.add_argument(
+        "--theta",
+        type=parse_theta_flag,
+        metavar="NAME=V,...",
+        help="parameters of a conditional prior to reconstruct at, e.g. amplitude=1.2,slope=-2 "
+        "(default: the prior's marginal over its training parameters)",
+    )
+    rec.add_argument(
+        "--guidance",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="classifier-free guidance weight with --theta; error bars are calibrated at 0 only "
+        "(default: 0; docs/conditional_priors.md)",
     )
     rec.add_argument(
         "--devices",
@@ -202,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     fields.add_argument(
         "--growth", type=float, default=1.0, metavar="D", help="density: growth amplitude (1)"
     )
+    for name, (low, high) in (("amplitude", (0.5, 2.0)), ("slope", (-2.5, -1.0))):
+        fields.add_argument(
+            f"--{name}-range",
+            nargs=2,
+            type=float,
+            metavar=("LO", "HI"),
+            help=f"grf at many cosmologies: each map draws its power-law {name} uniformly in "
+            f"[LO, HI] and the file gets a 'theta' dataset, for a conditional prior "
+            f"(default box: {low:g} {high:g}; docs/conditional_priors.md)",
+        )
     fields.set_defaults(run=run_simulate_fields)
     # Listed for --help only: main() hands `train ...` to LightningCLI before this parser runs.
     sub.add_parser(
@@ -419,6 +445,8 @@ def run_reconstruct(args: argparse.Namespace, command: str) -> int:
             devices=args.devices,
             num_nodes=args.num_nodes,
             sampler_options=_corrector_options(args),
+            theta=args.theta,
+            guidance=args.guidance,
         )
     except ReconstructionInterrupted as stop:
         if not is_main_process():
@@ -452,6 +480,25 @@ def run_reconstruct(args: argparse.Namespace, command: str) -> int:
     note = f" ({resumed} of them from the interrupted run)" if resumed else ""
     print(f"wrote {ds.sizes['sample']} samples to {args.output}{note}")
     return EXIT_OK
+
+
+def parse_theta_flag(text: str) -> dict[str, float] | list[float]:
+    """--theta amplitude=1.2,slope=-2 (by name) or 1.2,-2 (in the prior's order)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    named = [item.partition("=") for item in items]
+    try:
+        if all(sep for _, sep, _ in named):
+            theta = {name.strip(): float(value) for name, _, value in named}
+            if len(theta) != len(items):
+                raise ValueError
+            return theta
+        if not any(sep for _, sep, _ in named):
+            return [float(item) for item in items]
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"'{text}' is not NAME=VALUE,... (every parameter once) or VALUE,VALUE,..."
+    )
 
 
 def _corrector_options(args: argparse.Namespace) -> dict:
@@ -530,6 +577,8 @@ def run_simulate_fields(args: argparse.Namespace, command: str) -> int:
         spectrum = TabulatedPowerSpectrum.from_file(args.power_spectrum)
     from posterior_diffusion.simulators import simulate_fields, write_dataset_file
 
+    if args.amplitude_range or args.slope_range:
+        return _simulate_conditional(args, command, spectrum)
     fields, attrs = simulate_fields(
         args.kind,
         shape=tuple(args.shape),
@@ -548,6 +597,28 @@ def run_simulate_fields(args: argparse.Namespace, command: str) -> int:
     return EXIT_OK
 
 
+def _simulate_conditional(args: argparse.Namespace, command: str, spectrum) -> int:
+    from posterior_diffusion.simulators import write_dataset_file
+    from posterior_diffusion.simulators.conditional import DEFAULT_RANGES, conditional_grf
+
+    if args.kind != "grf":
+        raise UsageError(f"--amplitude-range/--slope-range simulate kind grf, not {args.kind}")
+    if spectrum is not None:
+        raise UsageError("--amplitude-range/--slope-range replace --power-spectrum (a power law)")
+    fields, theta, attrs = conditional_grf(
+        tuple(args.shape),
+        args.num,
+        args.seed,
+        amplitude_range=args.amplitude_range or DEFAULT_RANGES["amplitude"],
+        slope_range=args.slope_range or DEFAULT_RANGES["slope"],
+    )
+    attrs["command"] = command
+    write_dataset_file(args.output, fields, attrs, theta=theta)
+    num, height, width = fields.shape
+    print(f"wrote {num} 'grf' maps of {height} x {width}, each with its theta, to {args.output}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -555,6 +626,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_train(argv[1:])
     args = build_parser().parse_args(argv)  # exits with status 2 on malformed flags
     command = shlex.join([PROG, *argv])
+    with warnings.catch_warnings():  # restores the caller's warning display afterwards
+        warnings.showwarning = _one_line_warning
+        return _run(args, command)
+
+
+def _run(args: argparse.Namespace, command: str) -> int:
     try:
         return args.run(args, command)
     except ValueError as err:
@@ -590,6 +667,11 @@ def is_main_process() -> bool:
     not loaded: then this is the only process)."""
     distributed = sys.modules.get("posterior_diffusion.distributed")
     return distributed is None or distributed.is_main_process()
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if is_main_process():  # every rank of a sharded run warns alike
+        print(f"{PROG}: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
 
 
 def _error(err: BaseException) -> None:

@@ -64,3 +64,20 @@ def _checked(prior: Prior, field_shape, pixel_scale_arcmin) -> Prior:
     if isinstance(prior, NetworkPrior):
         prior.check_fields(tuple(field_shape), pixel_scale_arcmin)
     return prior
+
+
+def condition_prior(prior: Prior, theta, guidance: float = 0.0) -> Prior:
+    """`prior` at fixed theta with guidance weight w (a `ConditionedPrior`) when theta is given.
+
+    Without theta a conditional prior is its marginal over the training set's theta, and w must
+    stay 0. Raises PriorFileError (theta for an unconditional prior) or ValueError.
+    """
+    if theta is None:
+        if guidance:
+            raise ValueError("a guidance weight needs theta (the parameters to condition on)")
+        return prior
+    if not isinstance(prior, NetworkPrior):
+        raise ValueError(
+            f"theta is for parameter-conditioned trained priors; {type(prior).__name__} is not one"
+        )
+    return prior.conditioned(theta, guidance)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..priors.base import Prior, append_dims
-from .edm import EDMPrecond
+from .edm import EDMPrecond, drop_mask
 
 
 class FlowMatchingPrecond(EDMPrecond):
@@ -36,20 +36,33 @@ class FlowMatchingPrecond(EDMPrecond):
             raise ValueError("a hybrid prior (hybrid_power_spectrum) needs objective 'edm'")
         super().__init__(net, sigma_data, base=None)
 
-    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        sigma: Tensor | float,
+        condition: Tensor | None = None,
+        keep: Tensor | None = None,
+    ) -> Tensor:
         std = self.data_std.to(x.dtype)
         mean = self.data_mean.to(x.dtype)[:, None, None]
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
         sigma_n = sigma / std
         t = append_dims(sigma_n / (1 + sigma_n), x.ndim)
         x_t = (x - mean) / std / append_dims(1 + sigma_n, x.ndim)
-        weight = next(self.net.parameters())
-        velocity = self.net(x_t.to(weight.dtype), (sigma_n.log() / 4).to(weight.dtype))
-        return mean + std * (x_t - t * velocity.to(x.dtype))
+        velocity = self.run_net(x_t, sigma_n.log() / 4, condition, keep)
+        return mean + std * (x_t - t * velocity)
 
-    def loss(self, x0: Tensor, log_sigma_mean: float = 0.0, log_sigma_std: float = 1.0) -> Tensor:
+    def loss(
+        self,
+        x0: Tensor,
+        log_sigma_mean: float = 0.0,
+        log_sigma_std: float = 1.0,
+        condition: Tensor | None = None,
+        condition_dropout: float = 0.0,
+    ) -> Tensor:
         """Conditional flow matching, t ~ U(0, 1), batch mean (the log-sigma arguments of the
-        EDM loss are ignored: the path fixes the noise-level distribution)."""
+        EDM loss are ignored: the path fixes the noise-level distribution); theta dropout as
+        in `EDMPrecond.loss`."""
         std = self.data_std.to(x0.dtype)
         mean = self.data_mean.to(x0.dtype)[:, None, None]
         x0_n = (x0 - mean) / std
@@ -59,9 +72,9 @@ class FlowMatchingPrecond(EDMPrecond):
         t_b = append_dims(t, x0.ndim)
         x_t = (1 - t_b) * x0_n + t_b * eps
         sigma_n = t / (1 - t)
-        weight = next(self.net.parameters())
-        velocity = self.net(x_t.to(weight.dtype), (sigma_n.log() / 4).to(weight.dtype))
-        return (velocity.to(x0.dtype) - (eps - x0_n)).square().flatten(1).mean(1).mean()
+        keep = drop_mask(condition, condition_dropout, x0.shape[0], x0.device)
+        velocity = self.run_net(x_t, sigma_n.log() / 4, condition, keep)
+        return (velocity - (eps - x0_n)).square().flatten(1).mean(1).mean()
 
 
 OBJECTIVES = {"edm": EDMPrecond, "flow_matching": FlowMatchingPrecond}

@@ -58,6 +58,27 @@ class NoiseEmbedding(nn.Module):
         return self.mlp(torch.cat([angles.cos(), angles.sin()], dim=1))
 
 
+class ConditionEmbedding(nn.Module):
+    """Standardised parameters theta (B, P) -> a feature vector added to the noise embedding.
+
+    Members whose condition is dropped (`keep` False, or no condition at all) get a learned null
+    vector instead, so one network gives conditional and unconditional denoisers (classifier-free
+    guidance, Ho & Salimans 2022).
+    """
+
+    def __init__(self, condition_dim: int, dim: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(condition_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.null = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, condition: Tensor | None, keep: Tensor | None, batch: int) -> Tensor:
+        null = self.null.expand(batch, -1)
+        if condition is None:
+            return null
+        embedded = self.mlp(condition.to(self.null.dtype))
+        return embedded if keep is None else torch.where(keep[:, None], embedded, null)
+
+
 class ResidualBlock(nn.Module):
     def __init__(
         self, c_in: int, c_out: int, emb_dim: int, circular: bool, norm: str, dropout: float
@@ -102,7 +123,7 @@ class SelfAttention(nn.Module):
 
 
 class UNet(nn.Module):
-    """F(x, c_noise) for EDM preconditioning: (B, C, H, W), (B,) -> (B, C, H, W).
+    """F(x, c_noise[, condition]) for EDM preconditioning: (B, C, H, W), (B,) -> (B, C, H, W).
 
     Args:
         channels: field channels in and out.
@@ -114,6 +135,8 @@ class UNet(nn.Module):
         circular: periodic (circular) padding, for periodic fields; zero padding otherwise.
         norm: "group" (GroupNorm) or "none".
         dropout: dropout rate inside residual blocks.
+        condition_dim: number of parameters theta the network is conditioned on (0: none);
+            see `ConditionEmbedding`.
     """
 
     def __init__(
@@ -127,6 +150,7 @@ class UNet(nn.Module):
         circular: bool = True,
         norm: str = "group",
         dropout: float = 0.0,
+        condition_dim: int = 0,
     ):
         super().__init__()
         self._config = {
@@ -140,9 +164,15 @@ class UNet(nn.Module):
             "norm": str(norm),
             "dropout": float(dropout),
         }
+        if condition_dim:  # unconditional networks keep the config (and checksums) they had
+            self._config["condition_dim"] = int(condition_dim)
         emb_dim = 4 * base_channels
         self.levels = len(channel_mults)
+        self.condition_dim = int(condition_dim)
         self.embedding = NoiseEmbedding(emb_dim)
+        self.condition_embedding = (
+            ConditionEmbedding(condition_dim, emb_dim) if condition_dim else None
+        )
         self.stem = conv3x3(channels, base_channels, circular)
 
         def block(c_in: int, c_out: int) -> ResidualBlock:
@@ -192,14 +222,27 @@ class UNet(nn.Module):
         """Map sides must be multiples of this."""
         return 2 ** (self.levels - 1)
 
-    def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        c_noise: Tensor,
+        condition: Tensor | None = None,
+        keep: Tensor | None = None,
+    ) -> Tensor:
+        """`condition` (B, condition_dim) standardised theta, or None for the unconditional
+        denoiser; `keep` (B,) bool: False drops member b's condition (training's dropout)."""
         multiple = self.size_multiple()
         if x.shape[-1] % multiple or x.shape[-2] % multiple:
             raise ValueError(
                 f"map of {x.shape[-2]} x {x.shape[-1]} pixels: this U-Net needs sides that are "
                 f"multiples of {multiple}"
             )
-        emb = F.silu(self.embedding(c_noise))
+        emb = self.embedding(c_noise)
+        if self.condition_embedding is not None:
+            emb = emb + self.condition_embedding(condition, keep, x.shape[0])
+        elif condition is not None:
+            raise ValueError("this network is unconditional (condition_dim 0): no condition")
+        emb = F.silu(emb)
         h = self.stem(x)
         hs = [h]
         for layer in self.down:

@@ -11,6 +11,7 @@ Gaussian part's grid, so to the training size.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,14 +153,29 @@ class NetworkPrior(Prior):
                     f"{where} has {pixel_scale_arcmin}"
                 )
 
-    def denoise(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+    @property
+    def condition(self) -> dict[str, Any] | None:
+        """Names, training mean/std/range and dropout of theta for a conditional prior, else None."""
+        return self.metadata.get("condition") or None
+
+    def conditioned(self, theta: Any, guidance: float = 0.0) -> Prior:
+        """This conditional prior at fixed theta, guided with weight w (`ConditionedPrior`)."""
+        from .conditioned import ConditionedPrior
+
+        return ConditionedPrior(self, theta, guidance)
+
+    def denoise(
+        self, x: Tensor, sigma: Tensor | float, condition: Sequence[float] | None = None
+    ) -> Tensor:
+        """D(x, sigma), or D(x, sigma | theta) with `condition` theta of a conditional prior (for
+        which the plain call gives the unconditional denoiser, of the marginal prior)."""
         batch_shape = x.shape[:-3]
         flat = x.reshape(-1, *x.shape[-3:])
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
         sigma = sigma.expand(batch_shape).reshape(-1) if sigma.ndim else sigma
         bf16 = self.precision == "bf16"
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            return self.precond(flat, sigma).reshape(x.shape)
+            return self.precond(flat, sigma, condition).reshape(x.shape)
 
     def sample(
         self,
@@ -168,9 +184,11 @@ class NetworkPrior(Prior):
         dtype=torch.float64,
         field_shape: tuple[int, ...] | None = None,
         steps: int = 200,
+        denoiser: Prior | None = None,
     ) -> Tensor:
         """`num` fields drawn by the reverse SDE, shape (num, C, H, W): of `field_shape` (checked
-        as for an observation), or of the training shape."""
+        as for an observation), or of the training shape; from `denoiser` (a view of this prior,
+        such as a `ConditionedPrior`) when given."""
         from posterior_diffusion.rng import EnsembleRNG
         from posterior_diffusion.samplers.unconditional import prior_sde
 
@@ -180,7 +198,7 @@ class NetworkPrior(Prior):
         seed = int(torch.randint(2**62, (), generator=generator))
         rng = EnsembleRNG(seed, range(num))
         with torch.no_grad():
-            x = prior_sde(self, None, None, rng, steps, field_shape=shape)
+            x = prior_sde(denoiser or self, None, None, rng, steps, field_shape=shape)
         return x.to(dtype)
 
     def data_std(self) -> float:
@@ -206,6 +224,8 @@ class NetworkPrior(Prior):
         extra = {"precision": self.precision} if self.precision != "fp32" else {}
         objective = self.metadata.get("objective", "edm")
         extra.update({"objective": objective} if objective != "edm" else {})
+        if self.condition:  # called without theta: the marginal prior (ConditionedPrior adds it)
+            extra.update(conditioned_on=self.condition["names"], theta=None)
         return {
             "name": "hybrid" if self.metadata["hybrid"] else "network",
             "file": self.source,

@@ -93,3 +93,30 @@ def power_on_grid(
 
 def grid_checksum(power: np.ndarray, extra: str = "") -> str:
     return hashlib.sha256(np.ascontiguousarray(power).tobytes() + extra.encode()).hexdigest()
+
+
+class PowerLawSpectrum:
+    """P(k) = amplitude * ((k^2 + core^2) / pivot^2)^(slope / 2): the two-parameter family of the
+    parameter-conditioned priors (theta = (amplitude, slope)). amplitude is P at k = pivot (for
+    core << pivot); the core keeps P(0) finite for red slopes. k in cycles per pixel.
+    """
+
+    names = ("amplitude", "slope")
+
+    def __init__(self, amplitude: float, slope: float, pivot: float = 0.1, core: float = 0.003):
+        if not (np.isfinite(amplitude) and amplitude > 0):
+            raise PowerSpectrumError(f"power-law amplitude must be > 0, got {amplitude}")
+        if not np.isfinite(slope):
+            raise PowerSpectrumError(f"power-law slope must be finite, got {slope}")
+        if not (pivot > 0 and core > 0):
+            raise PowerSpectrumError(f"pivot and core must be > 0, got {pivot} and {core}")
+        self.amplitude, self.slope = float(amplitude), float(slope)
+        self.pivot, self.core = float(pivot), float(core)
+        self.source = (
+            f"power_law(amplitude={self.amplitude:g}, slope={self.slope:g}, pivot={self.pivot:g}, "
+            f"core={self.core:g})"
+        )
+
+    def __call__(self, k: np.ndarray) -> np.ndarray:
+        k = np.asarray(k, dtype=np.float64)
+        return self.amplitude * ((k**2 + self.core**2) / self.pivot**2) ** (self.slope / 2)

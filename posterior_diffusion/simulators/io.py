@@ -28,7 +28,10 @@ def dataset_format(path: str | os.PathLike) -> str:
 
 
 def write_dataset_file(
-    path: str | os.PathLike, fields: np.ndarray, attrs: Mapping[str, Any]
+    path: str | os.PathLike,
+    fields: np.ndarray,
+    attrs: Mapping[str, Any],
+    theta: np.ndarray | None = None,
 ) -> Path:
     """Write `fields` (num, H, W) as dataset 'fields', one chunk per map, with attributes.
 
@@ -40,6 +43,7 @@ def write_dataset_file(
         path: .h5 / .hdf5 (HDF5 via h5py) or .zarr (a zarr v2 directory store).
         fields: float array (num, H, W).
         attrs: file attributes; dicts and lists become JSON strings.
+        theta: (num, P) per-map parameters of a conditional training set, as dataset 'theta'.
     """
     from posterior_diffusion import __version__
 
@@ -47,6 +51,8 @@ def write_dataset_file(
     fields = np.asarray(fields)
     if fields.ndim != 3:
         raise ValueError(f"fields must be (num, H, W), got shape {fields.shape}")
+    if theta is not None and (np.ndim(theta) != 2 or len(theta) != len(fields)):
+        raise ValueError(f"theta must be (num, P) with num = {len(fields)}, got {np.shape(theta)}")
     attrs = dict(attrs)
     if isinstance(attrs.get("parameters"), Mapping):
         attrs["parameters"] = to_json(attrs["parameters"])
@@ -59,6 +65,8 @@ def write_dataset_file(
 
             with h5py.File(tmp, "w") as f:
                 f.create_dataset("fields", data=fields, chunks=chunks)
+                if theta is not None:
+                    f.create_dataset("theta", data=np.asarray(theta, dtype=np.float64))
                 f.attrs.update(attrs)
         else:
             import zarr
@@ -68,6 +76,9 @@ def write_dataset_file(
                 "fields", shape=fields.shape, dtype=fields.dtype, chunks=chunks
             )
             array[...] = fields
+            if theta is not None:
+                theta = np.asarray(theta, dtype=np.float64)
+                root.create_array("theta", shape=theta.shape, dtype=theta.dtype)[...] = theta
             root.attrs.update({k: _json_attr(v) for k, v in attrs.items()})
     return Path(path)
 

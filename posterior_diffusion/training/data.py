@@ -1,7 +1,8 @@
 """Training fields from HDF5 or zarr, read lazily, with symmetry augmentation and statistics.
 
 Files hold a dataset `fields` of shape (num, H, W) or (num, C, H, W), as `posterior-diffusion
-simulate` writes them. Statistically isotropic periodic fields keep their distribution under the
+simulate` writes them, and for a parameter-conditioned prior a dataset `theta` (num, P) with the
+parameters' names in the attribute `theta_names` (then batches are (fields, theta) pairs). Statistically isotropic periodic fields keep their distribution under the
 square's 8 flips/rotations and under periodic shifts, so each draw is a fresh-looking map.
 """
 
@@ -19,6 +20,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 DATASET = "fields"
+THETA_DATASET = "theta"
 STATS_BLOCK = 256  # maps read at a time when computing statistics
 
 
@@ -61,6 +63,61 @@ def open_fields(path: str | os.PathLike) -> Any:
             f"{path}: dataset '{DATASET}' must be floating point, got {fields.dtype}"
         )
     return fields
+
+
+def open_theta(path: str | os.PathLike, num: int) -> Any:
+    """The `theta` array (num, P) beside `fields`, checked; None when the file has none."""
+    fields = open_fields(path)
+    group = fields.file if hasattr(fields, "file") else None
+    if group is None:
+        import zarr
+
+        group = zarr.open_group(str(path), mode="r")
+    if THETA_DATASET not in group:
+        return None
+    theta = group[THETA_DATASET]
+    if len(theta.shape) != 2 or theta.shape[0] != num or theta.shape[1] < 1:
+        raise TrainingDataError(
+            f"{path}: dataset '{THETA_DATASET}' must be (num, P) with num = {num} maps, got "
+            f"{theta.shape}"
+        )
+    values = np.asarray(theta[...], dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise TrainingDataError(f"{path}: dataset '{THETA_DATASET}' has NaN or inf values")
+    return values
+
+
+def theta_statistics(theta: np.ndarray, indices: np.ndarray, names: Any, path: str) -> dict:
+    """Names, mean, std and range of the training maps' theta: the prior file's `condition`."""
+    count = theta.shape[1]
+    if isinstance(names, str):
+        import json
+
+        try:
+            names = json.loads(names)
+        except json.JSONDecodeError:
+            names = None
+    if names is None:
+        names = [f"theta_{i}" for i in range(count)]
+    if not (isinstance(names, list) and len(names) == count and all(isinstance(n, str) for n in names)):
+        raise TrainingDataError(
+            f"{path}: attribute 'theta_names' must list {count} names, got {names!r}"
+        )
+    train = theta[indices]
+    std = train.std(0)
+    if not np.all(std > 0):
+        constant = [n for n, s in zip(names, std, strict=True) if not s > 0]
+        raise TrainingDataError(
+            f"{path}: dataset '{THETA_DATASET}' does not vary in {', '.join(constant)} over the "
+            "training maps: nothing to condition on"
+        )
+    return {
+        "names": names,
+        "mean": train.mean(0).tolist(),
+        "std": std.tolist(),
+        "min": train.min(0).tolist(),
+        "max": train.max(0).tolist(),
+    }
 
 
 def file_attrs(path: str | os.PathLike) -> dict[str, Any]:
@@ -121,22 +178,34 @@ def augment(x: Tensor, periodic: bool) -> Tensor:
 
 
 class FieldDataset(Dataset):
-    """Maps `indices` of a file's `fields`, as float32 (C, H, W); the file opens in each worker."""
+    """Maps `indices` of a file's `fields`, as float32 (C, H, W), or (map, theta) pairs when
+    `theta` (num, P) is given; the file opens in each worker."""
 
-    def __init__(self, path: str, indices: np.ndarray, augment: bool, periodic: bool):
+    def __init__(
+        self,
+        path: str,
+        indices: np.ndarray,
+        augment: bool,
+        periodic: bool,
+        theta: np.ndarray | None = None,
+    ):
         self.path, self.indices = path, np.asarray(indices)
         self.augment, self.periodic = augment, periodic
+        self.theta = None if theta is None else torch.from_numpy(np.asarray(theta))
         self._fields = None
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> Tensor:
+    def __getitem__(self, i: int) -> Tensor | tuple[Tensor, Tensor]:
         if self._fields is None:  # opened lazily: h5py handles must not cross worker forks
             self._fields = open_fields(self.path)
-        x = torch.from_numpy(np.asarray(self._fields[int(self.indices[i])], dtype=np.float32))
+        index = int(self.indices[i])
+        x = torch.from_numpy(np.asarray(self._fields[index], dtype=np.float32))
         x = x[None] if x.ndim == 2 else x
-        return augment(x, self.periodic) if self.augment else x
+        x = augment(x, self.periodic) if self.augment else x
+        # The symmetries augment applies keep an isotropic field's theta.
+        return x if self.theta is None else (x, self.theta[index])
 
 
 class FieldDataModule(L.LightningDataModule):
@@ -167,6 +236,8 @@ class FieldDataModule(L.LightningDataModule):
         self.statistics: dict[str, Any] | None = None
         self.field_shape: tuple[int, int, int] | None = None
         self.attrs: dict[str, Any] = {}
+        self.theta: np.ndarray | None = None
+        self.condition: dict[str, Any] | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.statistics is not None:
@@ -187,6 +258,10 @@ class FieldDataModule(L.LightningDataModule):
         self.field_shape = shape if len(shape) == 3 else (1, *shape)
         self.statistics = field_statistics(fields, self.train_indices, hp.path)
         self.attrs = file_attrs(hp.path)
+        self.theta = open_theta(hp.path, num)
+        if self.theta is not None:
+            names = self.attrs.get("theta_names")
+            self.condition = theta_statistics(self.theta, self.train_indices, names, hp.path)
 
     def describe(self) -> dict[str, Any]:
         """What the prior was trained on, for its checkpoint's metadata."""
@@ -203,11 +278,14 @@ class FieldDataModule(L.LightningDataModule):
             "data_std": self.statistics["std"],
             "periodic": bool(self.hparams.periodic),
             "num_train_maps": len(self.train_indices),
+            "condition": self.condition,
         }
 
     def _loader(self, indices: np.ndarray, train: bool) -> DataLoader:
         hp = self.hparams
-        dataset = FieldDataset(hp.path, indices, augment=train and hp.augment, periodic=hp.periodic)
+        dataset = FieldDataset(
+            hp.path, indices, augment=train and hp.augment, periodic=hp.periodic, theta=self.theta
+        )
         return DataLoader(
             dataset,
             batch_size=hp.batch_size,

@@ -38,6 +38,9 @@ class ScorePriorModule(L.LightningModule):
         objective: "edm" (denoising score matching, Karras et al. 2022) or "flow_matching"
             (linear paths, Lipman et al. 2022; networks/flow_matching.py). Both give a denoiser,
             so every sampler takes either; the log_sigma_* settings are EDM's only.
+        condition_dropout: for a conditional network (`condition_dim` > 0, data with a `theta`
+            dataset): the probability that a map's theta is dropped in a training step, so the
+            one network also learns the unconditional denoiser classifier-free guidance needs.
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class ScorePriorModule(L.LightningModule):
         sigma_data: float = 1.0,
         hybrid_power_spectrum: str | None = None,
         objective: str = "edm",
+        condition_dropout: float = 0.1,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
@@ -61,6 +65,8 @@ class ScorePriorModule(L.LightningModule):
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got '{objective}'")
         if hybrid_power_spectrum and objective != "edm":
             raise ValueError("a hybrid prior (hybrid_power_spectrum) needs objective 'edm'")
+        if not 0 <= condition_dropout < 1:
+            raise ValueError(f"condition_dropout must be in [0, 1), got {condition_dropout}")
         self.model = OBJECTIVES[objective](net, sigma_data)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.data_description: dict[str, Any] = {}
@@ -78,14 +84,50 @@ class ScorePriorModule(L.LightningModule):
                 f"{datamodule.hparams.path}: fields have {description['channels']} channel(s), "
                 f"the network {channels}"
             )
+        description["condition"] = self._check_condition(description.get("condition"), datamodule)
         self.data_description = description
         for model in (self.model, self.ema):
             model.set_normalisation(description["data_mean"], description["data_std"])
+            if description["condition"]:
+                condition = description["condition"]
+                model.set_condition_normalisation(condition["mean"], condition["std"])
         if self.hparams.hybrid_power_spectrum and self.model.base is None:
             base = GaussianPrior.from_file(
                 self.hparams.hybrid_power_spectrum, tuple(description["field_shape"])
             )
             self.model.base, self.ema.base = base, copy.deepcopy(base)
+
+    def _check_condition(self, condition: dict | None, datamodule: Any) -> dict | None:
+        """The prior file's `condition` entry: the data's theta statistics when the network is
+        conditional; refuses a conditional network without theta, or with another count."""
+        wanted = self.model.condition_dim
+        path = datamodule.hparams.path
+        if not wanted:
+            if condition:
+                import warnings
+
+                warnings.warn(
+                    f"{path} has a 'theta' dataset but the network has condition_dim 0: training "
+                    "an unconditional prior (set --model.net.init_args.condition_dim "
+                    f"{len(condition['names'])} for p(x | theta))",
+                    stacklevel=2,
+                )
+            return None
+        if not condition:
+            raise TrainingDataError(
+                f"{path}: the network is conditioned on {wanted} parameter(s) (condition_dim) but "
+                "the file has no 'theta' dataset"
+            )
+        if len(condition["names"]) != wanted:
+            raise TrainingDataError(
+                f"{path}: dataset 'theta' has {len(condition['names'])} parameter(s), the "
+                f"network's condition_dim is {wanted}"
+            )
+        return {**condition, "dropout": self.hparams.condition_dropout}
+
+    def _fields_and_theta(self, batch: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Any]:
+        fields, theta = batch if isinstance(batch, list | tuple) else (batch, None)
+        return fields, theta if self.model.condition_dim else None
 
     # -- training ---------------------------------------------------------------------------
     def on_train_start(self) -> None:
@@ -97,7 +139,11 @@ class ScorePriorModule(L.LightningModule):
             torch.manual_seed(member_seed(torch.initial_seed(), rank))
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        loss = self.model.loss(batch, self.hparams.log_sigma_mean, self.hparams.log_sigma_std)
+        fields, theta = self._fields_and_theta(batch)
+        hp = self.hparams
+        loss = self.model.loss(
+            fields, hp.log_sigma_mean, hp.log_sigma_std, theta, hp.condition_dropout
+        )
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -109,14 +155,16 @@ class ScorePriorModule(L.LightningModule):
                 ema.lerp_(live.detach(), 1.0 - decay)
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
-        """EMA denoiser's weighted loss at fixed noise levels, with noise fixed per batch."""
+        """EMA denoiser's weighted loss at fixed noise levels, with noise fixed per batch (a
+        conditional prior's with every map's theta)."""
+        batch, theta = self._fields_and_theta(batch)
         generator = torch.Generator(device=batch.device).manual_seed(batch_idx)
         std = self.ema.data_std.to(batch.dtype)
         losses = []
         for sigma_n in VALIDATION_SIGMAS:
             noise = torch.randn(batch.shape, generator=generator, device=batch.device)
             noisy = batch + sigma_n * std * noise.to(batch.dtype)
-            denoised = self.ema(noisy, sigma_n * std)
+            denoised = self.ema(noisy, sigma_n * std, theta)
             weight = (sigma_n**2 + self.ema.sigma_data**2) / (sigma_n * self.ema.sigma_data) ** 2
             losses.append(weight * ((denoised - batch) / std).square().mean())
             self.log(
@@ -207,6 +255,7 @@ _DATA_KEYS = (
     "data_std",
     "periodic",
     "num_train_maps",
+    "condition",
 )
 
 
