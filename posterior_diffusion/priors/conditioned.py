@@ -42,7 +42,11 @@ def parse_theta(
         if unknown or missing:
             raise ValueError(
                 f"{source}: the prior is conditioned on {', '.join(names)}; "
-                + (f"unknown: {', '.join(unknown)}" if unknown else f"missing: {', '.join(missing)}")
+                + (
+                    f"unknown: {', '.join(unknown)}"
+                    if unknown
+                    else f"missing: {', '.join(missing)}"
+                )
             )
         values = [theta[n] for n in names]
     else:

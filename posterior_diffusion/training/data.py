@@ -2,8 +2,9 @@
 
 Files hold a dataset `fields` of shape (num, H, W) or (num, C, H, W), as `posterior-diffusion
 simulate` writes them, and for a parameter-conditioned prior a dataset `theta` (num, P) with the
-parameters' names in the attribute `theta_names` (then batches are (fields, theta) pairs). Statistically isotropic periodic fields keep their distribution under the
-square's 8 flips/rotations and under periodic shifts, so each draw is a fresh-looking map.
+parameters' names in the attribute `theta_names` (then batches are (fields, theta) pairs).
+Statistically isotropic periodic fields keep their distribution under the square's 8
+flips/rotations and under periodic shifts, so each draw is a fresh-looking map.
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ def theta_statistics(theta: np.ndarray, indices: np.ndarray, names: Any, path: s
             names = None
     if names is None:
         names = [f"theta_{i}" for i in range(count)]
-    if not (isinstance(names, list) and len(names) == count and all(isinstance(n, str) for n in names)):
+    if not (
+        isinstance(names, list) and len(names) == count and all(isinstance(n, str) for n in names)
+    ):
         raise TrainingDataError(
             f"{path}: attribute 'theta_names' must list {count} names, got {names!r}"
         )
