@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"(default box: {low:g} {high:g}; docs/conditional_priors.md)",
         )
     fields.set_defaults(run=run_simulate_fields)
+    _add_log_likelihood_command(sub)
     # Listed for --help only: main() hands `train ...` to LightningCLI before this parser runs.
     sub.add_parser(
         "train",
@@ -250,6 +251,129 @@ def _add_prior_flags(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="two columns: k [cycles/pixel], P; implies --prior gaussian",
     )
+
+
+def _add_log_likelihood_command(sub) -> None:
+    check = sub.add_parser(
+        "log-likelihood",
+        help="model checking: log p of fields under the prior, ranked among the prior's draws",
+        description="log p(x) of each field in FILE under the prior (probability-flow ODE), and "
+        "the fraction of the prior's own draws that score lower (docs/log_likelihood.md).",
+    )
+    check.add_argument("file", metavar="FILE", help=".h5, .hdf5, .nc or .zarr file of fields")
+    check.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="dataset of fields (default: the first of fields, samples, truth)",
+    )
+    _add_prior_flags(check)
+    check.add_argument(
+        "--theta", type=parse_theta_flag, metavar="NAME=V,...", help="a conditional prior's theta"
+    )
+    check.add_argument(
+        "--probes",
+        type=_probes,
+        default=4,
+        metavar="K|exact",
+        help="Hutchinson probes (error bar from their spread), or exact (small maps) (default: 4)",
+    )
+    check.add_argument(
+        "--reference",
+        type=int,
+        default=32,
+        metavar="N",
+        help="prior draws scored alike, to rank the fields among (0: none) (default: 32)",
+    )
+    check.add_argument("--seed", type=int, default=0, metavar="S", help="(default: 0)")
+    check.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    check.add_argument("-o", "--output", metavar="OUT.json", help="also write the result as JSON")
+    check.add_argument("--no-progress", action="store_true", help="no progress bars")
+    check.set_defaults(run=run_log_likelihood)
+
+
+def _probes(text: str) -> int | str:
+    if text == "exact":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer or 'exact'") from None
+
+
+def run_log_likelihood(args: argparse.Namespace, command: str) -> int:
+    from posterior_diffusion.model_check import read_fields
+
+    if args.output and not args.output.endswith(".json"):
+        raise UsageError(f"{args.output}: the result is written as JSON (.json)")
+    fields, dataset = read_fields(args.file, args.dataset)  # bad input fails before torch work
+    if args.reference < 0:
+        raise UsageError(f"--reference must be >= 0, got {args.reference}")
+    import torch
+
+    from posterior_diffusion.api import _check_run_settings
+    from posterior_diffusion.model_check import model_check
+    from posterior_diffusion.prior_resolver import condition_prior, resolve_prior
+
+    _check_run_settings(1, None, args.seed, None, args.device)
+    prior = resolve_prior(args.prior, args.power_spectrum, tuple(fields.shape[1:]))
+    prior = condition_prior(prior, args.theta).to(args.device)
+    x = torch.from_numpy(fields).to(args.device)
+    result = model_check(
+        prior, x, args.probes, args.reference, args.seed, progress=not args.no_progress
+    )
+    _print_model_check(result, f"{args.file}:{dataset}")
+    if args.output:
+        _write_model_check(result, args, command, prior.identity(), dataset)
+    return EXIT_OK
+
+
+def _print_model_check(result, source: str) -> None:
+    scored = result.fields
+    print(f"log p under the prior of {source} ({scored.pixels} pixels per field) [nats]")
+    print(
+        "field  log_p  std_error  per_pixel"
+        + ("  fraction_of_prior_draws_below" * bool(result.percentile is not None))
+    )
+    for i, (value, error) in enumerate(zip(scored.log_density, scored.standard_error, strict=True)):
+        rank = "" if result.percentile is None else f"  {float(result.percentile[i]):.3f}"
+        print(
+            f"{i}  {float(value):.3f}  {float(error):.3f}  {float(value) / scored.pixels:.5f}{rank}"
+        )
+    if result.reference is not None:
+        reference = result.reference.log_density.double()
+        low, median, high = (float(reference.quantile(q)) for q in (0.01, 0.5, 0.99))
+        print(
+            f"prior draws ({len(reference)}): median {median:.3f}, 1%-99% [{low:.3f}, {high:.3f}]"
+        )
+
+
+def _write_model_check(result, args, command: str, identity: dict, dataset: str) -> None:
+    import json
+
+    from posterior_diffusion.io.atomic import atomic_path
+    from posterior_diffusion.provenance import provenance
+
+    def floats(values) -> list[float] | None:
+        return None if values is None else [float(v) for v in values]
+
+    content = {
+        "file": args.file,
+        "dataset": dataset,
+        "pixels": result.fields.pixels,
+        "log_density": floats(result.fields.log_density),
+        "standard_error": floats(result.fields.standard_error),
+        "fraction_of_prior_draws_below": floats(result.percentile),
+        "reference_log_density": floats(
+            None if result.reference is None else result.reference.log_density
+        ),
+        "probes": args.probes,
+        "provenance": provenance(
+            command=command, seed=args.seed, prior_identity=identity, input_path=args.file
+        ),
+    }
+    with atomic_path(args.output) as tmp:
+        tmp.write_text(json.dumps(content, indent=1, default=str))
+    print(f"wrote {args.output}")
 
 
 def _add_calibration_commands(sub) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .priors.base import Prior
 
@@ -53,6 +54,7 @@ def log_likelihood(
     rtol: float = 1e-6,
     sigma_min: float | None = None,
     sigma_max: float | None = None,
+    progress: bool = False,
 ) -> LogLikelihood:
     """log p_{sigma_min}(x) for fields x (N, C, H, W) under `prior` (see the module docstring).
 
@@ -62,6 +64,7 @@ def log_likelihood(
             the trace summed over all pixels (n covariance products per evaluation).
         seed: seeds the probes.
         rtol: relative tolerance of the adaptive ODE solver (scipy's RK45, as in Song et al.).
+        progress: a bar on stderr over the log-sigma range the solver has covered.
     """
     if x.ndim != 4:
         raise ValueError(f"fields must be (N, C, H, W), got shape {tuple(x.shape)}")
@@ -80,11 +83,16 @@ def log_likelihood(
         eps = torch.randint(0, 2, (probes, *x.shape), generator=generator, device=x.device)
         eps = (2 * eps - 1).to(x.dtype)
     evaluations = 0
+    span = (math.log(lo), math.log(hi))
+    bar = tqdm(total=100, unit="%", desc="log-likelihood", disable=not progress, leave=False)
 
     def rhs(t: float, state: np.ndarray) -> np.ndarray:
         """In t = log sigma: dx/dt = x - D(x, sigma), and d/dt of the trace integral."""
         nonlocal evaluations
         evaluations += 1
+        done = int(100 * (t - span[0]) / (span[1] - span[0]))
+        if done > bar.n:
+            bar.update(done - bar.n)
         sigma = math.exp(t)
         current = torch.from_numpy(state[: num * n]).to(x).reshape(x.shape)
         x0_hat, cov = prior.linearize(current, sigma)
@@ -96,9 +104,8 @@ def log_likelihood(
         return out.detach().cpu().numpy()
 
     start = np.concatenate([x.detach().cpu().numpy().ravel(), np.zeros(num * columns)])
-    solution = solve_ivp(
-        rhs, (math.log(lo), math.log(hi)), start, method="RK45", rtol=rtol, atol=rtol * 1e-3
-    )
+    with bar:
+        solution = solve_ivp(rhs, span, start, method="RK45", rtol=rtol, atol=rtol * 1e-3)
     if not solution.success:
         raise RuntimeError(f"the probability-flow ODE did not converge: {solution.message}")
     end = torch.from_numpy(solution.y[:, -1])
