@@ -729,6 +729,18 @@ def _simulate_conditional(args: argparse.Namespace, command: str, spectrum) -> i
         raise UsageError(f"--amplitude-range/--slope-range simulate kind grf, not {args.kind}")
     if spectrum is not None:
         raise UsageError("--amplitude-range/--slope-range replace --power-spectrum (a power law)")
+    other_kinds = [
+        flag
+        for flag, given in (
+            ("--pixel-scale-arcmin", args.pixel_scale_arcmin is not None),
+            ("--shift", args.shift is not None),
+            ("--lpt-order", args.lpt_order != 1),
+            ("--growth", args.growth != 1.0),
+        )
+        if given
+    ]
+    if other_kinds:  # as simulate_fields refuses them for grf without the ranges
+        raise UsageError(f"{', '.join(other_kinds)}: not for kind grf")
     fields, theta, attrs = conditional_grf(
         tuple(args.shape),
         args.num,

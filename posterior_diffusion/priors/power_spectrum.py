@@ -98,12 +98,14 @@ def grid_checksum(power: np.ndarray, extra: str = "") -> str:
 class PowerLawSpectrum:
     """P(k) = amplitude * ((k^2 + core^2) / pivot^2)^(slope / 2): the two-parameter family of the
     parameter-conditioned priors (theta = (amplitude, slope)). amplitude is P at k = pivot (for
-    core << pivot); the core keeps P(0) finite for red slopes. k in cycles per pixel.
+    core << pivot); below k ~ core the spectrum flattens, so the largest scales of a 32 x 32 map
+    (k = 1/32) do not hold most of the variance, and P(0) stays within 21 P(pivot) over the
+    default box (a sampler's starting noise must swamp it). k in cycles per pixel.
     """
 
     names = ("amplitude", "slope")
 
-    def __init__(self, amplitude: float, slope: float, pivot: float = 0.1, core: float = 0.003):
+    def __init__(self, amplitude: float, slope: float, pivot: float = 0.1, core: float = 0.03):
         if not (np.isfinite(amplitude) and amplitude > 0):
             raise PowerSpectrumError(f"power-law amplitude must be > 0, got {amplitude}")
         if not np.isfinite(slope):
