@@ -8,7 +8,7 @@ known exactly (Fourier-diagonal). Measured at a few theta, for guidance weights 
 - denoiser excess error E|D - D_exact(theta)|^2 / E|D_exact(theta) - x0|^2 at fixed noise levels
   (in data standard deviations), for the conditional denoiser, the unconditional one (theta
   dropped: the marginal prior) and guided ones;
-- posterior calibration with the default `guided` sampler: RMS z of the ensemble mean against
+- posterior calibration with the default `guided` sampler (or `--sampler`): RMS z of the ensemble mean against
   the exact posterior mean, median std ratio, and 68% / 95% coverage of the truth minus that of
   exact posterior samples, averaged over observations.
 
@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 import warnings
@@ -119,7 +118,14 @@ def calibration(denoiser, exact: GaussianPrior, args: argparse.Namespace, seed0:
     for seed in range(seed0, seed0 + args.observations):
         model, truth, y, posterior = observation(exact, args.size, seed)
         samples, info = sample_posterior(
-            denoiser, model, y, args.members, seed=seed, device=args.device, progress=False
+            denoiser,
+            model,
+            y,
+            args.members,
+            sampler=args.sampler,
+            seed=seed,
+            device=args.device,
+            progress=False,
         )
         samples = samples.cpu()
         flat = samples.reshape(args.members, -1)
@@ -167,6 +173,7 @@ def main() -> None:
     parser.add_argument("--observations", type=int, default=4)
     parser.add_argument("--members", type=int, default=128)
     parser.add_argument("--weights", default="0,0.5,2", help="guidance weights, comma-separated")
+    parser.add_argument("--sampler", default="guided")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--prior", type=Path, help="a trained conditional prior: skip training")
     parser.add_argument("--save-prior", type=Path, help="keep the trained prior here")
