@@ -24,23 +24,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
+from common import cpu_threads, denoiser_excess, ensemble_scores, mean_scores, result_header
+from performance import problem
 
-from forward_models import Blur, ForwardModel, GaussianNoise
-from posterior_diffusion.exact import fourier_exact_posterior
 from posterior_diffusion.priors import GaussianPrior
 from posterior_diffusion.priors.conditioned import GuidanceWarning
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.priors.power_spectrum import PowerLawSpectrum
 from posterior_diffusion.sampling import sample_posterior
-from posterior_diffusion.validation import interval_coverage
 
 NOISE_LEVELS = (0.03, 0.1, 0.3, 1.0, 3.0)  # in data standard deviations
 TEST_THETAS = ((0.7, -2.2), (1.25, -1.75), (1.8, -1.2))  # inside the default training box
@@ -89,34 +86,10 @@ def view(prior: NetworkPrior, theta, weight):
         return prior.conditioned(theta, float(weight))
 
 
-def denoiser_excess(denoiser, exact: GaussianPrior, std: float, num: int, seed: int) -> dict:
-    generator = torch.Generator().manual_seed(seed)
-    x0 = exact.sample(num, generator)
-    device = next(iter(denoiser.parameters())).device
-    out = {}
-    for level in NOISE_LEVELS:
-        sigma = level * std
-        noisy = x0 + sigma * torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
-        with torch.no_grad():
-            net = denoiser.denoise(noisy.to(device), sigma).cpu()
-        best = exact.denoise(noisy, sigma)
-        out[f"{level:g}"] = float((net - best).square().mean() / (best - x0).square().mean())
-    return out
-
-
-def observation(exact: GaussianPrior, size: int, seed: int):
-    noise = GaussianNoise(0.2 * exact.pixel_variance() ** 0.5)
-    model = ForwardModel(Blur.gaussian(2.0, (size, size)), noise, (1, size, size), name="blur")
-    generator = torch.Generator().manual_seed(seed)
-    truth = exact.sample(1, generator)[0]
-    y = model.simulate(truth, generator)
-    return model, truth, y, fourier_exact_posterior(exact, model, y)
-
-
 def calibration(denoiser, exact: GaussianPrior, args: argparse.Namespace, seed0: int) -> dict:
     rows = []
     for seed in range(seed0, seed0 + args.observations):
-        model, truth, y, posterior = observation(exact, args.size, seed)
+        _, model, truth, y, posterior = problem(args.size, seed, exact)
         samples, info = sample_posterior(
             denoiser,
             model,
@@ -127,22 +100,8 @@ def calibration(denoiser, exact: GaussianPrior, args: argparse.Namespace, seed0:
             device=args.device,
             progress=False,
         )
-        samples = samples.cpu()
-        flat = samples.reshape(args.members, -1)
-        mean, std = posterior.mean.reshape(-1), posterior.std.reshape(-1)
-        reference = posterior.sample(args.members, torch.Generator().manual_seed(seed + 7))
-        covered = interval_coverage(samples, truth)
-        covered_exact = interval_coverage(reference, truth)
-        rows.append(
-            {
-                "z_mean": float(((flat.mean(0) - mean) / std).square().mean().sqrt()),
-                "std_ratio": float((flat.std(0) / std).median()),
-                "cov68_minus_exact": covered[1] - covered_exact[1],
-                "cov95_minus_exact": covered[3] - covered_exact[3],
-                "nfe_per_sample": info["nfe_per_sample"],
-            }
-        )
-    return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+        rows.append(ensemble_scores(samples.cpu(), truth, posterior, seed, info))
+    return mean_scores(rows)
 
 
 def table(result: dict) -> str:
@@ -184,17 +143,11 @@ def main() -> None:
         print(table(json.loads(args.table_from.read_text())))
         return
     if args.device == "cpu":
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+        cpu_threads()
     hardware = (
         torch.cuda.get_device_name(0) if args.device == "cuda" else f"{os.cpu_count()}-core CPU"
     )
-    settings = {k: str(v) for k, v in vars(args).items() if k not in ("json", "table_from")}
-    result = {
-        "hardware": f"{hardware} ({platform.machine()})",
-        "torch": torch.__version__,
-        "settings": settings,
-        "rows": [],
-    }
+    result = result_header(args, hardware)
     with tempfile.TemporaryDirectory() as tmp:
         path = args.prior
         if path is None:
@@ -219,7 +172,7 @@ def main() -> None:
                 "theta": list(theta),
                 "weight": weight if weight == MARGINAL else f"{weight:g}",
                 "denoiser_excess": denoiser_excess(
-                    denoiser, exact, prior.data_std(), 256, seed=11 + index
+                    denoiser, exact, prior.data_std(), NOISE_LEVELS, 256, seed=11 + index
                 ),
                 "calibration": calibration(denoiser, exact, args, seed0=100 * index),
             }

@@ -18,24 +18,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import (  # noqa: E402
+    cpu_threads,
+    denoiser_excess,
+    ensemble_scores,
+    mean_scores,
+    result_header,
+)
 from performance import problem  # noqa: E402
 
 from posterior_diffusion.priors import GaussianPrior, default_power_spectrum  # noqa: E402
 from posterior_diffusion.priors.network import NetworkPrior  # noqa: E402
 from posterior_diffusion.sampling import sample_posterior  # noqa: E402
-from posterior_diffusion.validation import interval_coverage  # noqa: E402
 
 CLI = [sys.executable, "-m", "posterior_diffusion.cli"]
 NOISE_LEVELS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # in data standard deviations
@@ -61,40 +63,13 @@ def train(objective: str, data: Path, root: Path, args) -> tuple[Path, float]:
     return next(root.glob("lightning_logs/version_0/prior.pt")), time.perf_counter() - start
 
 
-def denoiser_errors(prior: NetworkPrior, exact: GaussianPrior, num: int, seed: int) -> dict:
-    generator = torch.Generator().manual_seed(seed)
-    x0 = exact.sample(num, generator)
-    std = float(prior.data_std())
-    out = {}
-    for level in NOISE_LEVELS:
-        sigma = level * std
-        noisy = x0 + sigma * torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
-        with torch.no_grad():
-            net, best = prior.denoise(noisy, sigma), exact.denoise(noisy, sigma)
-        out[f"{level:g}"] = float((net - best).square().mean() / (best - x0).square().mean())
-    return out
-
-
 def calibration(prior, observations: int, members: int) -> dict:
     rows = []
     for seed in range(observations):
         _, model, truth, y, exact = problem(prior.trained_shape[-1], seed)
         samples, info = sample_posterior(prior, model, y, members, seed=seed, progress=False)
-        flat = samples.reshape(members, -1)
-        mean, std = exact.mean.reshape(-1), exact.std.reshape(-1)
-        reference = exact.sample(members, torch.Generator().manual_seed(seed + 7))
-        covered = interval_coverage(samples, truth)
-        covered_exact = interval_coverage(reference, truth)
-        rows.append(
-            {
-                "z_mean": float(((flat.mean(0) - mean) / std).square().mean().sqrt()),
-                "std_ratio": float((flat.std(0) / std).median()),
-                "cov68_minus_exact": covered[1] - covered_exact[1],
-                "cov95_minus_exact": covered[3] - covered_exact[3],
-                "nfe_per_sample": info["nfe_per_sample"],
-            }
-        )
-    return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+        rows.append(ensemble_scores(samples, truth, exact, seed, info))
+    return mean_scores(rows)
 
 
 def table(result: dict) -> str:
@@ -127,14 +102,9 @@ def main() -> None:
     if args.table_from:
         print(table(json.loads(args.table_from.read_text())))
         return
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+    cpu_threads()
     exact = GaussianPrior(default_power_spectrum(), (1, args.size, args.size))
-    result = {
-        "hardware": f"{os.cpu_count()}-core CPU ({platform.machine()})",
-        "torch": torch.__version__,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "table_from")},
-        "rows": [],
-    }
+    result = result_header(args, f"{os.cpu_count()}-core CPU")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         data = folder / "grf.h5"
@@ -148,7 +118,9 @@ def main() -> None:
                 "train_seconds": seconds,
                 "validation_loss": prior.metadata["validation_loss"],
                 "training_steps": prior.metadata["training_steps"],
-                "denoiser_excess": denoiser_errors(prior, exact, 256, seed=11),
+                "denoiser_excess": denoiser_excess(
+                    prior, exact, prior.data_std(), NOISE_LEVELS, 256, seed=11
+                ),
                 "calibration": calibration(prior, args.observations, args.members),
             }
             result["rows"].append(row)

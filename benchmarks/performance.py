@@ -72,8 +72,10 @@ def parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def problem(size: int, seed: int):
-    prior = GaussianPrior(default_power_spectrum(), (1, size, size))
+def problem(size: int, seed: int, prior: GaussianPrior | None = None):
+    """Blur of 2 pixels and noise 0.2 of the pixel std on a draw from `prior` (default: the
+    default spectrum's): (prior, model, truth, y, exact posterior)."""
+    prior = prior or GaussianPrior(default_power_spectrum(), (1, size, size))
     noise = GaussianNoise(0.2 * prior.pixel_variance() ** 0.5)
     model = ForwardModel(Blur.gaussian(2.0, (size, size)), noise, (1, size, size), name="blur")
     g = torch.Generator().manual_seed(seed)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -183,12 +182,9 @@ def main() -> None:
     import torch
 
     hardware = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{args.cores}-core CPU"
-    result = {
-        "hardware": f"{hardware} ({platform.machine()})",
-        "torch": torch.__version__,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "table_from")},
-        "rows": [],
-    }
+    from common import result_header
+
+    result = result_header(args, hardware)
     with tempfile.TemporaryDirectory() as tmp:
         for part in args.parts:
             result["rows"] += {"sampling": sampling, "training": training}[part](args, Path(tmp))

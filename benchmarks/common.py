@@ -1,0 +1,74 @@
+"""What the benchmarks share: the results header, and scores against exact answers."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from posterior_diffusion.priors import GaussianPrior
+from posterior_diffusion.validation import interval_coverage
+
+
+def result_header(args: argparse.Namespace, hardware: str) -> dict:
+    """The start of a results file: hardware, torch, the settings that were run, no rows yet."""
+    settings = {
+        k: str(v) if isinstance(v, Path) else v
+        for k, v in vars(args).items()
+        if k not in ("json", "table_from")
+    }
+    return {
+        "hardware": f"{hardware} ({platform.machine()})",
+        "torch": torch.__version__,
+        "settings": settings,
+        "rows": [],
+    }
+
+
+def cpu_threads() -> None:
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+
+
+def denoiser_excess(
+    denoiser, exact: GaussianPrior, std: float, levels, num: int, seed: int
+) -> dict[str, float]:
+    """E|D - D_exact|^2 / E|D_exact - x0|^2 on `num` exact prior draws, per noise level (in data
+    standard deviations `std`); 0 is the exact denoiser."""
+    generator = torch.Generator().manual_seed(seed)
+    x0 = exact.sample(num, generator)
+    device = next(iter(denoiser.parameters())).device
+    out = {}
+    for level in levels:
+        sigma = level * std
+        noisy = x0 + sigma * torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+        with torch.no_grad():
+            net = denoiser.denoise(noisy.to(device), sigma).cpu()
+        best = exact.denoise(noisy, sigma)
+        out[f"{level:g}"] = float((net - best).square().mean() / (best - x0).square().mean())
+    return out
+
+
+def ensemble_scores(samples, truth, exact, seed: int, info: dict) -> dict[str, float]:
+    """One observation's ensemble against its exact posterior: RMS z of the mean, median std
+    ratio, and 68% / 95% coverage of the truth minus that of as many exact samples."""
+    members = samples.shape[0]
+    flat = samples.reshape(members, -1)
+    mean, std = exact.mean.reshape(-1), exact.std.reshape(-1)
+    reference = exact.sample(members, torch.Generator().manual_seed(seed + 7))
+    covered = interval_coverage(samples, truth)
+    covered_exact = interval_coverage(reference, truth)
+    return {
+        "z_mean": float(((flat.mean(0) - mean) / std).square().mean().sqrt()),
+        "std_ratio": float((flat.std(0) / std).median()),
+        "cov68_minus_exact": covered[1] - covered_exact[1],
+        "cov95_minus_exact": covered[3] - covered_exact[3],
+        "nfe_per_sample": info["nfe_per_sample"],
+    }
+
+
+def mean_scores(rows: list[dict]) -> dict[str, float]:
+    return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
