@@ -196,7 +196,7 @@ class NetworkPrior(Prior):
         shape = (1, *shape) if len(shape) == 2 else shape
         self.check_fields(shape, where="requested field")
         seed = int(torch.randint(2**62, (), generator=generator))
-        rng = EnsembleRNG(seed, range(num))
+        rng = EnsembleRNG(seed, range(num), device=self.precond.data_std.device)
         with torch.no_grad():
             x = prior_sde(denoiser or self, None, None, rng, steps, field_shape=shape)
         return x.to(dtype)
