@@ -25,6 +25,9 @@ class ExactPosterior:
     std: Tensor  # (C, H, W)
     covariance: Tensor  # (n, n), n = C H W
     sqrt_factor: Tensor  # S with Cov = S S^T, (n, n)
+    # log p(y) up to a term that depends on the forward model only (not on the prior), so
+    # differences between priors are exact log Bayes factors (mixture weights use them).
+    log_evidence: float = float("nan")
 
     def sample(self, num: int, generator: torch.Generator | None = None) -> Tensor:
         eps = torch.randn(
@@ -49,11 +52,17 @@ def exact_posterior(prior: GaussianPrior, model: ForwardModel, y: Tensor) -> Exa
     # Cov = C0^{1/2} L^{-T} L^{-1} C0^{1/2}, so S = C0^{1/2} L^{-T}.
     sqrt_factor = torch.linalg.solve_triangular(chol, root, upper=False).T
     covariance = sqrt_factor @ sqrt_factor.T
+    # y_w ~ N(0, I + G G^T) on observed entries; by Woodbury and Sylvester's determinant
+    # identity the quadratic form is |y_w|^2 - rhs^T M^{-1} rhs and the log-det is log det M.
+    solved = torch.linalg.solve_triangular(chol, rhs[:, None], upper=False)[:, 0]
+    quadratic = likelihood.y_white.square().sum() - solved.square().sum()
+    log_evidence = -0.5 * quadratic - chol.diagonal().log().sum()
     return ExactPosterior(
         mean=mean.reshape(shape),
         std=covariance.diagonal().clamp_min(0).sqrt().reshape(shape),
         covariance=covariance,
         sqrt_factor=sqrt_factor,
+        log_evidence=float(log_evidence),
     )
 
 
