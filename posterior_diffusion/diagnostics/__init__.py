@@ -3,6 +3,7 @@ numpy out)."""
 
 from .coverage import coverage_curve, coverage_map, coverage_per_test, expected_coverage
 from .exact import gaussian_w2, std_ratio, z_mean
+from .global_stats import band_edges, log_band_powers, log_total_power
 from .lensing import EBPower, eb_maps, eb_noise_power, eb_power, residual_eb_power
 from .sbc import (
     peak_counts,
@@ -29,6 +30,7 @@ __all__ = [
     "EBPower",
     "TarpResult",
     "azimuthal_average",
+    "band_edges",
     "coverage_curve",
     "coverage_map",
     "coverage_per_test",
@@ -40,6 +42,8 @@ __all__ = [
     "expected_coverage",
     "gaussian_w2",
     "k_bin_edges",
+    "log_band_powers",
+    "log_total_power",
     "one_point_pdf",
     "peak_counts",
     "pixel_values",

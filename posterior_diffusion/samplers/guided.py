@@ -79,6 +79,18 @@ def guided(
     )
     x = sigmas[0].item() * rng.randn(shape)
     correct = langevin_corrector(denoise_y, lambda: rng.randn(shape), corrector_steps, snr)
+    return posterior_ode(denoise_y, x, sigmas, callback, correct)
+
+
+def posterior_ode(
+    denoise_y: Callable[[Tensor, float], Tensor],
+    x: Tensor,
+    sigmas: Tensor,
+    callback: StepCallback | None = None,
+    correct: Callable[[Tensor, float], Tensor] | None = None,
+) -> Tensor:
+    """Integrate the PF-ODE of D_y from x at sigmas[0] down the levels `sigmas` (ending with 0)."""
+    steps = len(sigmas) - 1
     previous: tuple[Tensor, float] | None = None
     for i in range(steps):
         sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
