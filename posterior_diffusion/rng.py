@@ -8,6 +8,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+# The stream key of ensemble-level draws: no member index reaches it.
+SHARED_STREAM = 2**64 - 1
+
 
 def member_seed(seed: int, member: int) -> int:
     """A 63-bit seed for ensemble member `member` of a run seeded with `seed`."""
@@ -33,6 +36,11 @@ class EnsembleRNG:
             torch.Generator(device=self.device).manual_seed(member_seed(self.seed, m))
             for m in self.members
         ]
+
+    def shared_seed(self) -> int:
+        """The seed of draws the whole ensemble shares (an ensemble-level sampler's resampling
+        uniforms): it depends on the run's seed only, never on which members are in the batch."""
+        return member_seed(self.seed, SHARED_STREAM)
 
     def __len__(self) -> int:
         return len(self.members)

@@ -135,6 +135,9 @@ def sample_posterior(
             stacklevel=2,
         )
     batch_size = min(int(batch_size or min(num_samples, 64)), fits)
+    if spec.ensemble:
+        return _sample_ensemble(spec, counting, model, y, num_samples, todo, steps, seed, device,
+                                progress, options, on_batch, fits, per_member)  # fmt: skip
     info: dict[str, Any] = {"sampler": sampler, "steps": steps, "options": options, "seed": seed}
     done: list[Tensor] = []
     start = time.perf_counter()
@@ -192,6 +195,55 @@ def sample_posterior(
     info.update(costs)
     info["batch_size"] = batch_size
     return _stack(done, model.field_shape), info
+
+
+def _sample_ensemble(
+    spec, counting: CountingPrior, model: ForwardModel, y: Tensor, num_samples: int,
+    todo: list[int], steps: int, seed: int, device: torch.device, progress: bool,
+    options: dict[str, Any], on_batch, fits: int, per_member: float,
+) -> tuple[Tensor, dict[str, Any]]:  # fmt: skip
+    """An ensemble-level sampler: all `num_samples` members in one call, `todo` kept.
+
+    The members' values depend only on the seed and the ensemble size, so a resumed or sharded
+    run that asks for some members gets those of the uninterrupted run (it redraws the rest).
+    """
+    name = spec.function.__name__
+    if num_samples > fits:
+        warnings.warn(
+            f"sampler '{name}' draws its {num_samples} members together; the memory estimate "
+            f"fits {fits} (about {per_member / 2**20:.0f} MiB per member)",
+            stacklevel=3,
+        )
+    info: dict[str, Any] = {"sampler": name, "steps": steps, "options": options, "seed": seed}
+    start = time.perf_counter()
+    bar = tqdm(total=None, unit="level", disable=not progress, desc=name)
+    limit = DIVERGENCE_FACTOR * float(counting.sigma_max())
+
+    def on_step(state: dict[str, Any]) -> None:
+        size = state["x"].detach().flatten(1).abs().amax(1)
+        if not bool((size <= limit).all()):
+            raise SamplerDivergence(
+                f"sampler '{name}' diverged at level {state['i']}, level value {state['sigma']:.4g}"
+            )
+        if "diagnostics" in state:
+            info["sampler_diagnostics"] = state["diagnostics"]
+        bar.set_postfix(level=f"{state['sigma']:.3g}")
+        bar.update(1)
+
+    try:
+        rng = EnsembleRNG(seed, range(num_samples), device)
+        x = spec.function(counting, model, y, rng, steps, on_step, **options)
+    except KeyboardInterrupt:
+        info.update(_costs(counting, 0, start))
+        raise SamplingInterrupted(_stack([], model.field_shape), info) from None
+    finally:
+        bar.close()
+    kept = x.detach().to("cpu", torch.float64)[torch.tensor(todo, dtype=torch.long)]
+    if on_batch is not None and todo:
+        on_batch(list(todo), kept)
+    info.update(_costs(counting, 1, start))
+    info["batch_size"] = num_samples
+    return kept, info
 
 
 def _stack(done: list[Tensor], field_shape) -> Tensor:

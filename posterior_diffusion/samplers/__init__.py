@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .dps import dps
 from .guided import guided
+from .smc import smc
 from .split_gibbs import split_gibbs
 from .unconditional import prior_ode, prior_sde
 
@@ -22,6 +23,9 @@ class SamplerSpec:
     function: Callable
     summary: str
     needs_linear_gaussian: bool = False
+    # Members depend on each other (importance weights, resampling): the sampler draws the whole
+    # ensemble in one call, and a run that needs some members draws all and keeps those.
+    ensemble: bool = False
 
     def check_options(self, options: dict) -> None:
         """Refuse options the sampler function does not take, naming those it does."""
@@ -50,6 +54,13 @@ SAMPLERS: dict[str, SamplerSpec] = {
         split_gibbs,
         "annealed split Gibbs (PnP-DM), asymptotically exact for any prior",
         needs_linear_gaussian=True,
+    ),
+    "smc": SamplerSpec(
+        smc,
+        "(experimental) SMC over the split-Gibbs coupling on a noised-data path; not yet "
+        "calibrated on mixtures (docs/samplers.md)",
+        needs_linear_gaussian=True,
+        ensemble=True,
     ),
     "dps": SamplerSpec(dps, "Diffusion Posterior Sampling (Chung et al. 2023), baseline"),
     "prior_ode": SamplerSpec(prior_ode, "unconditional PF-ODE (ignores the data)"),
