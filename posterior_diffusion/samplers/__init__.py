@@ -57,8 +57,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
     ),
     "smc": SamplerSpec(
         smc,
-        "(experimental) SMC over the split-Gibbs coupling on a noised-data path; not yet "
-        "calibrated on mixtures (docs/samplers.md)",
+        "(experimental) SMC from prior to posterior along noised data, guided-restart moves; "
+        "not calibrated on mixture priors yet (docs/samplers.md)",
         needs_linear_gaussian=True,
         ensemble=True,
     ),
