@@ -75,4 +75,3 @@ def conjugate_gradient_with_image(
         p = torch.where(active, r + beta * p, p)
         rs = torch.where(active, rs_new, rs)
     return x, image, matvecs
-

@@ -35,28 +35,47 @@ class SamplingInterrupted(Exception):
 
 
 class CountingPrior(Prior):
-    """Counts denoiser calls and covariance products (each costs about one network pass)."""
+    """Counts denoiser calls and covariance products (each costs about one network pass).
 
-    def __init__(self, prior: Prior):
+    `fields_evaluated` counts them per field, for samplers whose calls do not all take the whole
+    batch (an ensemble sampler's moves, one latent component at a time).
+    """
+
+    def __init__(self, prior: Prior, parent: CountingPrior | None = None):
         super().__init__()
         self.inner = prior
+        self.parent = parent
         self.field_shape = prior.field_shape
         self.denoiser_calls = 0
         self.covariance_products = 0
+        self.fields_evaluated = {"denoiser_calls": 0, "covariance_products": 0}
+
+    def _count(self, kind: str, x: Tensor) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        self.fields_evaluated[kind] += x.reshape(-1, *x.shape[-3:]).shape[0]
+        if self.parent is not None:
+            self.parent._count(kind, x)
 
     def denoise(self, x: Tensor, sigma) -> Tensor:
-        self.denoiser_calls += 1
+        self._count("denoiser_calls", x)
         return self.inner.denoise(x, sigma)
 
     def linearize(self, x: Tensor, sigma) -> tuple[Tensor, CovarianceProduct]:
-        self.denoiser_calls += 1
+        self._count("denoiser_calls", x)
         x0_hat, cov = self.inner.linearize(x, sigma)
 
         def counted(v: Tensor) -> Tensor:
-            self.covariance_products += 1
+            self._count("covariance_products", v)
             return cov(v)
 
         return x0_hat, counted
+
+    def latent_components(self) -> tuple[Tensor, list[Prior]] | None:
+        latent = self.inner.latent_components()
+        if latent is None:
+            return None
+        weights, components = latent
+        return weights, [CountingPrior(c, parent=self) for c in components]
 
     def sigma_max(self) -> float:
         return self.inner.sigma_max()
@@ -234,14 +253,23 @@ def _sample_ensemble(
         rng = EnsembleRNG(seed, range(num_samples), device)
         x = spec.function(counting, model, y, rng, steps, on_step, **options)
     except KeyboardInterrupt:
-        info.update(_costs(counting, 0, start))
+        info["seconds"] = time.perf_counter() - start
         raise SamplingInterrupted(_stack([], model.field_shape), info) from None
     finally:
         bar.close()
     kept = x.detach().to("cpu", torch.float64)[torch.tensor(todo, dtype=torch.long)]
     if on_batch is not None and todo:
         on_batch(list(todo), kept)
-    info.update(_costs(counting, 1, start))
+    # Calls on part of the ensemble cost part of a call: count fields evaluated per member.
+    calls, products = (
+        counting.fields_evaluated[k] / num_samples for k in counting.fields_evaluated
+    )
+    info.update(
+        denoiser_calls_per_sample=calls,
+        covariance_products_per_sample=products,
+        nfe_per_sample=calls + products,
+        seconds=time.perf_counter() - start,
+    )
     info["batch_size"] = num_samples
     return kept, info
 

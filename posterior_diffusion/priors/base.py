@@ -54,6 +54,15 @@ class Prior(torch.nn.Module):
 
         return x0_hat.detach(), cov
 
+    def latent_components(self) -> tuple[Tensor, list[Prior]] | None:
+        """(weights pi_k, priors p(x | k)) when this prior is a mixture over a latent it can name
+        (a parameter marginalised over a grid, the components of a mixture), else None.
+
+        Ensemble samplers then carry k with each member, so their moves need only be right for
+        each p(x | k), which may be Gaussian where the mixture is not.
+        """
+        return None
+
     def identity(self) -> dict[str, Any]:
         """What this prior is, for provenance: at least `name` and a `checksum` of its parameters."""
         return {"name": type(self).__name__}

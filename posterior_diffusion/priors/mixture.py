@@ -136,6 +136,9 @@ class GaussianMixturePrior(Prior):
         roots = self.powers.to(dtype).sqrt()[which][:, None]  # (num, 1, H, W)
         return fourier_filter(white, roots)
 
+    def latent_components(self) -> tuple[Tensor, list[Prior]]:
+        return self.weights, list(self.components)
+
     def pixel_variance(self) -> float:
         return float((self.weights[:, None, None] * self.powers).sum(0).mean())
 

@@ -66,6 +66,7 @@ class SMCDiagnostics:
     restart_sigmas: list[float] = field(default_factory=list)
     final_ess: float = float("nan")  # at beta = 1, before the last resampling
     unique_fraction: float = float("nan")  # distinct ancestors at the last resampling / members
+    component_fractions: list[float] = field(default_factory=list)  # of a latent, at the end
 
     def as_dict(self) -> dict:
         return {
@@ -76,6 +77,7 @@ class SMCDiagnostics:
             "restart_sigmas": self.restart_sigmas,
             "final_ess": self.final_ess,
             "unique_fraction": self.unique_fraction,
+            "component_fractions": self.component_fractions,
         }
 
 
@@ -199,12 +201,12 @@ def smc(
     model: ForwardModel,
     y: Tensor,
     rng: EnsembleRNG,
-    steps: int = 1,
+    steps: int = 2,
     callback: StepCallback | None = None,
     *,
     cess_target: float = 0.8,
     resample_below: float = 0.5,
-    restart_factor: float = 0.7,
+    restart_factor: float = 2.0,
     restart_steps_per_decade: int = 10,
     prior_steps_per_decade: int = 16,
     max_levels: int = 200,
@@ -225,26 +227,54 @@ def smc(
         decades = max(math.log10(sigma / sigma_floor), 0.5)
         return log_uniform_sigmas(max(2, math.ceil(per_decade * decades)), sigma_floor, sigma)
 
+    latent = prior.latent_components()
+    if latent is None:
+        parts, labels = [prior], torch.zeros(n, dtype=torch.long)
+    else:  # each member carries a component k ~ pi, drawn from the shared stream
+        weights, parts = latent
+        labels = torch.multinomial(weights.double().cpu(), n, replacement=True, generator=shared)
+
+    def by_component(move, x: Tensor) -> Tensor:
+        """move(prior_k, x_k, noise_k) on each component's members; every member's stream
+        advances alike, whatever its component."""
+        noise = rng.randn(shape)
+        out = x.clone()
+        for k in labels.unique().tolist():
+            index = (labels == k).nonzero().flatten().to(x.device)
+            out[index] = move(parts[k], x[index], noise[index])
+        return out
+
     def restart(x: Tensor, beta: float) -> Tensor:
-        # A fully collapsed ensemble has no spread left to scale by: restart from the floor.
-        tau = max(restart_factor * largest_mode_std(x), 10 * sigma_floor)
-        diagnostics.restart_sigmas.append(tau)
-        denoise_y = conditional_denoiser(prior, path.at(beta), cg_rtol=1e-3, cg_max_iter=3)
-        start = x + tau * rng.randn(shape)
-        return posterior_ode(denoise_y, start, levels_below(tau, restart_steps_per_decade))
+        def move(part: Prior, x_k: Tensor, noise: Tensor) -> Tensor:
+            spread = largest_mode_std(x_k if len(x_k) > 1 else x)
+            # A fully collapsed ensemble has no spread left to scale by: restart from the floor.
+            tau = max(restart_factor * spread, 10 * sigma_floor)
+            diagnostics.restart_sigmas.append(tau)
+            denoise_y = conditional_denoiser(part, path.at(beta), cg_rtol=1e-3, cg_max_iter=3)
+            levels = levels_below(tau, restart_steps_per_decade)
+            return posterior_ode(denoise_y, x_k + tau * noise, levels)
+
+        return by_component(move, x)
 
     def resample(log_w: Tensor, x: Tensor) -> Tensor:
-        order = torch.argsort(x.square().flatten(1).mean(1).cpu())  # by total power
+        # Sorted by component, then by total power within it.
+        order = torch.argsort(x.square().flatten(1).mean(1).cpu())
+        order = order[torch.argsort(labels[order], stable=True)]
         return systematic_resample(log_w, float(torch.rand((), generator=shared)), order)
 
     sigma_max = prior.sigma_max()
-    with torch.no_grad():  # exact prior draws: beta = 0
-        x = reverse_sde(
-            prior.denoise,
-            sigma_max * rng.randn(shape),
-            levels_below(sigma_max, prior_steps_per_decade).tolist(),
-            lambda: rng.randn(shape),
-        )
+
+    def prior_draw(part: Prior, x_k: Tensor, noise: Tensor) -> Tensor:
+        index = (labels == parts.index(part)).nonzero().flatten().to(x_k.device)
+        with torch.no_grad():
+            return reverse_sde(
+                part.denoise,
+                sigma_max * noise,
+                levels_below(sigma_max, prior_steps_per_decade).tolist(),
+                lambda: rng.randn(shape)[index],
+            )
+
+    x = by_component(prior_draw, torch.zeros((n, *shape), dtype=torch.float64))  # beta = 0
     log_w = torch.zeros(n, dtype=torch.float64)
     beta = 0.0
     for i in range(max_levels):
@@ -258,7 +288,7 @@ def smc(
         diagnostics.resampled.append(resampled)
         if resampled:
             ancestors = resample(log_w, x)
-            x = x[ancestors.to(x.device)]
+            x, labels = x[ancestors.to(x.device)], labels[ancestors]
             log_w = torch.zeros(n, dtype=torch.float64)
             if last:
                 diagnostics.final_ess = ess
@@ -281,6 +311,7 @@ def smc(
             EnsembleWarning,
             stacklevel=2,
         )
+    diagnostics.component_fractions = torch.bincount(labels, minlength=len(parts)).div(n).tolist()
     report(callback, i=len(diagnostics.betas), sigma=1.0, x=x, denoised=x,
            diagnostics=diagnostics.as_dict())  # fmt: skip
     return x
