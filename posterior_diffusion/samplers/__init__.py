@@ -52,7 +52,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
     ),
     "split_gibbs": SamplerSpec(
         split_gibbs,
-        "annealed split Gibbs (PnP-DM), asymptotically exact for any prior",
+        "annealed split Gibbs (PnP-DM); exact only in the limit of many sweeps, and at its defaults "
+        "not on non-Gaussian priors (docs/samplers.md)",
         needs_linear_gaussian=True,
     ),
     "smc": SamplerSpec(

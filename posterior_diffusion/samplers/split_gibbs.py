@@ -1,4 +1,4 @@
-"""Split Gibbs with an annealed coupling (PnP-DM: Wu et al. 2024; Xu & Chi 2024), asymptotically exact.
+"""Split Gibbs with an annealed coupling (PnP-DM: Wu et al. 2024; Xu & Chi 2024); exact in the limit.
 
 The target p(x) N(z; x, rho^2 I) p(y | z) has x-marginal p(x) N(y; A x, Sigma + rho^2 A A^T), which
 tends to p(x | y) as rho -> 0. Each iteration alternates two exact conditionals:
@@ -6,7 +6,8 @@ tends to p(x | y) as rho -> 0. Each iteration alternates two exact conditionals:
   prior step       x ~ p(x0 | x_rho = z): the prior's reverse SDE started at noise level rho.
 rho anneals geometrically to rho_min = rho_min_factor / |B| (so the data-noise inflation
 rho^2 |B|^2 stays below rho_min_factor^2) and is held there for the last `hold_fraction` of
-iterations. It works for any prior; the cost is `steps * prior_steps` denoiser calls per sample.
+iterations. The cost is `steps * prior_steps` denoiser calls per sample. On mixture priors at its
+defaults it collapses onto one component per observation (docs/samplers.md).
 """
 
 from __future__ import annotations
