@@ -74,6 +74,11 @@ class NoiseModel(torch.nn.Module):
     def sample(self, mean: Tensor, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
 
+    def gaussian_std(self, mean: Tensor) -> Tensor:
+        """Per-entry std of the Gaussian with this model's Fisher information at `mean`: the noise
+        of a Gauss-Newton linearisation. 0 where an entry is unobserved."""
+        raise NotImplementedError(f"{type(self).__name__} has no Gaussian approximation")
+
     def params(self) -> dict[str, Any]:
         return {"noise": type(self).__name__}
 

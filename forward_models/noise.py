@@ -92,6 +92,9 @@ class GaussianNoise(GaussianNoiseModel):
     def sample(self, mean: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return self._keep_observed(mean + cast_like(self.sigma, mean) * _randn(mean, generator))
 
+    def gaussian_std(self, mean: Tensor) -> Tensor:
+        return cast_like(self.sigma, mean).expand(mean.shape[-3:])
+
     def params(self) -> dict[str, Any]:
         sigma = self.sigma if self.observed is None else self.sigma[self.observed]
         out = {"noise": "GaussianNoise", **_summary(sigma.unique())}
@@ -197,6 +200,10 @@ class PoissonNoise(NoiseModel):
 
     def sample(self, mean: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return self._keep_observed(torch.poisson(mean.clamp_min(0.0), generator=generator))
+
+    def gaussian_std(self, mean: Tensor) -> Tensor:
+        # Fisher information of a Poisson count about its mean is 1 / mean.
+        return self._keep_observed(mean.clamp_min(POISSON_MEAN_FLOOR).sqrt())
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {"noise": "PoissonNoise"}

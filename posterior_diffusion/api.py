@@ -47,7 +47,7 @@ SIMULATION_DEFAULTS: dict[str, dict[str, Any]] = {
     "galaxy_counts": {"n_bar": 10.0, "bias": 1.5},
 }
 # For linear-Gaussian models the default sampler; otherwise the one that needs neither.
-FALLBACK_SAMPLER = "dps"
+FALLBACK_SAMPLER = "linearized"
 
 
 class ReconstructionInterrupted(KeyboardInterrupt):
@@ -184,7 +184,7 @@ def reconstruct(
         prior: a Prior, a prior file (.pt/.ckpt from `posterior-diffusion train`), "default" or
             "gaussian"; None: the default prior, or a Gaussian one when `power_spectrum` is given.
         power_spectrum: two-column text file, k [cycles/pixel] and P.
-        sampler: a sampler name; None: the default one for linear-Gaussian models, else dps.
+        sampler: a sampler name; None: the default one for linear-Gaussian models, else linearized.
         num_samples: ensemble size.
         steps: sampler steps; None: the sampler's default.
         seed: member i is drawn from the stream (seed, i), whatever the batch size (streams

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--sampler",
         metavar="NAME",
-        help="guided, split_gibbs, dps, ... (default: guided for linear-Gaussian models, else dps)",
+        help="guided, split_gibbs, dps, ... (default: guided for linear-Gaussian models, else linearized)",
     )
     rec.add_argument("--num-samples", type=int, default=64, metavar="N", help="(default: 64)")
     rec.add_argument("--steps", type=int, metavar="K", help="default: the sampler's own")
@@ -401,7 +401,7 @@ def _add_calibration_commands(sub) -> None:
     cal.add_argument(
         "--sampler",
         metavar="NAME",
-        help="guided, split_gibbs, dps, ... (default: guided for linear-Gaussian models, else dps)",
+        help="guided, split_gibbs, dps, ... (default: guided for linear-Gaussian models, else linearized)",
     )
     cal.add_argument("--steps", type=int, metavar="K", help="default: the sampler's own")
     cal.add_argument(

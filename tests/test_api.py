@@ -55,12 +55,12 @@ def test_single_sample_has_nan_std():
     np.testing.assert_array_equal(ds["mean"].values, ds["samples"].values[0])
 
 
-def test_nonlinear_model_defaults_to_dps_and_rejects_guided():
+def test_nonlinear_model_defaults_to_linearized_and_rejects_guided():
     obs = simulate_observation("galaxy_counts", (N, N), seed=2)
     with pytest.raises(ValueError, match="sampler 'guided' needs a linear forward model"):
         reconstruct(obs, sampler="guided", num_samples=1, steps=2, progress=False)
-    ds = reconstruct(obs, num_samples=1, steps=25, progress=False)
-    assert ds.attrs["sampler"] == "dps"
+    ds = reconstruct(obs, num_samples=1, steps=8, progress=False)
+    assert ds.attrs["sampler"] == "linearized"
 
 
 def test_truth_must_match_the_field_shape():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .dps import dps
 from .guided import guided
+from .linearized import linearized
 from .smc import smc
 from .split_gibbs import split_gibbs
 from .unconditional import prior_ode, prior_sde
@@ -62,6 +63,11 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "not calibrated on mixture priors yet (docs/samplers.md)",
         needs_linear_gaussian=True,
         ensemble=True,
+    ),
+    "linearized": SamplerSpec(
+        linearized,
+        "guided on the model linearised at the posterior mean (Gauss-Newton) for nonlinear or "
+        "non-Gaussian observations such as galaxy counts; approximate (docs/samplers.md)",
     ),
     "dps": SamplerSpec(dps, "Diffusion Posterior Sampling (Chung et al. 2023), baseline"),
     "prior_ode": SamplerSpec(prior_ode, "unconditional PF-ODE (ignores the data)"),
