@@ -187,6 +187,7 @@ def sample_posterior(
         while first < len(todo):
             batch = todo[first : first + batch_size]
             calls = (counting.denoiser_calls, counting.covariance_products)
+            fields = dict(counting.fields_evaluated)
             try:
                 rng = EnsembleRNG(seed, batch, device)
                 x = spec.function(counting, model, y, rng, steps, on_step, **options)
@@ -196,6 +197,7 @@ def sample_posterior(
                 # Members have their own random streams, so a smaller batch gives the same draws.
                 batch_size = max(1, len(batch) // 2)
                 counting.denoiser_calls, counting.covariance_products = calls
+                counting.fields_evaluated = fields
                 bar.n = first * steps
                 bar.refresh()
                 _release_cached_memory(device)
@@ -205,7 +207,7 @@ def sample_posterior(
             if on_batch is not None:
                 on_batch(batch, done[-1])
             first += len(batch)
-            costs = _costs(counting, len(done), start)  # only completed batches count
+            costs = _costs(counting, first, start)  # only completed batches count
     except KeyboardInterrupt:
         info.update(costs)
         raise SamplingInterrupted(_stack(done, model.field_shape), info) from None
@@ -287,11 +289,14 @@ def _release_cached_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _costs(counting: CountingPrior, batches_done: int, start: float) -> dict[str, Any]:
-    per = max(batches_done, 1)  # each call evaluates a whole batch, so calls per batch = per sample
+def _costs(counting: CountingPrior, members_done: int, start: float) -> dict[str, Any]:
+    """Prior evaluations per sample, counted per field evaluated: a sampler's calls on fewer
+    fields than its batch (pilot ensembles, one latent component) cost that much less."""
+    per = max(members_done, 1)
+    calls, products = (counting.fields_evaluated[k] / per for k in counting.fields_evaluated)
     return {
-        "denoiser_calls_per_sample": counting.denoiser_calls / per,
-        "covariance_products_per_sample": counting.covariance_products / per,
-        "nfe_per_sample": (counting.denoiser_calls + counting.covariance_products) / per,
+        "denoiser_calls_per_sample": calls,
+        "covariance_products_per_sample": products,
+        "nfe_per_sample": calls + products,
         "seconds": time.perf_counter() - start,
     }

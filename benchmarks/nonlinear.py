@@ -1,0 +1,85 @@
+"""Samplers for galaxy counts (Poisson, nonlinear) against the HMC gold standards (R3).
+
+The GRF + counts references of `benchmarks/hmc_references.py` (24 x 32, three observations) hold
+the exact analytic prior, so a sampler is measured here with that prior: per pixel, the median std
+ratio, z_mean and coverage of the truth minus that of N reference draws; globally, the spread of
+each sample's log total power over the reference draws'. Build the references first:
+
+    OMP_NUM_THREADS=1 python benchmarks/hmc_references.py
+    OMP_NUM_THREADS=1 python benchmarks/nonlinear.py --samplers linearized,dps \\
+        --json benchmarks/results_nonlinear_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from common import cpu_threads, result_header
+from hmc_references import load_reference
+
+from posterior_diffusion.diagnostics.global_stats import log_total_power
+from posterior_diffusion.priors import GaussianPrior
+from posterior_diffusion.sampling import sample_posterior
+from posterior_diffusion.validation import LEVELS, interval_coverage
+
+
+def score(samples, reference, draws, truth) -> dict:
+    ratio = float((samples.std(0) / reference.std).median())
+    z = float((((samples.mean(0) - reference.mean) / reference.std) ** 2).mean().sqrt())
+    z_draws = float((((draws.mean(0) - reference.mean) / reference.std) ** 2).mean().sqrt())
+    found, covered = interval_coverage(samples, truth), interval_coverage(draws, truth)
+    spread = float(log_total_power(samples).std() / log_total_power(draws).std())
+    return {
+        "std_ratio": ratio,
+        "z_mean": z,
+        "z_mean_reference_draws": z_draws,
+        "coverage_minus_reference": [a - b for a, b in zip(found, covered, strict=True)],
+        "log_power_spread_ratio": spread,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--samplers", default="linearized,dps")
+    parser.add_argument("--references", type=Path, default=Path("benchmarks/references"))
+    parser.add_argument("--members", type=int, default=128)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    cpu_threads()
+    results = result_header(args, "2-core CPU")
+    paths = sorted(args.references.glob("grf_counts_seed*.npz"))
+    if not paths:
+        raise SystemExit(f"no GRF counts references in {args.references}: run hmc_references.py")
+    for path in paths:
+        reference, problem = load_reference(path)
+        prior = GaussianPrior.from_power_grid(torch.as_tensor(problem.field.power), 1, path.stem)
+        seed = int(problem.params["seed"])
+        draws = reference.sample(args.members, torch.Generator().manual_seed(seed))
+        for sampler in args.samplers.split(","):
+            start = time.perf_counter()
+            samples, info = sample_posterior(
+                prior, problem.model, problem.y, args.members, sampler=sampler, seed=seed,
+                progress=False,
+            )  # fmt: skip
+            row = {"reference": path.stem, "sampler": sampler, **score(samples, reference, draws,
+                   problem.truth), "nfe_per_sample": info["nfe_per_sample"],
+                   "seconds": time.perf_counter() - start}  # fmt: skip
+            results["rows"].append(row)
+            coverage = ", ".join(f"{c:+.3f}" for c in row["coverage_minus_reference"])
+            print(
+                f"{path.stem} {sampler}: std ratio {row['std_ratio']:.3f}, z_mean "
+                f"{row['z_mean']:.3f} (reference draws {row['z_mean_reference_draws']:.3f}), "
+                f"coverage - reference at {LEVELS}: {coverage}, log-power spread "
+                f"{row['log_power_spread_ratio']:.2f}, NFE {row['nfe_per_sample']:.0f}",
+                flush=True,
+            )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
