@@ -9,20 +9,23 @@ Each is a genuine posterior: if y_w ~ N(B x, I) then y_beta ~ N(B x, I / beta). 
 likelihood with the data held fixed instead makes mid-path data look too quiet for their noise,
 and those targets favour low-power fields in every observation (the issue measured component
 weights of 0.79-0.99 for the low-power one at split Gibbs' rho ~ 8). On this path the posterior
-weight of a mixture component is a martingale in the data's noise, so the component that wins at
-beta = 1 rarely dips on the way.
+weight of a mixture component is a martingale in the data's noise (traced on two observations of
+the amplitude mixture: omega moved smoothly from 0.50 to 0.08 and to 0.12, with no dip).
 
 - Weights: the prior cancels in pi_beta' / pi_beta, so an increment needs only the data misfit.
 - Levels: the next beta is found by bisection so that the conditional ESS of the increment is
   `cess_target` (Zhou, Johansen and Aston 2016).
 - Resampling: systematic along the particles sorted by total power, when the ESS falls below
   `resample_below`.
-- Moves ("restart"): noise each particle to level tau (x + tau z), then integrate `guided`'s
+- Moves ("restart"): noise each member to level tau (x + tau z), then integrate `guided`'s
   posterior PF-ODE for pi_beta from tau to 0. If x ~ pi_beta then x + tau z ~ pi_beta(x_tau), and
   the exact posterior PF-ODE maps that back to pi_beta: the move is invariant wherever guided's
-  Gaussian p(x0 | x_tau) is exact (Gaussian priors; a mixture once x_tau has decided its
-  component), and it moves every scale below tau at once. tau is `restart_factor` times the
-  particles' median pixel std, so it follows the posterior's width down the path.
+  Gaussian p(x0 | x_tau) is exact. tau is `restart_factor` times the spread of the members'
+  widest Fourier mode, so that the large scales, which carry a field's amplitude, move too.
+- Latent components: a prior that names them (`Prior.latent_components`, e.g. a mixture) gives
+  each member a component k ~ pi_k at the start; its moves use p(x | k), exact for a Gaussian
+  component at any tau, and only the weights move mass between components. Without them, large
+  restarts switch components with guided's bias (docs/samplers.md).
 
 Members depend on one another (weights, resampling), so the ensemble is drawn as a whole: its
 shared draws (xi, resampling uniforms) come from the run's seed, each member's noise from its own
@@ -63,7 +66,6 @@ class SMCDiagnostics:
     betas: list[float] = field(default_factory=list)
     ess: list[float] = field(default_factory=list)
     resampled: list[bool] = field(default_factory=list)
-    restart_sigmas: list[float] = field(default_factory=list)
     final_ess: float = float("nan")  # at beta = 1, before the last resampling
     unique_fraction: float = float("nan")  # distinct ancestors at the last resampling / members
     component_fractions: list[float] = field(default_factory=list)  # of a latent, at the end
@@ -74,7 +76,6 @@ class SMCDiagnostics:
             "betas": self.betas,
             "ess": self.ess,
             "resampled": self.resampled,
-            "restart_sigmas": self.restart_sigmas,
             "final_ess": self.final_ess,
             "unique_fraction": self.unique_fraction,
             "component_fractions": self.component_fractions,
@@ -249,7 +250,6 @@ def smc(
             spread = largest_mode_std(x_k if len(x_k) > 1 else x)
             # A fully collapsed ensemble has no spread left to scale by: restart from the floor.
             tau = max(restart_factor * spread, 10 * sigma_floor)
-            diagnostics.restart_sigmas.append(tau)
             denoise_y = conditional_denoiser(part, path.at(beta), cg_rtol=1e-3, cg_max_iter=3)
             levels = levels_below(tau, restart_steps_per_decade)
             return posterior_ode(denoise_y, x_k + tau * noise, levels)
