@@ -244,7 +244,7 @@ def _sample_ensemble(
         size = state["x"].detach().flatten(1).abs().amax(1)
         if not bool((size <= limit).all()):
             raise SamplerDivergence(
-                f"sampler '{name}' diverged at level {state['i']}, level value {state['sigma']:.4g}"
+                f"sampler '{name}' diverged at level {state['i']} ({state['sigma']:.4g})"
             )
         if "diagnostics" in state:
             info["sampler_diagnostics"] = state["diagnostics"]
@@ -262,16 +262,7 @@ def _sample_ensemble(
     kept = x.detach().to("cpu", torch.float64)[torch.tensor(todo, dtype=torch.long)]
     if on_batch is not None and todo:
         on_batch(list(todo), kept)
-    # Calls on part of the ensemble cost part of a call: count fields evaluated per member.
-    calls, products = (
-        counting.fields_evaluated[k] / num_samples for k in counting.fields_evaluated
-    )
-    info.update(
-        denoiser_calls_per_sample=calls,
-        covariance_products_per_sample=products,
-        nfe_per_sample=calls + products,
-        seconds=time.perf_counter() - start,
-    )
+    info.update(_costs(counting, num_samples, start))
     info["batch_size"] = num_samples
     return kept, info
 
