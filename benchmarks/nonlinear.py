@@ -42,6 +42,29 @@ def score(samples, reference, draws, truth) -> dict:
     }
 
 
+def measure(prior, problem, reference, label: str, sampler: str, members: int) -> dict:
+    """One sampler on one reference's problem: its scores, cost, and a printed line."""
+    seed = int(problem.params["seed"])
+    draws = reference.sample(members, torch.Generator().manual_seed(seed))
+    start = time.perf_counter()
+    samples, info = sample_posterior(
+        prior, problem.model, problem.y, members, sampler=sampler, seed=seed, progress=False
+    )
+    row = {"reference": label, "sampler": sampler,
+           **score(samples, reference, draws, problem.truth),
+           "nfe_per_sample": info["nfe_per_sample"],
+           "seconds": time.perf_counter() - start}  # fmt: skip
+    coverage = ", ".join(f"{c:+.3f}" for c in row["coverage_minus_reference"])
+    print(
+        f"{label} {sampler}: std ratio {row['std_ratio']:.3f}, z_mean {row['z_mean']:.3f} "
+        f"(reference draws {row['z_mean_reference_draws']:.3f}), coverage - reference at "
+        f"{LEVELS}: {coverage}, log-power spread {row['log_power_spread_ratio']:.2f}, NFE "
+        f"{row['nfe_per_sample']:.0f}",
+        flush=True,
+    )
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samplers", default="linearized,dps")
@@ -57,25 +80,9 @@ def main() -> None:
     for path in paths:
         reference, problem = load_reference(path)
         prior = GaussianPrior.from_power_grid(torch.as_tensor(problem.field.power), 1, path.stem)
-        seed = int(problem.params["seed"])
-        draws = reference.sample(args.members, torch.Generator().manual_seed(seed))
         for sampler in args.samplers.split(","):
-            start = time.perf_counter()
-            samples, info = sample_posterior(
-                prior, problem.model, problem.y, args.members, sampler=sampler, seed=seed,
-                progress=False,
-            )  # fmt: skip
-            row = {"reference": path.stem, "sampler": sampler, **score(samples, reference, draws,
-                   problem.truth), "nfe_per_sample": info["nfe_per_sample"],
-                   "seconds": time.perf_counter() - start}  # fmt: skip
-            results["rows"].append(row)
-            coverage = ", ".join(f"{c:+.3f}" for c in row["coverage_minus_reference"])
-            print(
-                f"{path.stem} {sampler}: std ratio {row['std_ratio']:.3f}, z_mean "
-                f"{row['z_mean']:.3f} (reference draws {row['z_mean_reference_draws']:.3f}), "
-                f"coverage - reference at {LEVELS}: {coverage}, log-power spread "
-                f"{row['log_power_spread_ratio']:.2f}, NFE {row['nfe_per_sample']:.0f}",
-                flush=True,
+            results["rows"].append(
+                measure(prior, problem, reference, path.stem, sampler, args.members)
             )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
