@@ -19,6 +19,11 @@ def append_dims(t: Tensor | float, ndim: int) -> Tensor:
     return t.reshape(t.shape + (1,) * (ndim - t.ndim))
 
 
+def sigma_squared(sigma: Tensor | float, x: Tensor) -> Tensor:
+    """sigma^2 in x's dtype and device, right-padded to broadcast against fields x."""
+    return append_dims(torch.as_tensor(sigma, dtype=x.dtype, device=x.device), x.ndim) ** 2
+
+
 CovarianceProduct = Callable[[Tensor], Tensor]
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import CovarianceProduct, Prior, append_dims
+from .base import CovarianceProduct, Prior, sigma_squared
 from .power_spectrum import TabulatedPowerSpectrum, grid_checksum, power_on_grid
 
 
@@ -73,16 +73,12 @@ class GaussianPrior(Prior):
             )
         return self.power.to(device=x.device, dtype=x.dtype)
 
-    def _sigma2(self, sigma: Tensor | float, x: Tensor) -> Tensor:
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-        return append_dims(sigma, x.ndim) ** 2
-
     def denoise(self, x: Tensor, sigma: Tensor | float) -> Tensor:
         power = self._power_like(x)
-        return fourier_filter(x, power / (power + self._sigma2(sigma, x)))
+        return fourier_filter(x, power / (power + sigma_squared(sigma, x)))
 
     def linearize(self, x: Tensor, sigma: Tensor | float) -> tuple[Tensor, CovarianceProduct]:
-        power, sigma2 = self._power_like(x), self._sigma2(sigma, x)
+        power, sigma2 = self._power_like(x), sigma_squared(sigma, x)
         posterior_power = power * sigma2 / (power + sigma2)
         return fourier_filter(x, power / (power + sigma2)), lambda v: fourier_filter(
             v, posterior_power

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import CovarianceProduct, Prior, append_dims
+from .base import CovarianceProduct, Prior, append_dims, sigma_squared
 from .gaussian import GaussianPrior, fourier_filter
 from .power_spectrum import grid_checksum
 
@@ -66,13 +66,9 @@ class GaussianMixturePrior(Prior):
             )
         return self.powers.to(device=x.device, dtype=x.dtype)
 
-    def _sigma2(self, sigma: Tensor | float, x: Tensor) -> Tensor:
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-        return append_dims(sigma, x.ndim) ** 2
-
     def component_log_densities(self, x: Tensor, sigma: Tensor | float = 0.0) -> Tensor:
         """log pi_k + log N(x; 0, C_k + sigma^2 I) for fields x (..., C, H, W): shape (..., K)."""
-        powers, sigma2 = self._powers_like(x), self._sigma2(sigma, x)
+        powers, sigma2 = self._powers_like(x), sigma_squared(sigma, x)
         modes = torch.fft.fft2(x, norm="ortho").abs().square()  # unitary: C_k is diag(P_k)
         out = []
         for k in range(powers.shape[0]):
@@ -93,7 +89,7 @@ class GaussianMixturePrior(Prior):
 
     def _parts(self, x: Tensor, sigma: Tensor | float) -> tuple[Tensor, list[Tensor], Tensor]:
         """Responsibilities (..., K), component Wiener filters m_k, and sigma^2 broadcastable."""
-        powers, sigma2 = self._powers_like(x), self._sigma2(sigma, x)
+        powers, sigma2 = self._powers_like(x), sigma_squared(sigma, x)
         resp = self.responsibilities(x, sigma)
         means = [fourier_filter(x, p / (p + sigma2)) for p in powers]
         return resp, means, sigma2
