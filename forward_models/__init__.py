@@ -17,6 +17,8 @@ from forward_models.mask import Mask
 from forward_models.noise import CorrelatedGaussianNoise, GaussianNoise, PoissonNoise
 from forward_models.registry import (
     ForwardModelError,
+    ForwardModelSpec,
+    Parameter,
     available_forward_models,
     build_forward_model,
     register_forward_model,
@@ -30,6 +32,7 @@ __all__ = [
     "Downsample",
     "ForwardModel",
     "ForwardModelError",
+    "ForwardModelSpec",
     "ForwardOperator",
     "GalaxyCounts",
     "GaussianNoise",
@@ -37,6 +40,7 @@ __all__ = [
     "Identity",
     "Mask",
     "NoiseModel",
+    "Parameter",
     "PoissonNoise",
     "Shear",
     "Smoothing",

@@ -1,4 +1,8 @@
-"""Forward models by name, for the CLI: built-in builders, register_forward_model, and entry points.
+"""Forward models by name: builders, their parameters, data shapes and default masks.
+
+Everything that knows a forward model by name lives here: the CLI builds its flags from
+`parameter_table()`, simulations take their defaults from `simulation_defaults`, and data shapes
+and default masks come from the model's `ForwardModelSpec`.
 
 A builder is `build(attrs, arrays, y_shape) -> ForwardModel`: attrs are the observation file's root
 attributes, arrays its optional datasets ('mask' (H, W), 'noise_std', 'psf', 'n_gal_per_arcmin2'),
@@ -9,6 +13,7 @@ group "posterior_diffusion.forward_models"; they are loaded only when an unknown
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -34,6 +39,48 @@ Builder = Callable[[Mapping[str, Any], Mapping[str, Tensor], tuple[int, int, int
 
 class ForwardModelError(ValueError):
     """A forward model cannot be built: unknown name, or a missing or invalid parameter."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A forward-model parameter stored as a root attribute of observation files.
+
+    `name` is the attribute (and, with dashes, the CLI flag); `default` is what a simulation uses
+    when none is given (None: no default); `unit` in words ("" when dimensionless).
+    """
+
+    name: str
+    type: type
+    default: Any
+    unit: str
+    help: str
+    metavar: str = "X"
+
+
+DataShape = Callable[[Mapping[str, Any], tuple[int, int, int]], tuple[int, int, int]]
+
+
+def same_shape(attrs: Mapping[str, Any], field_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    return tuple(field_shape)
+
+
+@dataclass(frozen=True)
+class ForwardModelSpec:
+    """What the package knows about a forward model beyond its builder.
+
+    Args:
+        build: `build(attrs, arrays, y_shape) -> ForwardModel`.
+        parameters: its root-attribute parameters.
+        data_shape: the data shape a simulation produces from a field shape, given attributes.
+        default_mask: a simulation's mask when none is asked for: (fraction of pixels lost to
+            holes, border width as a share of min(H, W)).
+    """
+
+    build: Builder
+    parameters: tuple[Parameter, ...] = ()
+    data_shape: DataShape = same_shape
+    default_mask: tuple[float, float] = (0.0, 0.0)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _attr(attrs: Mapping[str, Any], key: str, model: str) -> Any:
@@ -192,22 +239,86 @@ def build_galaxy_counts(
     )
 
 
-_BUILDERS: dict[str, Builder] = {
-    "noise": build_noise,
-    "inpainting": build_inpainting,
-    "blur": build_blur,
-    "downsample": build_downsample,
-    "smoothing": build_smoothing,
-    "lensing": build_lensing,
-    "galaxy_counts": build_galaxy_counts,
+def shear_shape(
+    attrs: Mapping[str, Any], field_shape: tuple[int, int, int]
+) -> tuple[int, int, int]:
+    _, h, w = field_shape
+    return (2, h, w)
+
+
+def downsampled_shape(
+    attrs: Mapping[str, Any], field_shape: tuple[int, int, int]
+) -> tuple[int, int, int]:
+    c, h, w = field_shape
+    try:
+        f = int(attrs.get("downsample_factor"))
+    except (TypeError, ValueError):
+        raise ForwardModelError(
+            "forward model 'downsample' needs an integer downsample_factor"
+        ) from None
+    if f < 1 or h % f or w % f:
+        raise ForwardModelError(
+            f"forward model 'downsample': a {h} x {w} field is not divisible by factor {f}"
+        )
+    return (c, h // f, w // f)
+
+
+_SPECS: dict[str, ForwardModelSpec] = {
+    "noise": ForwardModelSpec(build_noise),
+    "inpainting": ForwardModelSpec(build_inpainting, default_mask=(0.2, 0.0)),
+    "blur": ForwardModelSpec(
+        build_blur,
+        (Parameter("psf_fwhm_pixels", float, 3.0, "pixels", "Gaussian PSF FWHM", "PIX"),),
+    ),
+    "downsample": ForwardModelSpec(
+        build_downsample,
+        (Parameter("downsample_factor", int, 2, "pixels", "block side", "F"),),
+        data_shape=downsampled_shape,
+    ),
+    "smoothing": ForwardModelSpec(
+        build_smoothing,
+        (
+            Parameter("smoothing_kind", str, "gaussian", "", "gaussian or tophat", "KIND"),
+            Parameter(
+                "smoothing_radius_pixels", float, 2.0, "pixels", "sigma or disk radius", "PIX"
+            ),
+        ),
+    ),
+    "lensing": ForwardModelSpec(
+        build_lensing,
+        (
+            Parameter("sigma_e", float, 0.26, "", "ellipticity dispersion per component", "S"),
+            Parameter("n_gal_per_arcmin2", float, 30.0, "arcmin^-2", "source galaxy density", "N"),
+            Parameter("pixel_scale_arcmin", float, 1.0, "arcmin", "pixel side", "ARCMIN"),
+        ),
+        data_shape=shear_shape,
+        default_mask=(0.1, 1 / 16),
+    ),
+    "galaxy_counts": ForwardModelSpec(
+        build_galaxy_counts,
+        (
+            Parameter("n_bar", float, 10.0, "", "mean galaxies per pixel", "N"),
+            Parameter("bias", float, 1.5, "", "linear galaxy bias", "B"),
+        ),
+    ),
 }
 
 
-def register_forward_model(name: str, builder: Builder, replace: bool = False) -> None:
-    """Make `builder` available under `name`; re-registering a name needs replace=True."""
-    if name in _BUILDERS and not replace:
+def register_forward_model(
+    name: str,
+    builder: Builder,
+    replace: bool = False,
+    parameters: tuple[Parameter, ...] = (),
+    data_shape: DataShape = same_shape,
+    default_mask: tuple[float, float] = (0.0, 0.0),
+) -> None:
+    """Make `builder` available under `name`; re-registering a name needs replace=True.
+
+    `parameters`, `data_shape` and `default_mask` are as in `ForwardModelSpec`.
+    """
+    if name in _SPECS and not replace:
         raise ForwardModelError(f"forward model '{name}' is already registered (pass replace=True)")
-    _BUILDERS[name] = builder
+    _SPECS[name] = ForwardModelSpec(builder, tuple(parameters), data_shape, default_mask)
 
 
 def _entry_points() -> list[Any]:
@@ -216,21 +327,60 @@ def _entry_points() -> list[Any]:
 
 def available_forward_models() -> list[str]:
     """Registered names and installed entry-point names, sorted; entry points are not loaded."""
-    return sorted(set(_BUILDERS) | {ep.name for ep in _entry_points()})
+    return sorted(set(_SPECS) | {ep.name for ep in _entry_points()})
 
 
-def get_builder(name: str) -> Builder:
-    """The builder for `name`, loading a matching entry point on first use of an unknown name."""
-    if name not in _BUILDERS:
+def get_spec(name: str) -> ForwardModelSpec:
+    """What is known about `name`, loading a matching entry point on first use of an unknown name.
+
+    An entry point names a builder, or a `ForwardModelSpec` for a model with parameters, a
+    different data shape or a default mask.
+    """
+    if name not in _SPECS:
         for ep in _entry_points():
             if ep.name == name:
-                _BUILDERS[name] = ep.load()
+                loaded = ep.load()
+                _SPECS[name] = (
+                    loaded if isinstance(loaded, ForwardModelSpec) else ForwardModelSpec(loaded)
+                )
                 break
         else:
             raise ForwardModelError(
                 f"unknown forward model '{name}'; known: {', '.join(available_forward_models())}"
             )
-    return _BUILDERS[name]
+    return _SPECS[name]
+
+
+def get_builder(name: str) -> Builder:
+    """The builder for `name` (see `get_spec`)."""
+    return get_spec(name).build
+
+
+def simulation_defaults(name: str) -> dict[str, Any]:
+    """{attribute: default} of `name`'s parameters that have one, in table order."""
+    return {p.name: p.default for p in get_spec(name).parameters if p.default is not None}
+
+
+def simulated_data_shape(
+    name: str, attrs: Mapping[str, Any], field_shape: tuple[int, int, int]
+) -> tuple[int, int, int]:
+    """The data shape a simulation of `name` produces from a field of `field_shape`."""
+    return tuple(get_spec(name).data_shape(attrs, tuple(field_shape)))
+
+
+def default_mask(name: str) -> tuple[float, float]:
+    """(hole fraction, border share of min(H, W)) of a simulation that asks for no mask."""
+    return get_spec(name).default_mask
+
+
+def parameter_table() -> dict[str, list[tuple[str, Parameter]]]:
+    """Every registered parameter name -> [(model, Parameter), ...], in registration order: one
+    CLI flag per name, whichever models share it."""
+    table: dict[str, list[tuple[str, Parameter]]] = {}
+    for model, spec in _SPECS.items():
+        for parameter in spec.parameters:
+            table.setdefault(parameter.name, []).append((model, parameter))
+    return table
 
 
 def build_forward_model(

@@ -16,6 +16,8 @@ from forward_models.registry import (
     ForwardModelError,
     available_forward_models,
     build_forward_model,
+    simulated_data_shape,
+    simulation_defaults,
 )
 from posterior_diffusion.distributed import Ranks, check_layout, launch
 from posterior_diffusion.io import (
@@ -38,14 +40,6 @@ from posterior_diffusion.samplers import (
 )
 from posterior_diffusion.sampling import SamplingInterrupted, sample_posterior
 
-# Forward-model parameters a simulation uses unless told otherwise (units in the names).
-SIMULATION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lensing": {"sigma_e": 0.26, "n_gal_per_arcmin2": 30.0, "pixel_scale_arcmin": 1.0},
-    "blur": {"psf_fwhm_pixels": 3.0},
-    "downsample": {"downsample_factor": 2},
-    "smoothing": {"smoothing_kind": "gaussian", "smoothing_radius_pixels": 2.0},
-    "galaxy_counts": {"n_bar": 10.0, "bias": 1.5},
-}
 # For linear-Gaussian models the default sampler; otherwise the one that needs neither.
 FALLBACK_SAMPLER = "linearized"
 
@@ -411,25 +405,13 @@ def _configure_network(prior: Prior, precision: str, compile: bool) -> None:
         )
 
 
-def _data_shape(name: str, attrs: Mapping[str, Any], field_shape: tuple[int, int, int]) -> tuple:
-    """The data shape a simulation of `name` produces from a field of `field_shape`."""
-    c, h, w = field_shape
-    if name == "lensing":
-        return (2, h, w)
-    if name == "downsample":
-        factor = attrs.get("downsample_factor")
-        try:
-            f = int(factor)
-        except (TypeError, ValueError):
-            raise ForwardModelError(
-                "forward model 'downsample' needs an integer downsample_factor"
-            ) from None
-        if f < 1 or h % f or w % f:
-            raise ForwardModelError(
-                f"forward model 'downsample': a {h} x {w} field is not divisible by factor {f}"
-            )
-        return (c, h // f, w // f)
-    return (c, h, w)
+def _simulation_params(forward_model: str, attrs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The registry's defaults for `forward_model`, overridden by `attrs`."""
+    try:
+        defaults = simulation_defaults(forward_model)
+    except ForwardModelError as err:
+        raise ForwardModelError(f"simulation: {err}") from None
+    return {**defaults, **dict(attrs or {})}
 
 
 def simulate_observation(
@@ -452,7 +434,7 @@ def simulate_observation(
         forward_model: a registry name (noise, inpainting, blur, downsample, smoothing, lensing,
             galaxy_counts).
         shape: field shape (H, W) or (C, H, W) in pixels.
-        attrs: forward-model parameters, stored as root attributes, over SIMULATION_DEFAULTS
+        attrs: forward-model parameters, stored as root attributes, over the registry's defaults
             (e.g. sigma_e, n_gal_per_arcmin2 [arcmin^-2], pixel_scale_arcmin [arcmin]).
         prior: as in `reconstruct`.
         power_spectrum: as in `reconstruct`.
@@ -474,8 +456,8 @@ def simulate_observation(
     if len(dims) not in (2, 3) or min(dims) < 1:
         raise ValueError(f"field shape must be (H, W) or (C, H, W) of positive sizes, got {dims}")
     field_shape = dims if len(dims) == 3 else (1, *dims)
-    params = {**SIMULATION_DEFAULTS.get(forward_model, {}), **dict(attrs or {})}
-    data_shape = _data_shape(forward_model, params, field_shape)
+    params = _simulation_params(forward_model, attrs)
+    data_shape = simulated_data_shape(forward_model, params, field_shape)
     if mask is None and (mask_fraction > 0 or mask_border > 0):
         mask = survey_mask(data_shape[-2:], mask_fraction, int(mask_border), seed=seed)
     inputs = _simulation_inputs(arrays, mask, noise_std)
@@ -569,7 +551,7 @@ def observe_field(
     Args:
         truth: the field, (H, W) or (C, H, W).
         forward_model: a registry name, as in `simulate_observation`.
-        attrs: forward-model parameters over SIMULATION_DEFAULTS.
+        attrs: forward-model parameters over the registry's defaults.
         mask: (H, W) 0/1 on the data grid, 1 = observed.
         noise_std: noise standard deviation in data units.
         seed: seeds the noise.
@@ -587,8 +569,8 @@ def observe_field(
     if field.ndim != 3 or min(field.shape) < 1:
         raise ValueError(f"a field must be (H, W) or (C, H, W), got shape {np.shape(truth)}")
     field_shape = tuple(field.shape)
-    params = {**SIMULATION_DEFAULTS.get(forward_model, {}), **dict(attrs or {})}
-    data_shape = _data_shape(forward_model, params, field_shape)
+    params = _simulation_params(forward_model, attrs)
+    data_shape = simulated_data_shape(forward_model, params, field_shape)
     inputs = _simulation_inputs(arrays, mask, noise_std)
     draft = Observation(
         y=np.zeros(data_shape), truth=field, path=Path("simulation"), **_split(inputs)

@@ -31,7 +31,7 @@ MASK[2:4, 3:7] = 0
 @pytest.fixture(autouse=True)
 def isolated_registry(monkeypatch):
     """Each test sees the built-ins only and no installed entry points."""
-    monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))
+    monkeypatch.setattr(registry, "_SPECS", dict(registry._SPECS))
     monkeypatch.setattr(registry, "entry_points", lambda group: [])
 
 

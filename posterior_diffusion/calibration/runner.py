@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from forward_models.registry import simulated_data_shape
 from posterior_diffusion.api import (
-    SIMULATION_DEFAULTS,
     _check_run_settings,
     _choose_sampler,
-    _data_shape,
+    _simulation_params,
     observation_model,
     observe_field,
     reconstruct,
@@ -104,7 +104,7 @@ class _Plan:
         if min(h, w) < 2:
             raise ValueError(f"field shape must be at least 2 x 2 pixels, got {h} x {w}")
         self.field_shape = (1, int(h), int(w))
-        self.params = {**SIMULATION_DEFAULTS.get(r.forward_model, {}), **r.attrs}
+        self.params = _simulation_params(r.forward_model, r.attrs)
         self.prior = self._prior()
         self.mask = self._mask()
         self.first = self.observation(0)  # validates every forward-model input
@@ -132,7 +132,7 @@ class _Plan:
             return np.asarray(r.mask, dtype=np.float64)
         if r.mask_fraction <= 0 and r.mask_border <= 0:
             return None
-        data_shape = _data_shape(r.forward_model, self.params, self.field_shape)
+        data_shape = simulated_data_shape(r.forward_model, self.params, self.field_shape)
         # Drawn once with the run's seed, as `simulate-obs --seed S` draws it: every test shares
         # it, so the coverage maps show how coverage behaves in and around the holes.
         return survey_mask(data_shape[-2:], r.mask_fraction, r.mask_border, seed=r.seed)
