@@ -2,6 +2,7 @@
 refactor that promises identical behaviour, and diff the two JSON files.
 
     python benchmarks/fingerprints.py fingerprints_before.json [--readme]
+    python benchmarks/fingerprints.py fingerprints_after.json --compare fingerprints_before.json
 
 Each output file is reduced to the SHA-256 of its arrays (bytes and shapes) and of its
 attributes minus the ones that name times, paths or the running command. --readme adds the
@@ -30,8 +31,10 @@ VOLATILE = ("time", "date", "command", "path", "host", "duration", "seconds", "e
 SMALL = [
     "simulate-obs obs_lensing.h5 --forward-model lensing --prior gaussian --shape 24 32 --seed 1",
     "simulate-obs obs_noise.h5 --forward-model noise --prior gaussian --shape 24 24 --noise-std 0.5",
-    "simulate-obs obs_inpaint.h5 --forward-model inpainting --prior gaussian --shape 24 24 --seed 2 --noise-std 0.3",
-    "simulate-obs obs_blur.h5 --forward-model blur --prior gaussian --shape 24 24 --psf-fwhm-pixels 2 --noise-std 0.3",
+    "simulate-obs obs_inpaint.h5 --forward-model inpainting --prior gaussian --shape 24 24 --seed 2 "
+    "--noise-std 0.3",
+    "simulate-obs obs_blur.h5 --forward-model blur --prior gaussian --shape 24 24 --psf-fwhm-pixels 2 "
+    "--noise-std 0.3",
     "simulate-obs obs_down.h5 --forward-model downsample --prior gaussian --shape 24 24 "
     "--downsample-factor 2 --noise-std 0.3",
     "simulate-obs obs_smooth.h5 --forward-model smoothing --prior gaussian --shape 24 24 "
@@ -137,6 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output")
     parser.add_argument("--readme", action="store_true")
+    parser.add_argument("--compare", metavar="BEFORE", help="list what differs from BEFORE")
     args = parser.parse_args()
     commands = SMALL + (README if args.readme else [])
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,6 +163,31 @@ def main() -> None:
                 print(run.stderr.strip().splitlines()[-1:], flush=True)
         result = {"exit_codes": codes, "outputs": fingerprint(folder)}
     Path(args.output).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    if args.compare:
+        differences = compare(json.loads(Path(args.compare).read_text()), result)
+        print("\n".join(differences) or "identical to " + args.compare)
+        sys.exit(1 if differences else 0)
+
+
+def compare(before: dict, after: dict) -> list[str]:
+    """What differs, over the commands and outputs both runs made."""
+    out = []
+    for command, code in after["exit_codes"].items():
+        if command in before["exit_codes"] and before["exit_codes"][command] != code:
+            out.append(f"exit code {before['exit_codes'][command]} -> {code}: {command}")
+    for name, digest in after["outputs"].items():
+        if name not in before["outputs"]:
+            out.append(f"new output {name}")
+        elif before["outputs"][name] != digest:
+            old = before["outputs"][name]
+            parts = (
+                [k for k in digest if old.get(k) != digest[k]] if isinstance(digest, dict) else []
+            )
+            out.append(f"differs: {name} {parts}")
+    missing = set(before["outputs"]) - set(after["outputs"])
+    skipped = {n for n in missing if n.startswith("lensing_posterior")}  # --readme only
+    out += [f"missing output {n}" for n in sorted(missing - skipped)]
+    return out
 
 
 if __name__ == "__main__":
