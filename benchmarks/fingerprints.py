@@ -26,7 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 # attributes that legitimately differ between two runs of the same command
-VOLATILE = ("time", "date", "command", "path", "host", "duration", "seconds", "elapsed", "rate")
+VOLATILE = ("created", "time", "date", "command", "path", "host", "duration", "seconds", "elapsed", "rate")
 
 SMALL = [
     "simulate-obs obs_lensing.h5 --forward-model lensing --prior gaussian --shape 24 32 --seed 1",
@@ -78,11 +78,9 @@ def attr_digest(attrs) -> str:
         value = attrs[key]
         if isinstance(value, bytes):
             value = value.decode()
-        if isinstance(value, str) and value.startswith("{"):
-            try:  # JSON provenance: drop its volatile keys too
-                value = json.dumps(drop_volatile(json.loads(value)), sort_keys=True)
-            except ValueError:
-                pass
+        value = drop_volatile(value)
+        if isinstance(value, dict):
+            value = json.dumps(value, sort_keys=True)
         items.append(f"{key}={np.asarray(value).tolist()!r}")
     return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
 
@@ -96,6 +94,11 @@ def drop_volatile(value):
         }
     if isinstance(value, list):
         return [drop_volatile(v) for v in value]
+    if isinstance(value, str) and value.startswith("{"):  # provenance nests JSON in strings
+        try:
+            return drop_volatile(json.loads(value))
+        except ValueError:
+            return value
     return value
 
 
