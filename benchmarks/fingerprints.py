@@ -26,7 +26,19 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 # attributes that legitimately differ between two runs of the same command
-VOLATILE = ("created", "time", "date", "command", "path", "host", "duration", "seconds", "elapsed", "rate")
+VOLATILE = (
+    "input_sha256",
+    "created",
+    "time",
+    "date",
+    "command",
+    "path",
+    "host",
+    "duration",
+    "seconds",
+    "elapsed",
+    "rate",
+)
 
 SMALL = [
     "simulate-obs obs_lensing.h5 --forward-model lensing --prior gaussian --shape 24 32 --seed 1",
@@ -126,6 +138,14 @@ def json_fingerprint(path: Path) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def csv_fingerprint(path: Path) -> str:
+    """The table without its volatile columns (e.g. seconds per test)."""
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    keep = [i for i, name in enumerate(rows[0]) if not any(w in name.lower() for w in VOLATILE)]
+    text = "\n".join(",".join(row[i] for i in keep if i < len(row)) for row in rows)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def fingerprint(folder: Path) -> dict:
     out = {}
     for path in sorted(folder.rglob("*")):
@@ -135,7 +155,7 @@ def fingerprint(folder: Path) -> dict:
         elif path.suffix == ".json":
             out[rel] = json_fingerprint(path)
         elif path.suffix == ".csv":
-            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            out[rel] = csv_fingerprint(path)
     return out
 
 
@@ -144,10 +164,12 @@ def main() -> None:
     parser.add_argument("output")
     parser.add_argument("--readme", action="store_true")
     parser.add_argument("--compare", metavar="BEFORE", help="list what differs from BEFORE")
+    parser.add_argument("--keep", metavar="DIR", help="run in DIR (new) and keep the outputs")
     args = parser.parse_args()
     commands = SMALL + (README if args.readme else [])
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        folder = Path(args.keep) if args.keep else Path(tmp) / "run"
+        folder.mkdir(exist_ok=False, parents=True)  # a kept folder must start empty
         codes = {}
         for command in commands:
             argv = shlex.split(command.format(root=ROOT)) + ["--no-progress"] * (
