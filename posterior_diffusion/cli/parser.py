@@ -126,13 +126,13 @@ def _add_mask_flags(parser: argparse.ArgumentParser, shared_by: str | None = Non
         metavar="F",
         help="fraction of pixels lost to random rectangular holes"
         + (f", one mask for {shared_by}" if shared_by else "")
-        + f" (default: {holes}, else 0)",
+        + f" (default: {holes})",
     )
     parser.add_argument(
         "--mask-border",
         type=int,
         metavar="B",
-        help=f"unobserved frame [pixels] (default: {borders}, else 0)",
+        help=f"unobserved frame [pixels] (default: {borders})",
     )
 
 
@@ -143,7 +143,7 @@ def _default_mask_texts() -> tuple[str, str]:
     borders = [
         f"min(H, W) // {1 / share:g} for {name}" for name, (_, share) in masks.items() if share
     ]
-    return ", ".join(holes), ", ".join(borders)
+    return ", ".join([*holes, "else 0"]), ", ".join([*borders, "else 0"])
 
 
 def _add_forward_model_flags(parser: argparse.ArgumentParser) -> None:
