@@ -373,6 +373,12 @@ def default_mask(name: str) -> tuple[float, float]:
     return get_spec(name).default_mask
 
 
+def default_masks() -> dict[str, tuple[float, float]]:
+    """{name: default_mask} of the registered models whose simulations are masked by default
+    (entry points are not loaded), in registration order."""
+    return {name: spec.default_mask for name, spec in _SPECS.items() if any(spec.default_mask)}
+
+
 def parameter_table() -> dict[str, list[tuple[str, Parameter]]]:
     """Every registered parameter name -> [(model, Parameter), ...], in registration order: one
     CLI flag per name, whichever models share it."""

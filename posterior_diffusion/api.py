@@ -1,4 +1,10 @@
-"""The Python entry points: reconstruct a field from an observation, and simulate observations."""
+"""The Python entry points: reconstruct a field from an observation, simulate observations and
+field sets, check a prior against fields, and calibrate.
+
+Each function states the public contract and hands the work to the module that does it:
+`reconstruction` (one ensemble), `observing` (observation models and simulated observations),
+`simulated_fields`, `model_check_file`, `calibration` and `reporting`.
+"""
 
 from __future__ import annotations
 
@@ -8,140 +14,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import xarray as xr
 
 from forward_models.base import ForwardModel
-from forward_models.registry import (
-    ForwardModelError,
-    available_forward_models,
-    build_forward_model,
-    simulated_data_shape,
-    simulation_defaults,
+from posterior_diffusion import model_check_file, observing, reconstruction, simulated_fields
+from posterior_diffusion.calibration import (
+    CalibrationInterrupted,
+    CalibrationRequest,
+    run_calibration,
 )
-from posterior_diffusion.distributed import Ranks, check_layout, launch
-from posterior_diffusion.io import (
-    Observation,
-    ObservationError,
-    check_observation,
-    posterior_dataset,
-    read_observation,
-)
-from posterior_diffusion.io.journal import JournalError, SampleJournal
-from posterior_diffusion.masks import survey_mask
-from posterior_diffusion.prior_resolver import condition_prior, resolve_prior
+from posterior_diffusion.defaults import DEFAULT_FIELD_SHAPE
+from posterior_diffusion.io import Observation, check_observation_path
+from posterior_diffusion.model_check_file import FileCheck
 from posterior_diffusion.priors import Prior
-from posterior_diffusion.provenance import file_sha256, provenance
-from posterior_diffusion.samplers import (
-    DEFAULT_SAMPLER,
-    SAMPLERS,
-    available_samplers,
-    get_sampler,
-)
-from posterior_diffusion.sampling import SamplingInterrupted, sample_posterior
-
-# For linear-Gaussian models the default sampler; otherwise the one that needs neither.
-FALLBACK_SAMPLER = "linearized"
-
-
-class ReconstructionInterrupted(KeyboardInterrupt):
-    """Ctrl-C during sampling. `dataset` holds the completed members (None if there are none,
-    or if the run was sharded: then `journal` names the store that holds them)."""
-
-    def __init__(
-        self,
-        dataset: xr.Dataset | None,
-        completed: int,
-        requested: int,
-        journal: Path | None = None,
-    ):
-        super().__init__(f"interrupted after {completed} of {requested} samples")
-        self.dataset, self.completed, self.requested = dataset, completed, requested
-        self.journal = journal
-
-
-def _check_run_settings(
-    num_samples: int, steps: int | None, seed: int, batch_size: int | None, device: str
-) -> None:
-    if int(num_samples) < 1:
-        raise ValueError(f"number of samples must be >= 1, got {num_samples}")
-    if steps is not None and int(steps) < 1:
-        raise ValueError(f"number of steps must be >= 1, got {steps}")
-    if batch_size is not None and int(batch_size) < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    if int(seed) < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device '{device}' (use cpu or cuda)") from None
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' requested but CUDA is not available here")
-
-
-def _choose_sampler(sampler: str | None, model: ForwardModel) -> str:
-    if sampler is None:
-        return DEFAULT_SAMPLER if model.is_linear_gaussian else FALLBACK_SAMPLER
-    if sampler not in SAMPLERS:
-        raise ValueError(
-            f"unknown sampler '{sampler}' (available: {', '.join(available_samplers())})"
-        )
-    if SAMPLERS[sampler].needs_linear_gaussian and not model.is_linear_gaussian:
-        raise ValueError(
-            f"sampler '{sampler}' needs a linear forward model with Gaussian noise; "
-            f"'{model.name}' is not (use --sampler {FALLBACK_SAMPLER})"
-        )
-    return sampler
-
-
-def _build_model(
-    name: str,
-    attrs: Mapping[str, Any],
-    arrays: Mapping[str, np.ndarray],
-    y_shape: tuple,
-    source: str,
-) -> ForwardModel:
-    """The registry's model, with any error it raises prefixed by where the inputs came from."""
-    tensors = {k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in arrays.items()}
-    try:
-        return build_forward_model(name, attrs, tensors, tuple(y_shape))
-    except ValueError as err:  # ForwardModelError, and plain ones from operator constructors
-        raise ForwardModelError(f"{source}: {' '.join(str(err).split())}") from None
+from posterior_diffusion.reconstruction import ReconstructionInterrupted, ReconstructionRequest
 
 
 def observation_model(
     observation: Observation, forward_model: str | ForwardModel | None
 ) -> ForwardModel:
     """The forward model for `observation`, checked against its y and truth shapes."""
-    src = observation.source
-    if isinstance(forward_model, ForwardModel):
-        model = forward_model
-    else:
-        name = forward_model or observation.forward_model
-        if not name:
-            raise ObservationError(
-                src,
-                "no root attribute 'forward_model' and no forward model given "
-                f"(available: {', '.join(available_forward_models())})",
-            )
-        arrays = observation.forward_model_arrays()
-        model = _build_model(str(name), observation.attrs, arrays, observation.y.shape, src)
-    if tuple(model.data_shape) != tuple(observation.y.shape):
-        raise ObservationError(
-            src,
-            f"has shape {tuple(observation.y.shape)} but forward model '{model.name}' predicts "
-            f"data of shape {tuple(model.data_shape)}",
-            "y",
-        )
-    truth = observation.truth
-    if truth is not None and tuple(truth.shape) != tuple(model.field_shape):
-        raise ObservationError(
-            src,
-            f"has shape {tuple(truth.shape)} but forward model '{model.name}' works on fields "
-            f"of shape {tuple(model.field_shape)}",
-            "truth",
-        )
-    return model
+    return observing.observation_model(observation, forward_model)
 
 
 def reconstruct(
@@ -215,214 +108,72 @@ def reconstruct(
         ObservationError, ForwardModelError, PowerSpectrumError, ValueError: invalid input.
         ReconstructionInterrupted: Ctrl-C while sampling; carries the completed members.
     """
-    _check_run_settings(num_samples, steps, seed, batch_size, device)
-    check_layout(devices, num_nodes, device)
-    if isinstance(observation, Observation):
-        obs = check_observation(observation)
-    else:
-        obs = read_observation(observation)
-    model = observation_model(obs, forward_model)
-    resolved = resolve_prior(prior, power_spectrum, model.field_shape, _pixel_scale(obs.attrs))
-    _configure_network(resolved, precision, compile)
-    resolved = condition_prior(resolved, theta, guidance)
-    if resolved.field_shape is not None and tuple(resolved.field_shape) != tuple(model.field_shape):
-        raise ValueError(
-            f"prior is for fields of shape {tuple(resolved.field_shape)}, but forward model "
-            f"'{model.name}' works on fields of shape {tuple(model.field_shape)}"
-        )
-    sampler_name = _choose_sampler(sampler, model)
-    options = dict(sampler_options or {})
-    get_sampler(sampler_name).check_options(options)
-    y = torch.from_numpy(obs.y)
-    settings = {
-        "input_sha256": file_sha256(obs.path) if obs.path else None,
-        "forward_model": model.params(),
-        "prior": resolved.identity(),
-        "sampler": sampler_name,
-        "steps": steps if steps is not None else get_sampler(sampler_name).default_steps,
-        "options": options,
-        "seed": int(seed),
-        "device_type": torch.device(device).type,  # CPU and CUDA streams differ
-    }
-
-    def dataset(samples: np.ndarray, info: dict[str, Any], interrupted: bool, resumed: int):
-        attrs = provenance(
-            command=command,
-            sampler_info=info,
-            seed=seed,
-            prior_identity=resolved.identity(),
-            forward_model_params=model.params(),
-            input_path=obs.path,
-            extra={
-                "num_samples_requested": int(num_samples),
-                "num_samples_completed": int(samples.shape[0]),
-                "interrupted": int(interrupted),
-                "resumed_members": resumed,
-                "field_shape": list(model.field_shape),
-                "data_shape": list(model.data_shape),
-                "observation_attrs": obs.attrs,
-            },
-        )
-        return posterior_dataset(samples, obs, model.field_shape, attrs)
-
-    def draw(members: list[int], on_batch, ranks: Ranks | None = None):
-        return sample_posterior(
-            resolved,
-            model,
-            y,
-            int(num_samples),
-            sampler=sampler_name,
-            steps=steps,
-            seed=int(seed),
-            batch_size=batch_size,
-            device=ranks.device if ranks else device,
-            progress=progress and (ranks is None or ranks.is_main),
-            members=members,
-            on_batch=on_batch,
-            options=options,
-            memory_share=1.0 / ranks.local_world_size if ranks else 1.0,
-        )
-
-    if int(devices) * int(num_nodes) > 1:
-        return _reconstruct_sharded(
-            draw, dataset, settings, int(num_samples), model.field_shape,
-            journal_for, resume, devices, num_nodes, device,
-        )  # fmt: skip
-
-    journal, earlier = None, {}
-    if journal_for is not None:
-        journal, _ = SampleJournal.start(journal_for, settings, resume)
-        earlier = journal.completed(int(num_samples), model.field_shape)
-    todo = [i for i in range(int(num_samples)) if i not in earlier]
-
-    def save(members: list[int], batch: torch.Tensor) -> None:
-        if journal is not None:
-            journal.record(members, batch.numpy(), int(num_samples))
-
-    def with_earlier(new: torch.Tensor) -> np.ndarray:
-        """Earlier and new members together, in member order."""
-        found = dict(earlier)
-        found.update(zip(todo, new.numpy(), strict=False))
-        order = sorted(found)
-        return np.stack([found[i] for i in order]) if order else new.numpy()
-
-    try:
-        samples, info = draw(todo, save)
-    except SamplingInterrupted as stop:
-        samples = with_earlier(stop.samples)
-        completed = int(samples.shape[0])
-        partial = dataset(samples, stop.info, True, len(earlier)) if completed else None
-        raise ReconstructionInterrupted(partial, completed, int(num_samples)) from None
-    return dataset(with_earlier(samples), info, False, len(earlier))
+    request = ReconstructionRequest(
+        observation=observation,
+        forward_model=forward_model,
+        prior=prior,
+        power_spectrum=power_spectrum,
+        sampler=sampler,
+        num_samples=num_samples,
+        steps=steps,
+        seed=seed,
+        device=device,
+        batch_size=batch_size,
+        progress=progress,
+        command=command,
+        precision=precision,
+        compile=compile,
+        journal_for=journal_for,
+        resume=resume,
+        devices=devices,
+        num_nodes=num_nodes,
+        sampler_options=sampler_options,
+        theta=theta,
+        guidance=guidance,
+    )
+    return reconstruction.reconstruct(request)
 
 
-def _reconstruct_sharded(
-    draw, dataset, settings, num_samples, field_shape, journal_for, resume, devices, num_nodes,
-    device,
-) -> xr.Dataset | None:  # fmt: skip
-    """`reconstruct` over several ranks: each draws its share of the missing members into the
-    journal's zarr store; rank 0 then reads them all back and returns the dataset (others: None).
+def reconstruct_to_file(
+    observation: str | os.PathLike | Observation,
+    output: str | os.PathLike,
+    resume: bool = False,
+    **options: Any,
+) -> xr.Dataset | None:
+    """`reconstruct` into a result file, as `posterior-diffusion reconstruct` runs it.
 
-    Rank 0 alone opens (or creates) the journal and says which members it already holds; the
-    others learn that from it, so a resumed run shares out what is missing among however many
-    ranks it has now.
+    The output path, then the observation, are checked before anything else. Finished members
+    are saved in a journal beside `output` as they finish; once the dataset is written
+    (atomically) the journal is removed.
+
+    Args:
+        observation: as in `reconstruct`.
+        output: result file: .h5, .hdf5, .nc (netCDF-4) or .zarr.
+        resume: continue from the journal a killed or interrupted run left beside `output`.
+        **options: the other arguments of `reconstruct` (not journal_for: it is `output`).
+
+    Returns:
+        The dataset written; None on the ranks other than 0 of a sharded run.
+
+    Raises:
+        As `reconstruct`. On ReconstructionInterrupted the completed members have been written
+        to `output` (attribute interrupted=1) and the journal kept for `resume`; when none had
+        completed nothing is written and the journal is removed; a sharded run keeps its
+        members in the journal.
     """
-    if journal_for is None:
-        raise ValueError(
-            "a sharded run (devices x num_nodes > 1) needs journal_for: the output path beside "
-            "which its ranks write their members"
-        )
-    with launch(devices, num_nodes, device) as ranks:
-        opened = None
-        if ranks.is_main:
-            try:
-                journal, _ = SampleJournal.start(journal_for, settings, resume)
-                earlier = sorted(journal.completed(num_samples, field_shape))
-                opened = (None, earlier)
-            except ValueError as err:
-                opened = (str(err), [])
-        error, earlier = ranks.broadcast(opened)
-        if error is not None:
-            raise JournalError(error)
-        if not ranks.is_main:
-            journal = SampleJournal.join(journal_for, settings)
-        done = set(earlier)
-        todo = ranks.share([i for i in range(num_samples) if i not in done])
-
-        def save(members: list[int], batch: torch.Tensor) -> None:
-            journal.record(members, batch.numpy(), num_samples)
-
-        try:
-            _, info = draw(todo, save, ranks)
-            status = {"info": info, "members": len(todo)}
-        except SamplingInterrupted:
-            # Every rank got the Ctrl-C (one process group); what they finished is saved.
-            raise ReconstructionInterrupted(
-                None, journal.count(), num_samples, journal=journal.path
-            ) from None
-        except Exception as err:  # reported to every rank, so none waits for the others
-            status = {"error": f"rank {ranks.rank} of {ranks.world_size}: {err}",
-                      "usage": isinstance(err, ValueError)}  # fmt: skip
-        statuses = ranks.gather(status)
-        failed = [s for s in statuses if "error" in s]
-        if failed:
-            raise (ValueError if failed[0]["usage"] else RuntimeError)(failed[0]["error"])
-        if not ranks.is_main:
-            return None
-        found = journal.completed(num_samples, field_shape)
-        if len(found) != num_samples:
-            missing = sorted(set(range(num_samples)) - set(found))
-            raise RuntimeError(f"{journal.path}: members {missing[:10]} were not written")
-        samples = np.stack([found[i] for i in range(num_samples)])
-        return dataset(samples, _merged_info(statuses, ranks.world_size), False, len(earlier))
-
-
-def _merged_info(statuses: list[dict[str, Any]], world_size: int) -> dict[str, Any]:
-    """One run's cost record from its ranks': per-sample costs weighted by members drawn, the
-    wall time of the slowest rank."""
-    infos = [s["info"] for s in statuses]
-    weights = np.array([s["members"] for s in statuses], dtype=float)
-    merged = dict(infos[0])
-    if weights.sum() > 0:
-        for key in ("denoiser_calls_per_sample", "covariance_products_per_sample",
-                    "nfe_per_sample"):  # fmt: skip
-            merged[key] = float(np.average([i[key] for i in infos], weights=weights))
-    merged["seconds"] = max(i["seconds"] for i in infos)
-    merged["world_size"] = world_size
-    merged["members_per_rank"] = [int(w) for w in weights]
-    return merged
-
-
-def _configure_network(prior: Prior, precision: str, compile: bool) -> None:
-    from posterior_diffusion.priors.network import NetworkPrior
-
-    if isinstance(prior, NetworkPrior):
-        prior.configure(precision=precision, compile=compile)
-    elif precision != "fp32" or compile:
-        raise ValueError(
-            f"--precision bf16 and --compile are for trained priors; {type(prior).__name__} is "
-            "analytic and runs in float64"
-        )
-
-
-def _simulation_params(forward_model: str, attrs: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The registry's defaults for `forward_model`, overridden by `attrs`."""
-    try:
-        defaults = simulation_defaults(forward_model)
-    except ForwardModelError as err:
-        raise ForwardModelError(f"simulation: {err}") from None
-    return {**defaults, **dict(attrs or {})}
+    request = ReconstructionRequest(observation, journal_for=output, resume=resume, **options)
+    return reconstruction.reconstruct_to_file(request)
 
 
 def simulate_observation(
     forward_model: str,
-    shape: Sequence[int] = (64, 64),
+    shape: Sequence[int] = DEFAULT_FIELD_SHAPE,
     attrs: Mapping[str, Any] | None = None,
     prior: str | Prior | None = None,
     power_spectrum: str | os.PathLike | None = None,
     mask: np.ndarray | None = None,
-    mask_fraction: float = 0.0,
-    mask_border: int = 0,
+    mask_fraction: float | None = 0.0,
+    mask_border: int | None = 0,
     noise_std: float | np.ndarray | None = None,
     seed: int = 0,
     command: str | None = None,
@@ -439,8 +190,9 @@ def simulate_observation(
         prior: as in `reconstruct`.
         power_spectrum: as in `reconstruct`.
         mask: (H, W) 0/1 on the data grid, 1 = observed; None: made from mask_fraction/border.
-        mask_fraction: approximate fraction of pixels lost to random rectangular holes.
-        mask_border: width in pixels of an unobserved frame.
+        mask_fraction: approximate fraction of pixels lost to random rectangular holes; None:
+            the forward model's default (registry `default_mask`).
+        mask_border: width in pixels of an unobserved frame; None: the forward model's default.
         noise_std: noise standard deviation in data units (not needed for lensing, whose shape
             noise follows from sigma_e, n_gal_per_arcmin2 and pixel_scale_arcmin).
         seed: seeds the field, the noise and the mask.
@@ -451,85 +203,40 @@ def simulate_observation(
         A checked Observation with y, truth, mask, noise_std and attributes (forward_model, its
         parameters, provenance).
     """
-    _check_run_settings(1, None, seed, None, "cpu")
-    dims = tuple(int(n) for n in shape)
-    if len(dims) not in (2, 3) or min(dims) < 1:
-        raise ValueError(f"field shape must be (H, W) or (C, H, W) of positive sizes, got {dims}")
-    field_shape = dims if len(dims) == 3 else (1, *dims)
-    params = _simulation_params(forward_model, attrs)
-    data_shape = simulated_data_shape(forward_model, params, field_shape)
-    if mask is None and (mask_fraction > 0 or mask_border > 0):
-        mask = survey_mask(data_shape[-2:], mask_fraction, int(mask_border), seed=seed)
-    inputs = _simulation_inputs(arrays, mask, noise_std)
-    # Validate the inputs as an observation would be, before drawing anything.
-    draft = Observation(y=np.zeros(data_shape), path=Path("simulation"), **_split(inputs))
-    check_observation(draft)
-    model = _simulation_model(forward_model, params, inputs, data_shape, field_shape)
-    resolved = resolve_prior(prior, power_spectrum, field_shape, _pixel_scale(params))
-    generator = torch.Generator().manual_seed(int(seed))
-    with torch.no_grad():
-        truth = resolved.sample(1, generator, field_shape=field_shape)[0].to(torch.float64)
-        y = model.simulate(truth, generator)
-    record = provenance(
-        command=command,
+    return observing.simulate_observation(
+        forward_model,
+        shape=shape,
+        attrs=attrs,
+        prior=prior,
+        power_spectrum=power_spectrum,
+        mask=mask,
+        mask_fraction=mask_fraction,
+        mask_border=mask_border,
+        noise_std=noise_std,
         seed=seed,
-        prior_identity=resolved.identity(),
-        forward_model_params=model.params(),
+        command=command,
+        **arrays,
     )
-    obs = Observation(
-        y=y.numpy(),
-        truth=truth.numpy(),
-        attrs={**record, **params, "forward_model": forward_model},
-        **_split(inputs),
-    )
-    return check_observation(obs)
 
 
-def _simulation_inputs(arrays: Mapping[str, Any], mask, noise_std) -> dict[str, np.ndarray]:
-    """The arrays a simulated observation hands its forward model, as float64."""
-    inputs = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
-    if mask is not None:
-        inputs["mask"] = np.asarray(mask, dtype=np.float64)
-    if noise_std is not None:
-        inputs["noise_std"] = np.asarray(noise_std, dtype=np.float64)
-    return inputs
+def simulate_observation_to_file(
+    output: str | os.PathLike, forward_model: str, **options: Any
+) -> Observation:
+    """`simulate_observation` written to an OBS.h5 file, as `posterior-diffusion simulate-obs`
+    runs it: the output path is checked before anything is drawn.
 
+    Args:
+        output: observation file to write (.h5 or .hdf5) in an existing directory.
+        forward_model: as in `simulate_observation`.
+        **options: the other arguments of `simulate_observation`.
 
-def _simulation_model(
-    forward_model: str,
-    params: Mapping[str, Any],
-    inputs: Mapping[str, np.ndarray],
-    data_shape: tuple,
-    field_shape: tuple,
-) -> ForwardModel:
-    """The forward model of a simulation, checked against the field shape."""
-    try:
-        model = _build_model(forward_model, params, inputs, data_shape, "simulation")
-    except ForwardModelError as err:
-        if "noise_std" not in inputs and "'noise_std'" in str(err):
-            raise ForwardModelError(f"{err} (give noise_std; CLI: --noise-std S)") from None
-        raise
-    if tuple(model.field_shape) != field_shape:
-        raise ForwardModelError(
-            f"forward model '{forward_model}' works on fields of shape {tuple(model.field_shape)}, "
-            f"not {field_shape}"
-        )
-    return model
-
-
-def _pixel_scale(attrs: Mapping[str, Any]) -> float | None:
-    """The pixel side [arcmin] an observation declares, if any."""
-    value = attrs.get("pixel_scale_arcmin")
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _split(inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Observation keyword arguments from a flat dict of arrays."""
-    rest = {k: v for k, v in inputs.items() if k not in ("mask", "noise_std")}
-    return {"mask": inputs.get("mask"), "noise_std": inputs.get("noise_std"), "arrays": rest}
+    Returns:
+        The Observation written.
+    """
+    check_observation_path(output)
+    obs = observing.simulate_observation(forward_model, **options)
+    obs.write(output)
+    return obs
 
 
 def observe_field(
@@ -562,37 +269,123 @@ def observe_field(
     Returns:
         A checked Observation with y, truth, mask, noise_std and attributes.
     """
-    _check_run_settings(1, None, seed, None, "cpu")
-    field = np.asarray(truth, dtype=np.float64)
-    if field.ndim == 2:
-        field = field[None]
-    if field.ndim != 3 or min(field.shape) < 1:
-        raise ValueError(f"a field must be (H, W) or (C, H, W), got shape {np.shape(truth)}")
-    field_shape = tuple(field.shape)
-    params = _simulation_params(forward_model, attrs)
-    data_shape = simulated_data_shape(forward_model, params, field_shape)
-    inputs = _simulation_inputs(arrays, mask, noise_std)
-    draft = Observation(
-        y=np.zeros(data_shape), truth=field, path=Path("simulation"), **_split(inputs)
-    )
-    check_observation(draft)  # also refuses NaN/inf in the field
-    model = _simulation_model(forward_model, params, inputs, data_shape, field_shape)
-    generator = torch.Generator().manual_seed(int(seed))
-    with torch.no_grad():
-        y = model.simulate(torch.from_numpy(field), generator)
-    record = provenance(
-        command=command,
+    return observing.observe_field(
+        truth,
+        forward_model,
+        attrs=attrs,
+        mask=mask,
+        noise_std=noise_std,
         seed=seed,
+        command=command,
         prior_identity=prior_identity,
-        forward_model_params=model.params(),
+        **arrays,
     )
-    obs = Observation(
-        y=y.numpy(),
-        truth=field,
-        attrs={**record, **params, "forward_model": forward_model},
-        **_split(inputs),
+
+
+def simulate_fields_to_file(
+    output: str | os.PathLike,
+    kind: str,
+    num: int = 1,
+    shape: Sequence[int] = DEFAULT_FIELD_SHAPE,
+    seed: int = 0,
+    power_spectrum: str | os.PathLike | None = None,
+    pixel_scale_arcmin: float | None = None,
+    shift: float | None = None,
+    lpt_order: int = 1,
+    growth: float = 1.0,
+    amplitude_range: Sequence[float] | None = None,
+    slope_range: Sequence[float] | None = None,
+    command: str | None = None,
+) -> np.ndarray:
+    """Simulate `num` maps of `kind` (training or test sets) and write them to `output`.
+
+    Args:
+        output: .h5, .hdf5 or .zarr file (dataset `fields`, (num, H, W); `theta` (num, 2) for
+            GRFs at many cosmologies), checked before anything is simulated.
+        kind: grf, lognormal, convergence or density.
+        num: number of maps.
+        shape: (H, W) [pixels]; density needs H = W.
+        seed: random seed.
+        power_spectrum: two-column text file, k [cycles/pixel, or cycles/cell for density's 3-D
+            spectrum] and P; None: the kind's default.
+        pixel_scale_arcmin: convergence: pixel side [arcmin] (1).
+        shift: lognormal (1) and convergence (0.02): the lognormal shift.
+        lpt_order: density: 1 (Zel'dovich) or 2 (2LPT).
+        growth: density: growth amplitude D.
+        amplitude_range, slope_range: grf at many cosmologies: each map draws its power-law
+            amplitude and slope uniformly in these (LO, HI); either one given makes such a set
+            (the other takes its default box; docs/conditional_priors.md).
+        command: the command line, recorded in the file.
+
+    Returns:
+        The maps written, (num, H, W).
+    """
+    return simulated_fields.simulate_fields_to_file(
+        output,
+        kind,
+        num=num,
+        shape=shape,
+        seed=seed,
+        power_spectrum=power_spectrum,
+        pixel_scale_arcmin=pixel_scale_arcmin,
+        shift=shift,
+        lpt_order=lpt_order,
+        growth=growth,
+        amplitude_range=amplitude_range,
+        slope_range=slope_range,
+        command=command,
     )
-    return check_observation(obs)
+
+
+def check_model(
+    file: str | os.PathLike,
+    dataset: str | None = None,
+    prior: str | Prior | None = None,
+    power_spectrum: str | os.PathLike | None = None,
+    theta: Mapping[str, float] | Sequence[float] | None = None,
+    probes: int | str = 4,
+    reference: int = 32,
+    seed: int = 0,
+    device: str = "cpu",
+    output: str | os.PathLike | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> FileCheck:
+    """Model checking: log p(x) of each field in a file under the prior (probability-flow ODE),
+    and the fraction of the prior's own draws that score lower (docs/log_likelihood.md).
+
+    Args:
+        file: .h5, .hdf5, .nc or .zarr file of fields.
+        dataset: dataset of fields; None: the first of fields, samples, truth.
+        prior: as in `reconstruct`.
+        power_spectrum: as in `reconstruct`.
+        theta: a conditional prior's parameters, as in `reconstruct`.
+        probes: Hutchinson probes (error bar from their spread), or "exact" (small maps).
+        reference: prior draws scored alike, to rank the fields among (0: none).
+        seed: seeds the reference draws and the probes.
+        device: "cpu" or "cuda".
+        output: also write the result, with provenance, to this .json file.
+        progress: progress bars on stderr.
+        command: the command line, recorded as provenance.
+
+    Returns:
+        The file, the dataset checked and the result (per-field log-density, its standard
+        error and rank among the reference draws).
+    """
+    return model_check_file.check_field_file(
+        file,
+        dataset=dataset,
+        prior=prior,
+        power_spectrum=power_spectrum,
+        theta=theta,
+        probes=probes,
+        reference=reference,
+        seed=seed,
+        device=device,
+        output=output,
+        progress=progress,
+        command=command,
+    )
 
 
 def calibrate(
@@ -605,8 +398,8 @@ def calibrate(
     shape: Sequence[int] | None = None,
     attrs: Mapping[str, Any] | None = None,
     mask: np.ndarray | None = None,
-    mask_fraction: float = 0.0,
-    mask_border: int = 0,
+    mask_fraction: float | None = 0.0,
+    mask_border: int | None = 0,
     noise_std: float | None = None,
     sampler: str | None = None,
     num_samples: int = 64,
@@ -639,8 +432,9 @@ def calibrate(
         attrs: forward-model parameters, as in `simulate_observation`.
         mask: (H, W) 0/1, 1 = observed, shared by all tests; None: made from mask_fraction and
             mask_border with `seed` (as `simulate-obs --seed` would make it).
-        mask_fraction: fraction of pixels lost to random rectangular holes.
-        mask_border: unobserved frame [pixels].
+        mask_fraction: fraction of pixels lost to random rectangular holes; None: the forward
+            model's default (registry `default_mask`).
+        mask_border: unobserved frame [pixels]; None: the forward model's default.
         noise_std: noise standard deviation [data units].
         sampler: a sampler name; None: as in `reconstruct`.
         num_samples: posterior samples per test (>= 2).
@@ -659,9 +453,6 @@ def calibrate(
         ValueError (and subclasses): invalid input, or finished tests made with other settings.
         CalibrationInterrupted: Ctrl-C; finished tests are kept for a rerun to resume.
     """
-    from posterior_diffusion.calibration import CalibrationRequest, run_calibration
-    from posterior_diffusion.reporting.calibration_report import write_calibration_report
-
     request = CalibrationRequest(
         output_dir=Path(output_dir),
         forward_model=str(forward_model),
@@ -672,8 +463,8 @@ def calibrate(
         shape=None if shape is None else tuple(int(n) for n in shape),
         attrs=dict(attrs or {}),
         mask=mask,
-        mask_fraction=float(mask_fraction),
-        mask_border=int(mask_border),
+        mask_fraction=None if mask_fraction is None else float(mask_fraction),
+        mask_border=None if mask_border is None else int(mask_border),
         noise_std=noise_std,
         sampler=sampler,
         num_samples=int(num_samples),
@@ -685,6 +476,9 @@ def calibrate(
         command=command,
     )
     run = run_calibration(request)
+    # The report modules load matplotlib: imported when a report is made.
+    from posterior_diffusion.reporting.calibration_report import write_calibration_report
+
     return write_calibration_report(run, keep_tests=keep_tests)
 
 
@@ -710,11 +504,17 @@ def report_posterior(
 
 
 __all__ = [
+    "CalibrationInterrupted",
+    "FileCheck",
     "ReconstructionInterrupted",
     "calibrate",
+    "check_model",
     "observation_model",
     "observe_field",
     "reconstruct",
+    "reconstruct_to_file",
     "report_posterior",
+    "simulate_fields_to_file",
     "simulate_observation",
+    "simulate_observation_to_file",
 ]

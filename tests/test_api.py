@@ -147,3 +147,28 @@ def test_simulation_mask_is_on_the_data_grid():
     assert np.all(obs.y[0][obs.mask == 0] == 0)
     observed = obs.mask == 1
     assert not np.any(obs.y[0][observed] == obs.truth[0][observed])  # noise was added
+
+
+def test_a_simulation_mask_of_none_is_the_forward_models_default():
+    # The lensing default: a border of min(H, W) // 16 pixels and holes over about 10% of the rest.
+    obs = simulate_observation(
+        "lensing", (N, N), prior="gaussian", mask_fraction=None, mask_border=None, seed=4
+    )
+    assert obs.mask[0].sum() == obs.mask[-1].sum() == obs.mask[:, 0].sum() == 0
+    assert 0.05 < 1 - obs.mask[1:-1, 1:-1].mean() < 0.4
+    # Explicit values are kept, None or not: no holes, no border, no mask.
+    assert simulate_observation("lensing", (N, N), prior="gaussian", seed=4).mask is None
+    bordered = simulate_observation(
+        "lensing", (N, N), prior="gaussian", mask_fraction=0.0, mask_border=None, seed=4
+    )
+    assert bordered.mask[1:-1, 1:-1].all() and not bordered.mask[0].any()
+
+
+@pytest.mark.parametrize("module", ["calibration", "reconstruction", "observing"])
+def test_lower_floors_do_not_import_the_api(module):
+    code = (
+        f"import sys, posterior_diffusion.{module}; "
+        "assert 'posterior_diffusion.api' not in sys.modules, 'api loaded'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -253,12 +253,29 @@ def test_simulate_obs_errors(tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.npy"]
 
 
+def test_forward_model_flags_come_from_the_registry(capsys):
+    """One flag per registry parameter (its attribute is the dest), on simulate-obs and calibrate."""
+    from forward_models.registry import parameter_table
+    from posterior_diffusion.cli.parser import build_parser, forward_model_attrs
+
+    parser = build_parser()
+    model_flags = ["--forward-model", "lensing", "--sigma-e", "0.3", "--downsample-factor", "4"]
+    for command in (["simulate-obs", "o.h5"], ["calibrate", "--from-prior", "--num-tests", "1"]):
+        attrs = forward_model_attrs(parser.parse_args([*command, *model_flags]))
+        assert attrs == {"sigma_e": 0.3, "downsample_factor": 4}
+        assert type(attrs["downsample_factor"]) is int
+    with pytest.raises(SystemExit):
+        parser.parse_args(["simulate-obs", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--n-gal-per-arcmin2 N lensing: source galaxy density [arcmin^-2] (30)" in text
+    assert all(f"--{name.replace('_', '-')}" in text for name in parameter_table())
+
+
 def test_interrupt_writes_completed_members(obs_dir, tmp_path, monkeypatch, capsys):
     """Ctrl-C during sampling, as sample_posterior reports it: the completed members are kept."""
     import torch
 
-    import posterior_diffusion.api as api
-    from posterior_diffusion import cli
+    from posterior_diffusion import cli, reconstruction
     from posterior_diffusion.sampling import SamplingInterrupted
 
     completed = torch.arange(2 * N * N, dtype=torch.float64).reshape(2, 1, N, N)
@@ -266,7 +283,7 @@ def test_interrupt_writes_completed_members(obs_dir, tmp_path, monkeypatch, caps
     def interrupted(*args, **kwargs):
         raise SamplingInterrupted(completed, {"sampler": "guided", "steps": 4, "seed": 0})
 
-    monkeypatch.setattr(api, "sample_posterior", interrupted)
+    monkeypatch.setattr(reconstruction, "sample_posterior", interrupted)
     out = tmp_path / "post.h5"
     code = cli.main(
         ["reconstruct", str(obs_dir / "noise.h5"), "--num-samples", "8", "-o", str(out)]

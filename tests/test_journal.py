@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from posterior_diffusion.io.journal import JournalError, SampleJournal, journal_path
+from posterior_diffusion.io.journal import (
+    JournalError,
+    SampleJournal,
+    journal_path,
+    remove_journal,
+)
 
 FIELD = (1, 4, 5)
 SETTINGS = {"sampler": "guided", "steps": 48, "seed": 1, "prior": {"checksum": "abc"}}
@@ -21,7 +26,7 @@ def test_members_round_trip_and_a_new_journal_has_none(tmp_path):
     found = again.completed(6, FIELD)
     assert resumed and sorted(found) == [1, 4]
     assert np.array_equal(found[4], draws[1])
-    journal.remove()
+    remove_journal(tmp_path / "out.h5")
     assert not journal.path.exists()
 
 

@@ -16,22 +16,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from forward_models.registry import simulated_data_shape
-from posterior_diffusion.api import (
-    _check_run_settings,
-    _choose_sampler,
-    _simulation_params,
-    observation_model,
-    observe_field,
-    reconstruct,
-    simulate_observation,
-)
+from posterior_diffusion.defaults import DEFAULT_FIELD_SHAPE
 from posterior_diffusion.io import Observation
 from posterior_diffusion.io.attrs import to_json
-from posterior_diffusion.masks import survey_mask
+from posterior_diffusion.observing import (
+    observation_model,
+    observe_field,
+    pixel_scale,
+    simulate_observation,
+    simulation_mask,
+    simulation_params,
+)
 from posterior_diffusion.prior_resolver import resolve_prior
 from posterior_diffusion.priors import Prior
 from posterior_diffusion.provenance import file_sha256, provenance
+from posterior_diffusion.reconstruction import ReconstructionRequest, draw_members, prepare
+from posterior_diffusion.run_settings import check_run_settings, choose_sampler
 from posterior_diffusion.samplers import SAMPLERS
 
 from . import one_test
@@ -44,8 +44,6 @@ from .settings import (
 )
 from .store import ResultStore
 from .truths import SimulationsFile
-
-DEFAULT_SHAPE = (64, 64)  # field size [pixels] for prior draws when none is given
 
 
 class CalibrationInterrupted(KeyboardInterrupt):
@@ -75,7 +73,7 @@ class _Plan:
 
     def __init__(self, request: CalibrationRequest):
         self.request = r = request
-        _check_run_settings(r.num_samples, r.steps, r.seed, r.batch_size, r.device)
+        check_run_settings(r.num_samples, r.steps, r.seed, r.batch_size, r.device)
         if r.num_tests < 1:
             raise ValueError(f"number of tests must be >= 1, got {r.num_tests}")
         if r.num_samples < 2:
@@ -100,25 +98,22 @@ class _Plan:
                     f"{r.num_tests} tests asked for"
                 )
         else:
-            h, w = r.shape or DEFAULT_SHAPE
+            h, w = r.shape or DEFAULT_FIELD_SHAPE
         if min(h, w) < 2:
             raise ValueError(f"field shape must be at least 2 x 2 pixels, got {h} x {w}")
         self.field_shape = (1, int(h), int(w))
-        self.params = _simulation_params(r.forward_model, r.attrs)
+        self.params = simulation_params(r.forward_model, r.attrs)
         self.prior = self._prior()
         self.mask = self._mask()
         self.first = self.observation(0)  # validates every forward-model input
         self.model = observation_model(self.first, None)
-        self.sampler = _choose_sampler(r.sampler, self.model)
+        self.sampler = choose_sampler(r.sampler, self.model)
         self.steps = int(r.steps or SAMPLERS[self.sampler].default_steps)
         self.settings = self._settings()
 
     def _prior(self) -> Prior:
         r = self.request
-        scale = self.params.get("pixel_scale_arcmin")
-        prior = resolve_prior(
-            r.prior, r.power_spectrum, self.field_shape, None if scale is None else float(scale)
-        )
+        prior = resolve_prior(r.prior, r.power_spectrum, self.field_shape, pixel_scale(self.params))
         if not callable(getattr(prior, "sample", None)):
             raise ValueError(
                 f"prior '{prior.identity().get('name')}' cannot draw fields; calibration needs "
@@ -130,12 +125,11 @@ class _Plan:
         r = self.request
         if r.mask is not None:
             return np.asarray(r.mask, dtype=np.float64)
-        if r.mask_fraction <= 0 and r.mask_border <= 0:
-            return None
-        data_shape = simulated_data_shape(r.forward_model, self.params, self.field_shape)
         # Drawn once with the run's seed, as `simulate-obs --seed S` draws it: every test shares
         # it, so the coverage maps show how coverage behaves in and around the holes.
-        return survey_mask(data_shape[-2:], r.mask_fraction, r.mask_border, seed=r.seed)
+        return simulation_mask(
+            r.forward_model, self.params, self.field_shape, r.mask_fraction, r.mask_border, r.seed
+        )
 
     def observation(self, index: int) -> Observation:
         """Test `index`'s observation, truth included; reproducible from (seed, index) alone."""
@@ -225,30 +219,29 @@ def _run_test(plan: _Plan, index: int, edges: np.ndarray | None):
     start = time.perf_counter()
     obs = plan.first if index == 0 else plan.observation(index)
     sampler_seed = stream_seed(r.seed, index, "sampler")
-    ds = reconstruct(
-        obs,
-        forward_model=r.forward_model,
-        prior=plan.prior,
-        sampler=plan.sampler,
-        num_samples=r.num_samples,
-        steps=plan.steps,
-        seed=sampler_seed,
-        device=r.device,
-        batch_size=r.batch_size,
-        progress=False,
+    ensemble = prepare(
+        ReconstructionRequest(
+            obs,
+            forward_model=r.forward_model,
+            prior=plan.prior,
+            sampler=plan.sampler,
+            num_samples=r.num_samples,
+            steps=plan.steps,
+            seed=sampler_seed,
+            device=r.device,
+            batch_size=r.batch_size,
+            progress=False,
+        )
     )
-    samples = np.asarray(ds["samples"].values, dtype=np.float64).reshape(
-        r.num_samples, *plan.field_shape
-    )
-    info = json.loads(ds.attrs.get("sampler_settings", "{}"))
-    model = observation_model(obs, r.forward_model)
+    draws = draw_members(ensemble)
+    samples = draws.samples.reshape(r.num_samples, *plan.field_shape)
     truth = np.asarray(obs.truth, dtype=np.float64)
     arrays = one_test.diagnose(
         samples,
         truth,
         obs.y,
         obs.mask,
-        model,
+        ensemble.model,
         plan.prior,
         plan.reference(index),
         one_test.pdf_edges(truth, samples) if edges is None else edges,
@@ -260,8 +253,8 @@ def _run_test(plan: _Plan, index: int, edges: np.ndarray | None):
         "index": index,
         "observation_seed": observation_seed(r.seed, index),
         "sampler_seed": sampler_seed,
-        "nfe_per_sample": info.get("nfe_per_sample"),
-        "sampling_seconds": info.get("seconds"),
+        "nfe_per_sample": draws.info.get("nfe_per_sample"),
+        "sampling_seconds": draws.info.get("seconds"),
         "seconds": time.perf_counter() - start,
     }
     return arrays, meta

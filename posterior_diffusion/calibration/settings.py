@@ -38,8 +38,8 @@ class CalibrationRequest:
     shape: tuple[int, ...] | None = None  # (H, W) [pixels]
     attrs: dict[str, Any] = field(default_factory=dict)
     mask: np.ndarray | None = None
-    mask_fraction: float = 0.0
-    mask_border: int = 0  # [pixels]
+    mask_fraction: float | None = 0.0  # None: the forward model's default
+    mask_border: int | None = 0  # [pixels]; None: the forward model's default
     noise_std: float | None = None  # [data units]
     sampler: str | None = None
     num_samples: int = 64

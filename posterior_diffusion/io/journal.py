@@ -28,6 +28,12 @@ def journal_path(output: str | os.PathLike) -> Path:
     return output.with_name(f".{output.name}.resume")
 
 
+def remove_journal(output: str | os.PathLike) -> None:
+    """Delete the journal beside `output`: once the output holds every member, or when the
+    journal holds none."""
+    remove_path(journal_path(output))
+
+
 class SampleJournal:
     """The members of one run written so far (see the module docstring)."""
 
@@ -142,6 +148,3 @@ class SampleJournal:
         array = self._samples(num_samples, tuple(samples.shape[1:]))
         for index, sample in zip(members, samples, strict=True):
             array[index] = sample
-
-    def remove(self) -> None:
-        remove_path(self.path)

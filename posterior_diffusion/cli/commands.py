@@ -1,0 +1,225 @@
+"""One function per command: take the parsed flags, call one API function, print one line."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from posterior_diffusion import api
+
+from .errors import EXIT_INTERRUPTED, EXIT_OK, UsageError, say
+from .parser import forward_model_attrs, sampler_options
+
+
+def reconstruct(args: argparse.Namespace, command: str) -> int:
+    try:
+        ds = api.reconstruct_to_file(
+            args.observation,
+            args.output,
+            resume=args.resume,
+            forward_model=args.forward_model,
+            prior=args.prior,
+            power_spectrum=args.power_spectrum,
+            sampler=args.sampler,
+            num_samples=args.num_samples,
+            steps=args.steps,
+            seed=args.seed,
+            device=args.device,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+            command=command,
+            precision=args.precision,
+            compile=args.compile,
+            devices=args.devices,
+            num_nodes=args.num_nodes,
+            sampler_options=sampler_options(args),
+            theta=args.theta,
+            guidance=args.guidance,
+        )
+    except api.ReconstructionInterrupted as stop:
+        say(_interrupted(stop, args.output))
+        return EXIT_INTERRUPTED
+    if ds is None:
+        return EXIT_OK  # a rank other than 0 of a sharded run: rank 0 writes the output
+    resumed = int(ds.attrs.get("resumed_members", 0))
+    note = f" ({resumed} of them from the interrupted run)" if resumed else ""
+    print(f"wrote {ds.sizes['sample']} samples to {args.output}{note}")
+    return EXIT_OK
+
+
+def _interrupted(stop: api.ReconstructionInterrupted, output: str) -> str:
+    """What an interrupted reconstruction left behind, and how to finish it."""
+    if stop.journal is not None:  # a sharded run: other ranks' members are there too
+        return (
+            f"interrupted; {stop.completed} of {stop.requested} samples are saved in "
+            f"{stop.journal}; add --resume to the same command to finish the run"
+        )
+    if stop.dataset is None:
+        return "interrupted before any sample was completed; nothing written"
+    return (
+        f"interrupted after {stop.completed} of {stop.requested} samples; wrote those to "
+        f"{output} (attribute interrupted=1); add --resume to the same command to finish the run"
+    )
+
+
+def simulate_obs(args: argparse.Namespace, command: str) -> int:
+    if args.mask and args.mask_border is not None:
+        raise UsageError("--mask-border cannot be combined with --mask (put the border in FILE)")
+    api.simulate_observation_to_file(
+        args.output,
+        args.forward_model,
+        shape=(args.channels, *args.shape),
+        attrs=forward_model_attrs(args),
+        prior=args.prior,
+        power_spectrum=args.power_spectrum,
+        mask=_read_mask(args.mask) if args.mask else None,
+        mask_fraction=args.mask_fraction,  # None: the forward model's default
+        mask_border=args.mask_border,
+        noise_std=args.noise_std,
+        seed=args.seed,
+        command=command,
+    )
+    print(f"wrote a simulated '{args.forward_model}' observation to {args.output}")
+    return EXIT_OK
+
+
+def simulate(args: argparse.Namespace, command: str) -> int:
+    fields = api.simulate_fields_to_file(
+        args.output,
+        args.kind,
+        num=args.num,
+        shape=args.shape,
+        seed=args.seed,
+        power_spectrum=args.power_spectrum,
+        pixel_scale_arcmin=args.pixel_scale_arcmin,
+        shift=args.shift,
+        lpt_order=args.lpt_order,
+        growth=args.growth,
+        amplitude_range=args.amplitude_range,
+        slope_range=args.slope_range,
+        command=command,
+    )
+    num, height, width = fields.shape
+    if args.amplitude_range or args.slope_range:
+        print(
+            f"wrote {num} 'grf' maps of {height} x {width}, each with its theta, to {args.output}"
+        )
+    else:
+        print(f"wrote {num} '{args.kind}' maps of {height} x {width} to {args.output}")
+    return EXIT_OK
+
+
+def log_likelihood(args: argparse.Namespace, command: str) -> int:
+    check = api.check_model(
+        args.file,
+        dataset=args.dataset,
+        prior=args.prior,
+        power_spectrum=args.power_spectrum,
+        theta=args.theta,
+        probes=args.probes,
+        reference=args.reference,
+        seed=args.seed,
+        device=args.device,
+        output=args.output,
+        progress=not args.no_progress,
+        command=command,
+    )
+    _print_model_check(check)
+    if args.output:
+        print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def _print_model_check(check: api.FileCheck) -> None:
+    """The table of log-densities, and the spread of the prior's own draws."""
+    result, scored = check.result, check.result.fields
+    print(
+        f"log p under the prior of {check.file}:{check.dataset} ({scored.pixels} pixels per field) [nats]"
+    )
+    print(
+        "field  log_p  std_error  per_pixel"
+        + ("  fraction_of_prior_draws_below" * bool(result.percentile is not None))
+    )
+    for i, (value, error) in enumerate(zip(scored.log_density, scored.standard_error, strict=True)):
+        rank = "" if result.percentile is None else f"  {float(result.percentile[i]):.3f}"
+        print(
+            f"{i}  {float(value):.3f}  {float(error):.3f}  {float(value) / scored.pixels:.5f}{rank}"
+        )
+    if result.reference is not None:
+        reference = result.reference.log_density.double()
+        low, median, high = (float(reference.quantile(q)) for q in (0.01, 0.5, 0.99))
+        print(
+            f"prior draws ({len(reference)}): median {median:.3f}, 1%-99% [{low:.3f}, {high:.3f}]"
+        )
+
+
+def calibrate(args: argparse.Namespace, command: str) -> int:
+    if args.mask and args.mask_border is not None:
+        raise UsageError("--mask-border cannot be combined with --mask (put the border in FILE)")
+    try:
+        summary = api.calibrate(
+            args.output,
+            args.forward_model,
+            args.num_tests,
+            prior=args.prior,
+            power_spectrum=args.power_spectrum,
+            simulations=args.simulations,
+            shape=args.shape,
+            attrs=forward_model_attrs(args),
+            mask=_read_mask(args.mask) if args.mask else None,
+            mask_fraction=args.mask_fraction,  # None: the forward model's default
+            mask_border=args.mask_border,
+            noise_std=args.noise_std,
+            sampler=args.sampler,
+            num_samples=args.num_samples,
+            steps=args.steps,
+            seed=args.seed,
+            device=args.device,
+            batch_size=args.batch_size,
+            keep_tests=not args.no_keep_tests,
+            progress=not args.no_progress,
+            command=command,
+        )
+    except api.CalibrationInterrupted as stop:
+        say(
+            f"interrupted with {stop.finished} of {stop.requested} tests finished "
+            f"(kept in {stop.folder}); rerun the same command to resume"
+        )
+        return EXIT_INTERRUPTED
+    print(
+        f"wrote a calibration report of {summary['num_tests']} tests "
+        f"({summary['tests_computed_by_this_run']} computed now) to {args.output} "
+        "(index.html, report.pdf, summary.json)"
+    )
+    return EXIT_OK
+
+
+def report(args: argparse.Namespace, command: str) -> int:
+    summary = api.report_posterior(args.posterior, args.output, command=command)
+    print(f"wrote a report of {args.posterior} to {summary['report_directory']}")
+    return EXIT_OK
+
+
+def train(argv: list[str]) -> None:
+    from posterior_diffusion.training.cli import run_training
+
+    run_training(argv)
+
+
+def _read_mask(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UsageError(f"{path}: cannot read mask as a .npy array ({reason})") from None
+
+
+COMMANDS = {
+    "reconstruct": reconstruct,
+    "simulate-obs": simulate_obs,
+    "simulate": simulate,
+    "log-likelihood": log_likelihood,
+    "calibrate": calibrate,
+    "report": report,
+}

@@ -1,0 +1,6 @@
+"""Defaults shared by the API, calibration runs and the command line.
+
+It imports nothing, so that the command line's parser can read it cheaply.
+"""
+
+DEFAULT_FIELD_SHAPE = (64, 64)  # (H, W) [pixels] of simulated fields when none is given

@@ -1,0 +1,383 @@
+"""One posterior ensemble: its inputs checked, the sampler run over its members (in this process or
+sharded over several), finished members journaled so that a killed run resumes, and the dataset
+with provenance."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from forward_models.base import ForwardModel
+from posterior_diffusion.distributed import Ranks, check_layout, launch
+from posterior_diffusion.io import (
+    Observation,
+    check_observation,
+    output_format,
+    posterior_dataset,
+    read_observation,
+    write_dataset,
+)
+from posterior_diffusion.io.journal import JournalError, SampleJournal, remove_journal
+from posterior_diffusion.observing import observation_model, pixel_scale
+from posterior_diffusion.prior_resolver import condition_prior, resolve_prior
+from posterior_diffusion.priors import Prior
+from posterior_diffusion.priors.network import NetworkPrior
+from posterior_diffusion.provenance import file_sha256, provenance
+from posterior_diffusion.run_settings import check_run_settings, choose_sampler
+from posterior_diffusion.samplers import get_sampler
+from posterior_diffusion.sampling import SamplingInterrupted, sample_posterior
+
+# Per-sample costs in a sampler's info, averaged over the ranks of a sharded run.
+PER_SAMPLE_COSTS = ("denoiser_calls_per_sample", "covariance_products_per_sample", "nfe_per_sample")
+
+
+class ReconstructionInterrupted(KeyboardInterrupt):
+    """Ctrl-C during sampling. `dataset` holds the completed members (None if there are none,
+    or if the run was sharded: then `journal` names the store that holds them)."""
+
+    def __init__(
+        self,
+        dataset: xr.Dataset | None,
+        completed: int,
+        requested: int,
+        journal: Path | None = None,
+    ):
+        super().__init__(f"interrupted after {completed} of {requested} samples")
+        self.dataset, self.completed, self.requested = dataset, completed, requested
+        self.journal = journal
+
+
+@dataclass(frozen=True)
+class ReconstructionRequest:
+    """A reconstruction as asked for (`api.reconstruct` gives the meaning of each field)."""
+
+    observation: str | os.PathLike | Observation
+    forward_model: str | ForwardModel | None = None
+    prior: str | Prior | None = None
+    power_spectrum: str | os.PathLike | None = None
+    sampler: str | None = None
+    num_samples: int = 64
+    steps: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int | None = None
+    progress: bool = True
+    command: str | None = None
+    precision: str = "fp32"
+    compile: bool = False
+    journal_for: str | os.PathLike | None = None
+    resume: bool = False
+    devices: int = 1
+    num_nodes: int = 1
+    sampler_options: Mapping[str, Any] | None = None
+    theta: Mapping[str, float] | Sequence[float] | None = None
+    guidance: float = 0.0
+
+    @property
+    def sharded(self) -> bool:
+        return int(self.devices) * int(self.num_nodes) > 1
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Members drawn so far, in member order, and the sampler's cost record."""
+
+    samples: np.ndarray  # (members, C, H, W) float64
+    info: dict[str, Any]  # sampler, steps, options, seed, costs, ...
+    resumed: int  # members taken from the journal of an earlier run
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """A checked reconstruction: observation, forward model, prior, sampler and its options."""
+
+    request: ReconstructionRequest
+    observation: Observation
+    model: ForwardModel
+    prior: Prior
+    sampler: str
+    options: dict[str, Any]
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.request.num_samples)
+
+    def journal_settings(self) -> dict[str, Any]:
+        """What decides every member's draw: a resumed run must share it."""
+        r, obs = self.request, self.observation
+        return {
+            "input_sha256": file_sha256(obs.path) if obs.path else None,
+            "forward_model": self.model.params(),
+            "prior": self.prior.identity(),
+            "sampler": self.sampler,
+            "steps": r.steps if r.steps is not None else get_sampler(self.sampler).default_steps,
+            "options": self.options,
+            "seed": int(r.seed),
+            "device_type": torch.device(r.device).type,  # CPU and CUDA streams differ
+        }
+
+    def draw(
+        self,
+        members: list[int],
+        on_batch: Callable[[list[int], torch.Tensor], None] | None = None,
+        ranks: Ranks | None = None,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Samples of `members` and the sampler's info; `on_batch` gets each finished batch."""
+        r = self.request
+        return sample_posterior(
+            self.prior,
+            self.model,
+            torch.from_numpy(self.observation.y),
+            self.num_samples,
+            sampler=self.sampler,
+            steps=r.steps,
+            seed=int(r.seed),
+            batch_size=r.batch_size,
+            device=ranks.device if ranks else r.device,
+            progress=r.progress and (ranks is None or ranks.is_main),
+            members=members,
+            on_batch=on_batch,
+            options=self.options,
+            memory_share=1.0 / ranks.local_world_size if ranks else 1.0,
+        )
+
+    def dataset(self, draws: Draws) -> xr.Dataset:
+        """The posterior dataset of `draws`, with provenance."""
+        r, obs = self.request, self.observation
+        attrs = provenance(
+            command=r.command,
+            sampler_info=draws.info,
+            seed=r.seed,
+            prior_identity=self.prior.identity(),
+            forward_model_params=self.model.params(),
+            input_path=obs.path,
+            extra={
+                "num_samples_requested": self.num_samples,
+                "num_samples_completed": int(draws.samples.shape[0]),
+                "interrupted": int(draws.interrupted),
+                "resumed_members": draws.resumed,
+                "field_shape": list(self.model.field_shape),
+                "data_shape": list(self.model.data_shape),
+                "observation_attrs": obs.attrs,
+            },
+        )
+        return posterior_dataset(draws.samples, obs, self.model.field_shape, attrs)
+
+
+def prepare(request: ReconstructionRequest) -> Ensemble:
+    """Check everything about `request` before anything is drawn or written."""
+    r = request
+    check_run_settings(r.num_samples, r.steps, r.seed, r.batch_size, r.device)
+    check_layout(r.devices, r.num_nodes, r.device)
+    if isinstance(r.observation, Observation):
+        obs = check_observation(r.observation)
+    else:
+        obs = read_observation(r.observation)
+    model = observation_model(obs, r.forward_model)
+    prior = _prior(r, model, obs)
+    sampler = choose_sampler(r.sampler, model)
+    options = dict(r.sampler_options or {})
+    get_sampler(sampler).check_options(options)
+    return Ensemble(r, obs, model, prior, sampler, options)
+
+
+def _prior(request: ReconstructionRequest, model: ForwardModel, obs: Observation) -> Prior:
+    """The requested prior, configured, conditioned and checked against the model's fields."""
+    prior = resolve_prior(
+        request.prior, request.power_spectrum, model.field_shape, pixel_scale(obs.attrs)
+    )
+    _configure_network(prior, request.precision, request.compile)
+    prior = condition_prior(prior, request.theta, request.guidance)
+    if prior.field_shape is not None and tuple(prior.field_shape) != tuple(model.field_shape):
+        raise ValueError(
+            f"prior is for fields of shape {tuple(prior.field_shape)}, but forward model "
+            f"'{model.name}' works on fields of shape {tuple(model.field_shape)}"
+        )
+    return prior
+
+
+def _configure_network(prior: Prior, precision: str, compile: bool) -> None:
+    """A trained prior's network precision and compilation; analytic priors take neither."""
+    if isinstance(prior, NetworkPrior):
+        prior.configure(precision=precision, compile=compile)
+    elif precision != "fp32" or compile:
+        raise ValueError(
+            f"--precision bf16 and --compile are for trained priors; {type(prior).__name__} is "
+            "analytic and runs in float64"
+        )
+
+
+def reconstruct(request: ReconstructionRequest) -> xr.Dataset | None:
+    """`api.reconstruct`: the posterior dataset (None on ranks other than 0 of a sharded run)."""
+    ensemble = prepare(request)
+    if request.sharded:
+        return _reconstruct_sharded(ensemble)
+    journal = None
+    if request.journal_for is not None:
+        journal, _ = SampleJournal.start(
+            request.journal_for, ensemble.journal_settings(), request.resume
+        )
+    return ensemble.dataset(draw_members(ensemble, journal))
+
+
+def reconstruct_to_file(request: ReconstructionRequest) -> xr.Dataset | None:
+    """`reconstruct` into the output `request.journal_for`, as the command line runs it.
+
+    The output's format, then the observation, are checked first. Once the output is written,
+    the journal goes. On Ctrl-C the completed members are written (attribute interrupted=1) and
+    the journal stays for a resumed run, or goes when it holds none.
+    """
+    output = request.journal_for
+    output_format(output)
+    if not isinstance(request.observation, Observation):
+        request = replace(request, observation=read_observation(request.observation))
+    try:
+        ds = reconstruct(request)
+    except ReconstructionInterrupted as stop:
+        if stop.journal is None:  # else a sharded run: its members stay in the journal
+            if stop.dataset is None:
+                remove_journal(output)  # it holds no member: nothing to resume
+            else:
+                write_dataset(stop.dataset, output)
+        raise
+    if ds is not None:  # rank 0 writes for a sharded run
+        write_dataset(ds, output)
+        remove_journal(output)  # the output holds every member now
+    return ds
+
+
+def draw_members(ensemble: Ensemble, journal: SampleJournal | None = None) -> Draws:
+    """Every member not already in `journal`, drawn in this process and saved there as batches
+    finish.
+
+    Raises:
+        ReconstructionInterrupted: Ctrl-C; carries the completed members, earlier ones included.
+    """
+    n = ensemble.num_samples
+    earlier = {} if journal is None else journal.completed(n, ensemble.model.field_shape)
+    todo = [i for i in range(n) if i not in earlier]
+    try:
+        samples, info = ensemble.draw(todo, _saver(journal, n))
+    except SamplingInterrupted as stop:
+        draws = Draws(
+            _member_order(earlier, todo, stop.samples), stop.info, len(earlier), interrupted=True
+        )
+        completed = int(draws.samples.shape[0])
+        partial = ensemble.dataset(draws) if completed else None
+        raise ReconstructionInterrupted(partial, completed, n) from None
+    return Draws(_member_order(earlier, todo, samples), info, len(earlier))
+
+
+def _saver(journal: SampleJournal | None, num_samples: int):
+    """What the sampler hands each finished batch to: the journal's record (None: no journal)."""
+    if journal is None:
+        return None
+    return lambda members, batch: journal.record(members, batch.numpy(), num_samples)
+
+
+def _member_order(earlier: dict[int, np.ndarray], todo: list[int], new: torch.Tensor) -> np.ndarray:
+    """Earlier and new members together, in member order."""
+    found = dict(earlier)
+    found.update(zip(todo, new.numpy(), strict=False))
+    order = sorted(found)
+    return np.stack([found[i] for i in order]) if order else new.numpy()
+
+
+def _reconstruct_sharded(ensemble: Ensemble) -> xr.Dataset | None:
+    """`reconstruct` over several ranks: each draws its share of the missing members into the
+    journal's zarr store; rank 0 then reads them all back and returns the dataset (others: None).
+
+    Rank 0 alone opens (or creates) the journal and says which members it already holds; the
+    others learn that from it, so a resumed run shares out what is missing among however many
+    ranks it has now.
+    """
+    r = ensemble.request
+    if r.journal_for is None:
+        raise ValueError(
+            "a sharded run (devices x num_nodes > 1) needs journal_for: the output path beside "
+            "which its ranks write their members"
+        )
+    with launch(r.devices, r.num_nodes, r.device) as ranks:
+        journal, earlier = _open_shared_journal(ensemble, ranks)
+        done = set(earlier)
+        todo = ranks.share([i for i in range(ensemble.num_samples) if i not in done])
+        statuses = ranks.gather(_draw_share(ensemble, journal, todo, ranks))
+        failed = [s for s in statuses if "error" in s]
+        if failed:
+            raise (ValueError if failed[0]["usage"] else RuntimeError)(failed[0]["error"])
+        if not ranks.is_main:
+            return None
+        samples = _every_member(journal, ensemble)
+        info = _merged_info(statuses, ranks.world_size)
+        return ensemble.dataset(Draws(samples, info, len(earlier)))
+
+
+def _open_shared_journal(ensemble: Ensemble, ranks: Ranks) -> tuple[SampleJournal, list[int]]:
+    """The run's journal on every rank, and the members it already holds (rank 0 checks it and
+    tells the others, so that an unusable journal stops every rank with one message)."""
+    r, settings = ensemble.request, ensemble.journal_settings()
+    opened = None
+    if ranks.is_main:
+        try:
+            journal, _ = SampleJournal.start(r.journal_for, settings, r.resume)
+            held = journal.completed(ensemble.num_samples, ensemble.model.field_shape)
+            opened = (None, sorted(held))
+        except ValueError as err:
+            opened = (str(err), [])
+    error, earlier = ranks.broadcast(opened)
+    if error is not None:
+        raise JournalError(error)
+    if not ranks.is_main:
+        journal = SampleJournal.join(r.journal_for, settings)
+    return journal, earlier
+
+
+def _draw_share(
+    ensemble: Ensemble, journal: SampleJournal, todo: list[int], ranks: Ranks
+) -> dict[str, Any]:
+    """This rank's members drawn into the journal; its status for the others: the sampler's
+    info, or why it failed (so that no rank waits for one that stopped)."""
+    try:
+        _, info = ensemble.draw(todo, _saver(journal, ensemble.num_samples), ranks)
+        return {"info": info, "members": len(todo)}
+    except SamplingInterrupted:
+        # Every rank got the Ctrl-C (one process group); what they finished is saved.
+        raise ReconstructionInterrupted(
+            None, journal.count(), ensemble.num_samples, journal=journal.path
+        ) from None
+    except Exception as err:
+        return {"error": f"rank {ranks.rank} of {ranks.world_size}: {err}",
+                "usage": isinstance(err, ValueError)}  # fmt: skip
+
+
+def _every_member(journal: SampleJournal, ensemble: Ensemble) -> np.ndarray:
+    """All members of the run, read back from the journal in member order."""
+    n = ensemble.num_samples
+    found = journal.completed(n, ensemble.model.field_shape)
+    if len(found) != n:
+        missing = sorted(set(range(n)) - set(found))
+        raise RuntimeError(f"{journal.path}: members {missing[:10]} were not written")
+    return np.stack([found[i] for i in range(n)])
+
+
+def _merged_info(statuses: list[dict[str, Any]], world_size: int) -> dict[str, Any]:
+    """One run's cost record from its ranks': per-sample costs weighted by members drawn, the
+    wall time of the slowest rank."""
+    infos = [s["info"] for s in statuses]
+    weights = np.array([s["members"] for s in statuses], dtype=float)
+    merged = dict(infos[0])
+    if weights.sum() > 0:
+        for key in PER_SAMPLE_COSTS:
+            merged[key] = float(np.average([i[key] for i in infos], weights=weights))
+    merged["seconds"] = max(i["seconds"] for i in infos)
+    merged["world_size"] = world_size
+    merged["members_per_rank"] = [int(w) for w in weights]
+    return merged
