@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from forward_models.base import ForwardModel
+from forward_models.fourier import fourier_filter
 
 from .likelihood import WhitenedLinearGaussian
 from .priors.gaussian import GaussianPrior
@@ -80,7 +81,7 @@ class FourierExactPosterior:
 
     def sample(self, num: int, generator: torch.Generator | None = None) -> Tensor:
         white = torch.randn((num, *self.mean.shape), generator=generator, dtype=torch.float64)
-        return self.mean + torch.fft.ifft2(torch.fft.fft2(white) * self.posterior_power.sqrt()).real
+        return self.mean + fourier_filter(white, self.posterior_power.sqrt())
 
 
 def fourier_exact_posterior(

@@ -19,6 +19,7 @@ from test_training import train_args
 from torch import nn
 
 from forward_models import ForwardModel, GaussianNoise, Mask
+from forward_models.fourier import frequency_magnitude
 from posterior_diffusion.cli import main
 from posterior_diffusion.exact import exact_posterior
 from posterior_diffusion.masks import survey_mask
@@ -28,11 +29,7 @@ from posterior_diffusion.prior_resolver import condition_prior
 from posterior_diffusion.priors import GaussianPrior, default_power_spectrum
 from posterior_diffusion.priors.conditioned import ConditionedPrior, GuidanceWarning
 from posterior_diffusion.priors.network import NetworkPrior
-from posterior_diffusion.priors.power_spectrum import (
-    PowerLawSpectrum,
-    frequency_magnitude,
-    power_on_grid,
-)
+from posterior_diffusion.priors.power_spectrum import PowerLawSpectrum, power_on_grid
 from posterior_diffusion.priors.prior_file import PriorFileError
 from posterior_diffusion.rng import member_seed
 from posterior_diffusion.sampling import sample_posterior

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from forward_models import ForwardModel, GaussianNoise, Mask
+from forward_models.fourier import frequency_magnitude
 from posterior_diffusion.exact import exact_posterior
 from posterior_diffusion.priors import GaussianPrior, Prior, TabulatedPowerSpectrum
-from posterior_diffusion.priors.power_spectrum import frequency_magnitude
 
 SHAPE = (2, 12, 20)  # C, H, W: non-square, two channels
 N_PIX = SHAPE[0] * SHAPE[1] * SHAPE[2]

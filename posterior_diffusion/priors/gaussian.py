@@ -15,13 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from forward_models.fourier import fourier_filter
+
 from .base import CovarianceProduct, Prior, sigma_squared
 from .power_spectrum import TabulatedPowerSpectrum, grid_checksum, power_on_grid
-
-
-def fourier_filter(x: Tensor, gain: Tensor) -> Tensor:
-    """ifft2(gain * fft2(x)).real for a real, even gain on the fft grid."""
-    return torch.fft.ifft2(torch.fft.fft2(x) * gain).real
 
 
 class GaussianPrior(Prior):

@@ -20,8 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from forward_models.fourier import fourier_filter
+
 from .base import CovarianceProduct, Prior, append_dims, sigma_squared
-from .gaussian import GaussianPrior, fourier_filter
+from .gaussian import GaussianPrior
 from .power_spectrum import grid_checksum
 
 
