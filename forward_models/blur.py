@@ -62,6 +62,9 @@ class Blur(ForwardOperator):
         blur.fwhm_pixels = float(fwhm_pixels)
         return blur
 
+    def transfer_function(self) -> Tensor:
+        return self.transfer
+
     def A(self, x: Tensor) -> Tensor:  # noqa: N802
         check_grid(x, self.shape, "Blur")
         return fourier_filter(x, self.transfer)

@@ -95,6 +95,9 @@ class GaussianNoise(GaussianNoiseModel):
     def gaussian_std(self, mean: Tensor) -> Tensor:
         return cast_like(self.sigma, mean).expand(mean.shape[-3:])
 
+    def independent_std(self) -> Tensor:
+        return self.sigma
+
     def params(self) -> dict[str, Any]:
         sigma = self.sigma if self.observed is None else self.sigma[self.observed]
         out = {"noise": "GaussianNoise", **_summary(sigma.unique())}

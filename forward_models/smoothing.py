@@ -50,6 +50,9 @@ class Smoothing(ForwardOperator):
         window = smoothing_window(self.kind, self.radius_pixels, np.hypot(kx, ky))
         self.register_buffer("window", torch.from_numpy(window))
 
+    def transfer_function(self) -> Tensor:
+        return self.window
+
     def A(self, x: Tensor) -> Tensor:  # noqa: N802
         check_grid(x, self.shape, "Smoothing")
         return fourier_filter(x, self.window)
