@@ -90,8 +90,8 @@ class Prior(torch.nn.Module):
 
         Args:
             generator: the draws' randomness (a CPU generator).
-            field_shape: (C, H, W) or (H, W) of the fields, checked as for an observation;
-                None: the prior's own `field_shape`.
+            field_shape: (C, H, W) of the fields, checked as for an observation; None: the
+                prior's own `field_shape`.
             steps: reverse-SDE steps, for priors that draw by integrating their denoiser
                 (exact draws ignore it).
         """
