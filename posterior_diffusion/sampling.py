@@ -76,7 +76,8 @@ class CountingPrior(Prior):
     """Counts denoiser calls and covariance products (each costs about one network pass).
 
     `fields_evaluated` counts them per field, for samplers whose calls do not all take the whole
-    batch (an ensemble sampler's moves, one latent component at a time).
+    batch (an ensemble sampler's moves, one latent component at a time); components count into
+    their parent's.
     """
 
     def __init__(self, prior: Prior, parent: CountingPrior | None = None):
@@ -84,12 +85,9 @@ class CountingPrior(Prior):
         self.inner = prior
         self.parent = parent
         self.field_shape = prior.field_shape
-        self.denoiser_calls = 0
-        self.covariance_products = 0
         self.fields_evaluated = {"denoiser_calls": 0, "covariance_products": 0}
 
     def _count(self, kind: str, x: Tensor) -> None:
-        setattr(self, kind, getattr(self, kind) + 1)
         self.fields_evaluated[kind] += x.reshape(-1, *x.shape[-3:]).shape[0]
         if self.parent is not None:
             self.parent._count(kind, x)
@@ -216,7 +214,6 @@ def sample_posterior(
         first = 0
         while first < len(todo):
             batch = todo[first : first + batch_size]
-            calls = (counting.denoiser_calls, counting.covariance_products)
             fields = dict(counting.fields_evaluated)
             try:
                 rng = EnsembleRNG(seed, batch, device)
@@ -226,7 +223,6 @@ def sample_posterior(
                     raise
                 # Members have their own random streams, so a smaller batch gives the same draws.
                 batch_size = max(1, len(batch) // 2)
-                counting.denoiser_calls, counting.covariance_products = calls
                 counting.fields_evaluated = fields
                 bar.n = first * steps
                 bar.refresh()
