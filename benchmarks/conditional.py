@@ -34,7 +34,7 @@ from common import cpu_threads, denoiser_excess, ensemble_scores, mean_scores, r
 from performance import problem
 
 from posterior_diffusion.priors import GaussianPrior
-from posterior_diffusion.priors.conditioned import GuidanceWarning
+from posterior_diffusion.priors.conditioned import ConditionedPrior, GuidanceWarning
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.priors.power_spectrum import PowerLawSpectrum
 from posterior_diffusion.sampling import sample_posterior
@@ -83,7 +83,7 @@ def view(prior: NetworkPrior, theta, weight):
         return prior
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GuidanceWarning)  # w != 0 is what is being measured
-        return prior.conditioned(theta, float(weight))
+        return ConditionedPrior(prior, theta, float(weight))
 
 
 def calibration(denoiser, exact: GaussianPrior, args: argparse.Namespace, seed0: int) -> dict:

@@ -40,6 +40,11 @@ class ForwardOperator(torch.nn.Module):
         """Shape (C', H', W') of A(x) for a field of shape (C, H, W)."""
         return tuple(field_shape)
 
+    def transfer_function(self) -> Tensor | None:
+        """T on the (H, W) FFT grid when A(x) = ifft2(T fft2(x)).real channel by channel (one
+        Fourier multiplier, so exact posteriors need no dense algebra), else None."""
+        return None
+
     def params(self) -> dict[str, Any]:
         """JSON-serialisable parameters, recorded as provenance."""
         return {"operator": type(self).__name__}
@@ -79,6 +84,11 @@ class NoiseModel(torch.nn.Module):
         of a Gauss-Newton linearisation. 0 where an entry is unobserved."""
         raise NotImplementedError(f"{type(self).__name__} has no Gaussian approximation")
 
+    def independent_std(self) -> Tensor | None:
+        """The std of each data entry, broadcastable to the data (0 where unobserved), when the
+        noise is Gaussian and independent between entries; else None."""
+        return None
+
     def params(self) -> dict[str, Any]:
         return {"noise": type(self).__name__}
 
@@ -106,7 +116,11 @@ class GaussianNoiseModel(NoiseModel):
 
 
 class ForwardModel(torch.nn.Module):
-    """An operator and a noise model: y = noise(A(x)). `field_shape` is (C, H, W) of x."""
+    """An operator and a noise model: y = noise(A(x)). `field_shape` is (C, H, W) of x.
+
+    `is_linear_gaussian` is the one test of whether Gaussian-posterior samplers and exact
+    posteriors apply; `operator.transfer_function()` and `noise.independent_std()` say more.
+    """
 
     def __init__(
         self,
@@ -123,6 +137,7 @@ class ForwardModel(torch.nn.Module):
 
     @property
     def is_linear_gaussian(self) -> bool:
+        """A linear operator with Gaussian noise: p(x | y) is Gaussian for a Gaussian prior."""
         return self.operator.is_linear and self.noise.is_gaussian
 
     @property

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from forward_models._fourier import apply_transfer, check_grid, grid_shape
 from forward_models.base import ForwardOperator
+from forward_models.fourier import check_grid, fourier_filter, grid_shape
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
@@ -62,13 +62,16 @@ class Blur(ForwardOperator):
         blur.fwhm_pixels = float(fwhm_pixels)
         return blur
 
+    def transfer_function(self) -> Tensor:
+        return self.transfer
+
     def A(self, x: Tensor) -> Tensor:  # noqa: N802
         check_grid(x, self.shape, "Blur")
-        return apply_transfer(x, self.transfer)
+        return fourier_filter(x, self.transfer)
 
     def A_adjoint(self, y: Tensor) -> Tensor:  # noqa: N802
         check_grid(y, self.shape, "Blur")
-        return apply_transfer(y, self.transfer.conj())
+        return fourier_filter(y, self.transfer.conj())
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {"operator": "Blur", "shape": list(self.shape)}

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from forward_models._fourier import apply_transfer, check_grid, frequency_grid, grid_shape
 from forward_models.base import ForwardOperator, cast_like
+from forward_models.fourier import check_grid, fourier_filter, frequency_grid, grid_shape
 
 
 def shear_filters(shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:
@@ -67,7 +67,7 @@ class Shear(ForwardOperator):
     def A(self, x: Tensor) -> Tensor:  # noqa: N802
         check_grid(x, self.shape, "Shear")
         self.data_shape(tuple(x.shape[-3:]))
-        return apply_transfer(x, self.filters)  # (..., 1, H, W) against (2, H, W) broadcasts
+        return fourier_filter(x, self.filters)  # (..., 1, H, W) against (2, H, W) broadcasts
 
     def A_adjoint(self, y: Tensor) -> Tensor:  # noqa: N802
         check_grid(y, self.shape, "Shear")

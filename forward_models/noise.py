@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from forward_models._fourier import apply_transfer, check_grid, frequency_grid
 from forward_models.base import GaussianNoiseModel, NoiseModel, cast_like
+from forward_models.fourier import check_grid, fourier_filter, frequency_grid
 from forward_models.mask import as_binary_mask
 
 # Poisson means below this (counts per pixel) are raised to it so log(mean) stays finite.
@@ -95,6 +95,9 @@ class GaussianNoise(GaussianNoiseModel):
     def gaussian_std(self, mean: Tensor) -> Tensor:
         return cast_like(self.sigma, mean).expand(mean.shape[-3:])
 
+    def independent_std(self) -> Tensor:
+        return self.sigma
+
     def params(self) -> dict[str, Any]:
         sigma = self.sigma if self.observed is None else self.sigma[self.observed]
         out = {"noise": "GaussianNoise", **_summary(sigma.unique())}
@@ -126,6 +129,7 @@ class CorrelatedGaussianNoise(GaussianNoiseModel):
             raise ValueError(f"data_shape must be (C, H, W), got {self.data_shape}")
         grid = self.data_shape[-2:]
         if callable(noise_power):
+            # np.hypot, not frequency_magnitude: the two differ in the last bit; S stays as it was
             ky, kx = frequency_grid(grid)
             power = np.broadcast_to(
                 np.asarray(noise_power(np.hypot(kx, ky)), dtype=np.float64), grid
@@ -152,7 +156,7 @@ class CorrelatedGaussianNoise(GaussianNoiseModel):
 
     def whiten(self, r: Tensor) -> Tensor:
         check_grid(r, self.data_shape[-2:], "CorrelatedGaussianNoise")
-        return apply_transfer(r, self.inv_sqrt_power)
+        return fourier_filter(r, self.inv_sqrt_power)
 
     def log_det_term(self, like: Tensor) -> Tensor:
         # The unitary DFT diagonalises each channel's covariance, with eigenvalues S(k).
@@ -162,7 +166,7 @@ class CorrelatedGaussianNoise(GaussianNoiseModel):
 
     def sample(self, mean: Tensor, generator: torch.Generator | None = None) -> Tensor:
         check_grid(mean, self.data_shape[-2:], "CorrelatedGaussianNoise")
-        return mean + apply_transfer(_randn(mean, generator), self.sqrt_power)
+        return mean + fourier_filter(_randn(mean, generator), self.sqrt_power)
 
     def params(self) -> dict[str, Any]:
         return {

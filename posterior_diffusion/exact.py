@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from forward_models.base import ForwardModel
+from forward_models.fourier import fourier_filter
 
 from .likelihood import WhitenedLinearGaussian
 from .priors.gaussian import GaussianPrior
@@ -80,20 +81,20 @@ class FourierExactPosterior:
 
     def sample(self, num: int, generator: torch.Generator | None = None) -> Tensor:
         white = torch.randn((num, *self.mean.shape), generator=generator, dtype=torch.float64)
-        return self.mean + torch.fft.ifft2(torch.fft.fft2(white) * self.posterior_power.sqrt()).real
+        return self.mean + fourier_filter(white, self.posterior_power.sqrt())
 
 
 def fourier_exact_posterior(
     prior: GaussianPrior, model: ForwardModel, y: Tensor
 ) -> FourierExactPosterior:
-    """Exact posterior for a Fourier-diagonal operator with a `transfer` T (blur, smoothing) and
-    white, unmasked Gaussian noise of one sigma; no dense matrices, so 256 x 256 and beyond."""
-    transfer = getattr(model.operator, "transfer", None)
-    noise = model.noise
-    sigma = getattr(noise, "sigma", None)
-    if transfer is None or getattr(model.operator, "diagonal_basis", None) != "fourier":
+    """Exact posterior for an operator with a transfer function T (blur, smoothing) and white
+    Gaussian noise of one sigma on every entry; no dense matrices, so 256 x 256 and beyond."""
+    transfer = model.operator.transfer_function()
+    sigma = model.noise.independent_std()
+    if transfer is None:
         raise ValueError(f"'{model.name}': the operator is not a Fourier transfer function")
-    if sigma is None or noise.observed is not None or sigma.unique().numel() != 1:
+    # One value, and not 0: no entry is unobserved.
+    if sigma is None or sigma.unique().numel() != 1 or not bool((sigma > 0).all()):
         raise ValueError(f"'{model.name}': the noise is not white Gaussian with one sigma")
     power = prior.power.double().cpu()
     noise_var = float(sigma.reshape(-1)[0]) ** 2

@@ -41,10 +41,6 @@ class LogLikelihood:
     pixels: int
     evaluations: int  # denoiser linearisations the ODE solver took
 
-    @property
-    def per_pixel(self) -> Tensor:
-        return self.log_density / self.pixels
-
 
 def log_likelihood(
     prior: Prior,

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from posterior_diffusion.priors import GaussianPrior, Prior, default_power_spectrum, default_prior
+from posterior_diffusion.priors.conditioned import ConditionedPrior
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.priors.prior_file import PriorFileError
 
@@ -61,8 +62,7 @@ def resolve_prior(
 
 
 def _checked(prior: Prior, field_shape, pixel_scale_arcmin) -> Prior:
-    if isinstance(prior, NetworkPrior):
-        prior.check_fields(tuple(field_shape), pixel_scale_arcmin)
+    prior.check_fields(tuple(field_shape), pixel_scale_arcmin)
     return prior
 
 
@@ -80,4 +80,4 @@ def condition_prior(prior: Prior, theta, guidance: float = 0.0) -> Prior:
         raise ValueError(
             f"theta is for parameter-conditioned trained priors; {type(prior).__name__} is not one"
         )
-    return prior.conditioned(theta, guidance)
+    return ConditionedPrior(prior, theta, guidance)

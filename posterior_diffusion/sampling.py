@@ -1,4 +1,5 @@
-"""Run a sampler over an ensemble in batches: progress, divergence checks, interrupts, cost counts."""
+"""Run a sampler over an ensemble in batches: run checks, sampler choice, progress, divergence
+checks, interrupts, cost counts."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from forward_models.base import ForwardModel
 from .memory import MEMORY_FRACTION, fitting_batch_size
 from .priors.base import CovarianceProduct, Prior
 from .rng import EnsembleRNG
-from .samplers import DEFAULT_SAMPLER, get_sampler
+from .samplers import DEFAULT_SAMPLER, FALLBACK_SAMPLER, SAMPLERS, get_sampler
 
 DIVERGENCE_FACTOR = 1e6
 
@@ -34,11 +35,49 @@ class SamplingInterrupted(Exception):
         self.samples, self.info = samples, info
 
 
+def check_run_settings(
+    num_samples: int,
+    steps: int | None,
+    seed: int,
+    batch_size: int | None,
+    device: str | torch.device,
+) -> None:
+    """Refuse run settings no sampler can use, one line each (ValueError)."""
+    if int(num_samples) < 1:
+        raise ValueError(f"number of samples must be >= 1, got {num_samples}")
+    if steps is not None and int(steps) < 1:
+        raise ValueError(f"number of steps must be >= 1, got {steps}")
+    if batch_size is not None and int(batch_size) < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device '{device}' (use cpu or cuda)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' requested but CUDA is not available here")
+
+
+def choose_sampler(sampler: str | None, model: ForwardModel) -> str:
+    """The sampler to run on `model`: `sampler`, checked against the model, or by default
+    DEFAULT_SAMPLER for a linear model with Gaussian noise and FALLBACK_SAMPLER otherwise."""
+    if sampler is None:
+        return DEFAULT_SAMPLER if model.is_linear_gaussian else FALLBACK_SAMPLER
+    if get_sampler(sampler).needs_linear_gaussian and not model.is_linear_gaussian:
+        raise ValueError(
+            f"sampler '{sampler}' needs a linear forward model with Gaussian noise; "
+            f"'{model.name}' is not (use --sampler {FALLBACK_SAMPLER})"
+        )
+    return sampler
+
+
 class CountingPrior(Prior):
     """Counts denoiser calls and covariance products (each costs about one network pass).
 
     `fields_evaluated` counts them per field, for samplers whose calls do not all take the whole
-    batch (an ensemble sampler's moves, one latent component at a time).
+    batch (an ensemble sampler's moves, one latent component at a time); components count into
+    their parent's.
     """
 
     def __init__(self, prior: Prior, parent: CountingPrior | None = None):
@@ -46,12 +85,9 @@ class CountingPrior(Prior):
         self.inner = prior
         self.parent = parent
         self.field_shape = prior.field_shape
-        self.denoiser_calls = 0
-        self.covariance_products = 0
         self.fields_evaluated = {"denoiser_calls": 0, "covariance_products": 0}
 
     def _count(self, kind: str, x: Tensor) -> None:
-        setattr(self, kind, getattr(self, kind) + 1)
         self.fields_evaluated[kind] += x.reshape(-1, *x.shape[-3:]).shape[0]
         if self.parent is not None:
             self.parent._count(kind, x)
@@ -92,7 +128,7 @@ def sample_posterior(
     model: ForwardModel,
     y: Tensor,
     num_samples: int,
-    sampler: str = DEFAULT_SAMPLER,
+    sampler: str | None = DEFAULT_SAMPLER,
     steps: int | None = None,
     seed: int = 0,
     batch_size: int | None = None,
@@ -106,9 +142,10 @@ def sample_posterior(
 ) -> tuple[Tensor, dict[str, Any]]:
     """Draw `num_samples` posterior samples of the field given data `y` (shape model.data_shape).
 
-    Member i is always drawn from the random stream (seed, i), so results do not depend on
-    `batch_size` (on one kind of device). The batch size (default: up to 64) is capped at what
-    the memory estimate says fits on `device`, and halved if a batch still runs out of memory.
+    `sampler` None chooses by the model (`choose_sampler`). Member i is always drawn from the
+    random stream (seed, i), so results do not depend on `batch_size` (on one kind of device).
+    The batch size (default: up to 64) is capped at what the memory estimate says fits on
+    `device`, and halved if a batch still runs out of memory.
     Returns samples (num_samples, C, H, W) in float64 on the CPU and an info dict
     (sampler, steps, options, seed, nfe_per_sample, seconds, ...).
 
@@ -117,22 +154,13 @@ def sample_posterior(
     `memory_share` is the fraction of the device's free memory this process may plan for
     (ranks of a sharded run on one CPU host share its memory).
     """
-    spec = get_sampler(sampler)
-    if spec.needs_linear_gaussian and not model.is_linear_gaussian:
-        raise ValueError(
-            f"sampler '{sampler}' needs a linear forward model with Gaussian noise; "
-            f"'{model.name}' is not (use --sampler dps)"
-        )
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    check_run_settings(num_samples, steps, seed, batch_size, device)
+    sampler = choose_sampler(sampler, model)
+    spec = SAMPLERS[sampler]
     todo = list(range(num_samples)) if members is None else [int(m) for m in members]
     if any(not 0 <= m < num_samples for m in todo):
         raise ValueError(f"members must lie in [0, {num_samples}), got {todo}")
     steps = spec.default_steps if steps is None else int(steps)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if batch_size is not None and int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     options = dict(options or {})
     spec.check_options(options)
     y = torch.as_tensor(y)
@@ -186,7 +214,6 @@ def sample_posterior(
         first = 0
         while first < len(todo):
             batch = todo[first : first + batch_size]
-            calls = (counting.denoiser_calls, counting.covariance_products)
             fields = dict(counting.fields_evaluated)
             try:
                 rng = EnsembleRNG(seed, batch, device)
@@ -196,7 +223,6 @@ def sample_posterior(
                     raise
                 # Members have their own random streams, so a smaller batch gives the same draws.
                 batch_size = max(1, len(batch) // 2)
-                counting.denoiser_calls, counting.covariance_products = calls
                 counting.fields_evaluated = fields
                 bar.n = first * steps
                 bar.refresh()

@@ -19,6 +19,7 @@ from test_training import train_args
 from torch import nn
 
 from forward_models import ForwardModel, GaussianNoise, Mask
+from forward_models.fourier import frequency_magnitude
 from posterior_diffusion.cli import main
 from posterior_diffusion.exact import exact_posterior
 from posterior_diffusion.masks import survey_mask
@@ -28,11 +29,7 @@ from posterior_diffusion.prior_resolver import condition_prior
 from posterior_diffusion.priors import GaussianPrior, default_power_spectrum
 from posterior_diffusion.priors.conditioned import ConditionedPrior, GuidanceWarning
 from posterior_diffusion.priors.network import NetworkPrior
-from posterior_diffusion.priors.power_spectrum import (
-    PowerLawSpectrum,
-    frequency_magnitude,
-    power_on_grid,
-)
+from posterior_diffusion.priors.power_spectrum import PowerLawSpectrum, power_on_grid
 from posterior_diffusion.priors.prior_file import PriorFileError
 from posterior_diffusion.rng import member_seed
 from posterior_diffusion.sampling import sample_posterior
@@ -280,7 +277,7 @@ def test_an_unconditional_net_on_a_theta_file_warns_and_trains_unconditionally(
     assert "theta_mean" not in prior.precond.state_dict()
     assert "conditioned_on" not in prior.identity() and "theta" not in prior.identity()
     with pytest.raises(PriorFileError, match="trained without parameters"):
-        prior.conditioned([1.0, -2.0])
+        ConditionedPrior(prior, [1.0, -2.0])
 
 
 @pytest.fixture(scope="module")
@@ -483,7 +480,7 @@ def test_conditioned_prior_is_the_conditional_pass_at_w0_and_cfg_otherwise(
     theta = [1.4, -2.1]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # w = 0 inside the box: no warning at all
-        plain = prior.conditioned(theta)
+        plain = ConditionedPrior(prior, theta)
     for sigma in (0.05, 0.8, torch.tensor([0.1, 1.0, 5.0], dtype=torch.float64)):
         conditional = prior.denoise(x, sigma, condition=theta)
         unconditional = prior.denoise(x, sigma)
@@ -491,12 +488,12 @@ def test_conditioned_prior_is_the_conditional_pass_at_w0_and_cfg_otherwise(
         assert (conditional - unconditional).abs().max() > 1e-3 * unconditional.abs().max()
         for w in (1.5, -1.0, 0.3):
             with pytest.warns(GuidanceWarning):
-                guided = prior.conditioned(theta, guidance=w)
+                guided = ConditionedPrior(prior, theta, guidance=w)
             torch.testing.assert_close(
                 guided.denoise(x, sigma), (1 + w) * conditional - w * unconditional,
                 rtol=0, atol=1e-12,
             )  # fmt: skip
-    identity = prior.conditioned({"slope": -2.1, "amplitude": 1.4}, 0.0).identity()
+    identity = ConditionedPrior(prior, {"slope": -2.1, "amplitude": 1.4}, 0.0).identity()
     assert identity["theta"] == {"amplitude": 1.4, "slope": -2.1} and identity["guidance"] == 0.0
     assert identity["conditioned_on"] == NAMES and identity["file"] == "test-prior.pt"
 
@@ -514,9 +511,9 @@ def test_guidance_warns_once_and_only_when_w_is_not_zero(random_conditional_prio
 
 def test_theta_by_name_or_by_order_is_the_same(random_conditional_prior):
     x = torch.randn((2, *SHAPE), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    by_name = random_conditional_prior.conditioned({"slope": -1.2, "amplitude": 0.8})
-    by_order = random_conditional_prior.conditioned((0.8, -1.2))
-    from_numpy = random_conditional_prior.conditioned(np.array([0.8, -1.2]))
+    by_name = ConditionedPrior(random_conditional_prior, {"slope": -1.2, "amplitude": 0.8})
+    by_order = ConditionedPrior(random_conditional_prior, (0.8, -1.2))
+    from_numpy = ConditionedPrior(random_conditional_prior, np.array([0.8, -1.2]))
     assert by_name.theta == by_order.theta == from_numpy.theta == [0.8, -1.2]
     assert torch.equal(by_name.denoise(x, 0.3), by_order.denoise(x, 0.3))
     assert torch.equal(by_name.denoise(x, 0.3), from_numpy.denoise(x, 0.3))
@@ -552,20 +549,20 @@ def test_theta_by_name_or_by_order_is_the_same(random_conditional_prior):
 )
 def test_bad_theta_or_guidance_is_refused(random_conditional_prior, theta, guidance, message):
     with pytest.raises(ValueError, match=re.escape(message)) as raised:
-        random_conditional_prior.conditioned(theta, guidance)
+        ConditionedPrior(random_conditional_prior, theta, guidance)
     assert len(str(raised.value).splitlines()) == 1
 
 
 def test_theta_outside_the_training_box_warns(random_conditional_prior):
     with pytest.warns(UserWarning, match=r"outside the training range.*amplitude = 3 \(trained "
                       r"on \[0\.5, 2\]\); slope = -0\.5 \(trained on \[-2\.5, -1\]\)"):  # fmt: skip
-        random_conditional_prior.conditioned([3.0, -0.5])
+        ConditionedPrior(random_conditional_prior, [3.0, -0.5])
     with pytest.warns(UserWarning, match="outside the training range") as caught:
-        random_conditional_prior.conditioned([1.0, -3.0])
+        ConditionedPrior(random_conditional_prior, [1.0, -3.0])
     assert "amplitude" not in str(caught[0].message)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        random_conditional_prior.conditioned([0.5, -1.0])  # the box's edges are inside
+        ConditionedPrior(random_conditional_prior, [0.5, -1.0])  # the box's edges are inside
 
 
 def test_theta_for_an_unconditional_prior_and_guidance_without_theta_are_refused(
@@ -575,7 +572,7 @@ def test_theta_for_an_unconditional_prior_and_guidance_without_theta_are_refused
     plain = network_prior(perturbed(UNet(base_channels=8, channel_mults=(1, 2))), 1.0, None)
     assert plain.condition is None
     with pytest.raises(PriorFileError, match="trained without parameters; it takes no theta"):
-        plain.conditioned([1.0, -2.0])
+        ConditionedPrior(plain, [1.0, -2.0])
     with pytest.raises(PriorFileError, match="trained without parameters"):
         condition_prior(plain, {"amplitude": 1.0, "slope": -2.0})
     with pytest.raises(ValueError, match="this prior is unconditional"):
@@ -703,7 +700,7 @@ def test_conditioned_oracle_prior_samples_the_exact_posterior(oracle_prior, mask
     mean_se = math.sqrt(2 / 256)
     variance_se = math.sqrt(2 / (256 * (num - 1)))
     for theta, other in ((THETA_1, THETA_2), (THETA_2, THETA_1)):
-        prior = oracle_prior.conditioned({"amplitude": theta[0], "slope": theta[1]})
+        prior = ConditionedPrior(oracle_prior, {"amplitude": theta[0], "slope": theta[1]})
         samples, info = sample_posterior(
             prior, model, y, num, sampler="guided", seed=0, progress=False, batch_size=num
         )
@@ -725,7 +722,7 @@ def test_conditioned_oracle_prior_draws_from_its_theta(oracle_prior):
     num = 128
     for theta, other in ((THETA_1, THETA_2), (THETA_2, THETA_1)):
         draws = (
-            oracle_prior.conditioned(theta)
+            ConditionedPrior(oracle_prior, theta)
             .sample(num, torch.Generator().manual_seed(1), steps=100)[:, 0]
             .numpy()
         )

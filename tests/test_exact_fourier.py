@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from forward_models import ForwardModel, GaussianNoise, Mask
+from forward_models import (
+    CorrelatedGaussianNoise,
+    ForwardModel,
+    GaussianNoise,
+    Identity,
+    Mask,
+    PoissonNoise,
+    Shear,
+    Smoothing,
+)
 from forward_models.blur import Blur
 from posterior_diffusion.exact import exact_posterior, fourier_exact_posterior
 from posterior_diffusion.priors import GaussianPrior, default_power_spectrum
@@ -23,8 +32,11 @@ def blurred():
     return prior, model, y
 
 
-def test_mean_and_std_match_the_dense_posterior(blurred):
+@pytest.mark.parametrize("smoothed", [False, True])
+def test_mean_and_std_match_the_dense_posterior(blurred, smoothed):
     prior, model, y = blurred
+    if smoothed:
+        model = ForwardModel(Smoothing("tophat", 1.5, SHAPE), model.noise, (1, *SHAPE))
     dense, fast = exact_posterior(prior, model, y), fourier_exact_posterior(prior, model, y)
     scale = float(dense.std.mean())
     assert float((dense.mean - fast.mean).abs().max()) < 1e-10 * scale
@@ -56,3 +68,18 @@ def test_models_that_are_not_fourier_diagonal_are_refused(blurred):
     )
     with pytest.raises(ValueError, match="not white Gaussian"):
         fourier_exact_posterior(prior, noisy_map, y)
+    masked_noise = ForwardModel(Blur.gaussian(2.0, SHAPE), GaussianNoise(0.1, mask), (1, *SHAPE))
+    with pytest.raises(ValueError, match="not white Gaussian"):
+        fourier_exact_posterior(prior, masked_noise, y)
+
+
+def test_forward_models_state_their_transfer_function_and_noise_std():
+    blur, smoothing = Blur.gaussian(2.0, SHAPE), Smoothing("gaussian", 1.0, SHAPE)
+    assert torch.equal(blur.transfer_function(), blur.transfer)
+    assert torch.equal(smoothing.transfer_function(), smoothing.window)
+    for operator in (Identity(), Mask(torch.ones(SHAPE)), Shear(SHAPE)):
+        assert operator.transfer_function() is None
+    sigma = torch.full(SHAPE, 0.2, dtype=torch.float64)
+    assert torch.equal(GaussianNoise(sigma).independent_std(), sigma)
+    for noise in (PoissonNoise(), CorrelatedGaussianNoise(lambda k: 1 + k, (1, *SHAPE))):
+        assert noise.independent_std() is None

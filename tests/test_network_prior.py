@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from posterior_diffusion.rng import EnsembleRNG
 from posterior_diffusion.samplers import SAMPLERS
 
 SHAPE = (1, 16, 16)
+PACKAGE = Path(__file__).resolve().parents[1] / "posterior_diffusion"
 
 
 def metadata(**extra) -> dict:
@@ -208,6 +210,41 @@ def test_samplers_run_with_a_network_prior(prior_file):
         assert x.shape == (2, *SHAPE) and torch.isfinite(x).all()
     drawn = prior.sample(2, torch.Generator().manual_seed(0), steps=8)
     assert drawn.shape == (2, *SHAPE) and torch.isfinite(drawn).all()
+    # A prior draw is the unconditional reverse-SDE sampler's draw, member for member.
+    rng = EnsembleRNG(
+        int(torch.randint(2**62, (), generator=torch.Generator().manual_seed(0))), range(2)
+    )
+    alone = SAMPLERS["prior_sde"].function(prior, None, None, rng, 8, field_shape=SHAPE)
+    assert torch.equal(drawn, alone)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute names of the posterior_diffusion modules a file imports, wherever in it."""
+    package = "posterior_diffusion." + ".".join(path.relative_to(PACKAGE).parent.parts)
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            names.add(".".join(filter(None, [base, node.module])))
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_priors_import_nothing_above_them_and_conditioned_imports_network_one_way():
+    above = ("samplers", "sampling", "api", "cli", "calibration", "reporting", "prior_resolver")
+    for path in sorted((PACKAGE / "priors").glob("*.py")):
+        for name in imported_modules(path):
+            assert not name.startswith(tuple(f"posterior_diffusion.{a}" for a in above)), (
+                path.name,
+                name,
+            )
+    assert "posterior_diffusion.priors.network" in imported_modules(
+        PACKAGE / "priors" / "conditioned.py"
+    )
+    assert "posterior_diffusion.priors.conditioned" not in imported_modules(
+        PACKAGE / "priors" / "network.py"
+    )
 
 
 def test_bf16_autocast_stays_close_to_float32_and_is_recorded(prior_file):

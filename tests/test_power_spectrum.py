@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from forward_models.fourier import frequency_magnitude
 from posterior_diffusion.priors import (
     PowerSpectrumError,
     TabulatedPowerSpectrum,
     default_power_spectrum,
 )
-from posterior_diffusion.priors.power_spectrum import frequency_magnitude, power_on_grid
+from posterior_diffusion.priors.power_spectrum import power_on_grid
 
 
 def write_table(tmp_path: Path, text: str, name: str = "spectrum.txt") -> Path:

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from forward_models import ForwardModel, GaussianNoise, Mask
+from forward_models.fourier import frequency_magnitude
 from posterior_diffusion.exact import exact_posterior
 from posterior_diffusion.priors import GaussianPrior, Prior, TabulatedPowerSpectrum
-from posterior_diffusion.priors.power_spectrum import frequency_magnitude
 
 SHAPE = (2, 12, 20)  # C, H, W: non-square, two channels
 N_PIX = SHAPE[0] * SHAPE[1] * SHAPE[2]
@@ -305,6 +305,30 @@ def test_channels_are_independent_draws(prior):
 def test_same_generator_seed_gives_the_same_samples(prior):
     torch.testing.assert_close(prior.sample(3, gen(12)), prior.sample(3, gen(12)), rtol=0, atol=0)
     assert not torch.equal(prior.sample(3, gen(12)), prior.sample(3, gen(13)))
+
+
+def test_exact_draws_ignore_steps_and_refuse_another_shape(prior):
+    torch.testing.assert_close(prior.sample(2, gen(14), steps=3), prior.sample(2, gen(14)))
+    with pytest.raises(ValueError, match=r"prior is for fields of shape \(2, 12, 20\)"):
+        prior.sample(2, gen(14), field_shape=(1, 12, 20))
+    assert prior.can_sample
+    assert prior.data_std() == pytest.approx(prior.pixel_variance() ** 0.5, rel=1e-15)
+
+
+def test_the_base_prior_states_what_it_cannot_do(prior):
+    bare = DenoiserOnly(prior)
+    assert not bare.can_sample
+    with pytest.raises(NotImplementedError, match="prior 'DenoiserOnly' cannot draw fields"):
+        bare.sample(1)
+    with pytest.raises(NotImplementedError, match="data std"):
+        bare.data_std()
+    assert bare.latent_components() is None and bare.identity() == {"name": "DenoiserOnly"}
+    assert 0 < bare.sigma_min() < bare.sigma_max()
+    bare.check_fields(SHAPE)
+    with pytest.raises(ValueError, match=r"the requested field has fields of shape \(2, 12, 2\)"):
+        bare.check_fields((2, 12, 2), where="requested field")
+    bare.field_shape = None  # any H x W
+    bare.check_fields((3, 5, 7))
 
 
 # --- exact.py: the exact posterior for a masked, noisy observation -----------------------------

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from forward_models.fourier import fourier_filter
 from posterior_diffusion.diagnostics import log_band_powers, log_total_power
 from posterior_diffusion.diagnostics.coverage import coverage_curve
 from posterior_diffusion.exact import exact_posterior
-from posterior_diffusion.priors.gaussian import fourier_filter
 from posterior_diffusion.references.compare import (
     LEVELS,
     compare_to_reference,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import numpy as np
@@ -10,7 +11,14 @@ import torch
 
 from forward_models import ForwardModel, GalaxyCounts, GaussianNoise, Mask, PoissonNoise
 from posterior_diffusion.priors import GaussianPrior, Prior
-from posterior_diffusion.sampling import SamplerDivergence, SamplingInterrupted, sample_posterior
+from posterior_diffusion.samplers import SAMPLERS
+from posterior_diffusion.sampling import (
+    SamplerDivergence,
+    SamplingInterrupted,
+    check_run_settings,
+    choose_sampler,
+    sample_posterior,
+)
 
 FIELD = (1, 8, 12)
 NOISE_STD = 0.3
@@ -276,7 +284,7 @@ def test_unknown_sampler_is_rejected(prior, model, y):
 
 @pytest.mark.parametrize("num_samples", [0, -1])
 def test_non_positive_sample_count_is_rejected(prior, model, y, num_samples):
-    with pytest.raises(ValueError, match="num_samples must be >= 1"):
+    with pytest.raises(ValueError, match="number of samples must be >= 1"):
         sample_posterior(prior, model, y, num_samples, progress=False)
 
 
@@ -286,7 +294,7 @@ def test_zero_steps_is_rejected(prior, model, y):
 
 
 def test_negative_batch_size_is_rejected_by_name(prior, model, y):
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ValueError, match="batch size must be >= 1"):
         sample_posterior(
             prior, model, y, 2, sampler="prior_sde", steps=3, batch_size=-1, progress=False
         )
@@ -307,6 +315,44 @@ def counts(prior, counts_model) -> torch.Tensor:
 def test_linear_gaussian_samplers_reject_galaxy_counts(prior, counts_model, counts, sampler):
     with pytest.raises(ValueError, match=f"sampler '{sampler}' needs a linear forward model"):
         sample_posterior(prior, counts_model, counts, 2, sampler=sampler, progress=False)
+
+
+def test_the_sampler_is_chosen_by_the_model(model, counts_model):
+    assert choose_sampler(None, model) == "guided"
+    assert choose_sampler(None, counts_model) == "linearized"
+    assert choose_sampler("dps", counts_model) == "dps"
+    with pytest.raises(ValueError, match=r"'counts' is not \(use --sampler linearized\)"):
+        choose_sampler("smc", counts_model)
+    with pytest.raises(ValueError, match=r"unknown sampler 'heun' \(available: guided"):
+        choose_sampler("heun", model)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ((4, None, 0, None, "cpu"), None),
+        ((0, None, 0, None, "cpu"), "number of samples must be >= 1"),
+        ((4, 0, 0, None, "cpu"), "number of steps must be >= 1"),
+        ((4, None, 0, 0, "cpu"), "batch size must be >= 1"),
+        ((4, None, -1, None, "cpu"), "seed must be >= 0"),
+        ((4, None, 0, None, "toaster"), "unknown device 'toaster'"),
+    ],
+)
+def test_run_settings_are_checked_in_one_place(settings, message):
+    if message is None:
+        check_run_settings(*settings)
+        return
+    with pytest.raises(ValueError, match=message):
+        check_run_settings(*settings)
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_each_sampler_declares_its_function_options_and_default_steps(name):
+    spec = SAMPLERS[name]
+    parameters = inspect.signature(spec.function).parameters
+    keyword_only = [n for n, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert list(spec.options) == keyword_only
+    assert spec.default_steps == parameters["steps"].default
 
 
 def test_dps_works_with_galaxy_counts(prior, counts_model, counts):

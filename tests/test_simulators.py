@@ -10,8 +10,9 @@ import pytest
 import zarr
 
 import posterior_diffusion
+from forward_models.fourier import frequency_magnitude
 from posterior_diffusion.cli import main
-from posterior_diffusion.priors.power_spectrum import frequency_magnitude, power_on_grid
+from posterior_diffusion.priors.power_spectrum import power_on_grid
 from posterior_diffusion.rng import member_seed
 from posterior_diffusion.simulators import (
     cic_paint,

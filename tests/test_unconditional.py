@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from forward_models import ForwardModel, GaussianNoise, Identity
+from forward_models.fourier import frequency_magnitude
 from posterior_diffusion.priors import GaussianPrior
-from posterior_diffusion.priors.power_spectrum import frequency_magnitude
 from posterior_diffusion.samplers.unconditional import prior_ode, prior_sde
 from posterior_diffusion.sampling import sample_posterior
 

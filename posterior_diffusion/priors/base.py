@@ -27,13 +27,23 @@ def sigma_squared(sigma: Tensor | float, x: Tensor) -> Tensor:
 CovarianceProduct = Callable[[Tensor], Tensor]
 
 
+# Reverse-SDE steps of a prior that draws fields by integrating its own denoiser.
+DRAW_STEPS = 200
+
+
 class Prior(torch.nn.Module):
     """A denoiser for fields of shape (C, H, W), batched over leading dims.
 
     `sigma` is a float or a tensor broadcastable against the batch dims of `x`.
+
+    The whole contract: `denoise` (required), `score` and `linearize` (derived from it unless an
+    analytic prior does better), `sample` when `can_sample`, the noise range a sampler visits
+    (`sigma_min`, `sigma_max`), `data_std`, `identity` for provenance, the fields it describes
+    (`field_shape`, `check_fields`) and, for mixtures, `latent_components`.
     """
 
     field_shape: tuple[int, int, int] | None = None  # None: any H x W (fully convolutional)
+    can_sample: bool = False  # whether `sample` draws fields
 
     def denoise(self, x: Tensor, sigma: Tensor | float) -> Tensor:
         raise NotImplementedError
@@ -67,6 +77,43 @@ class Prior(torch.nn.Module):
         each p(x | k), which may be Gaussian where the mixture is not.
         """
         return None
+
+    def sample(
+        self,
+        num: int,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float64,
+        field_shape: tuple[int, ...] | None = None,
+        steps: int = DRAW_STEPS,
+    ) -> Tensor:
+        """`num` independent fields (num, C, H, W) from the prior, when `can_sample`.
+
+        Args:
+            generator: the draws' randomness (a CPU generator).
+            field_shape: (C, H, W) of the fields, checked as for an observation; None: the
+                prior's own `field_shape`.
+            steps: reverse-SDE steps, for priors that draw by integrating their denoiser
+                (exact draws ignore it).
+        """
+        raise NotImplementedError(f"prior '{self.identity()['name']}' cannot draw fields")
+
+    def check_fields(
+        self,
+        field_shape: tuple[int, ...],
+        pixel_scale_arcmin: float | None = None,
+        where: str = "observation",
+    ) -> None:
+        """Raise ValueError if this prior cannot describe fields of shape (C, H, W) with pixels
+        of `pixel_scale_arcmin` (None: unknown, not checked); `where` names them in the message."""
+        if self.field_shape is not None and tuple(field_shape) != tuple(self.field_shape):
+            raise ValueError(
+                f"prior is for fields of shape {tuple(self.field_shape)}, the {where} has fields "
+                f"of shape {tuple(field_shape)}"
+            )
+
+    def data_std(self) -> float:
+        """The standard deviation of the prior's fields per pixel (the scale of sigma)."""
+        raise NotImplementedError(f"prior '{self.identity()['name']}' does not know its data std")
 
     def identity(self) -> dict[str, Any]:
         """What this prior is, for provenance: at least `name` and a `checksum` of its parameters."""

@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Prior
+from .base import DRAW_STEPS, Prior
+from .draw import draw_fields
 from .network import NetworkPrior
 from .prior_file import PriorFileError
 
@@ -78,6 +79,8 @@ class ConditionedPrior(Prior):
         PriorFileError: the prior is not conditional. ValueError: bad theta or w.
     """
 
+    can_sample = True
+
     def __init__(
         self,
         prior: NetworkPrior,
@@ -131,19 +134,25 @@ class ConditionedPrior(Prior):
     def identity(self) -> dict[str, Any]:
         return {**self.prior.identity(), "theta": self.theta_dict(), "guidance": self.guidance}
 
-    def check_fields(self, *args: Any, **kwargs: Any) -> None:
-        self.prior.check_fields(*args, **kwargs)
+    def check_fields(
+        self,
+        field_shape: tuple[int, ...],
+        pixel_scale_arcmin: float | None = None,
+        where: str = "observation",
+    ) -> None:
+        self.prior.check_fields(field_shape, pixel_scale_arcmin, where)
 
     def sample(
         self,
         num: int,
         generator: torch.Generator | None = None,
-        dtype=torch.float64,
+        dtype: torch.dtype = torch.float64,
         field_shape: tuple[int, ...] | None = None,
-        steps: int = 200,
+        steps: int = DRAW_STEPS,
     ) -> Tensor:
-        """`num` draws from the guided conditional prior (see `NetworkPrior.sample`)."""
-        return self.prior.sample(num, generator, dtype, field_shape, steps, denoiser=self)
+        """`num` draws from the guided conditional prior (as `NetworkPrior.sample`)."""
+        shape = self.prior.draw_shape(field_shape)
+        return draw_fields(self, num, generator, shape, steps, self.prior.device).to(dtype)
 
     def data_std(self) -> float:
         return self.prior.data_std()

@@ -15,13 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import CovarianceProduct, Prior, sigma_squared
+from forward_models.fourier import fourier_filter
+
+from .base import DRAW_STEPS, CovarianceProduct, Prior, sigma_squared
 from .power_spectrum import TabulatedPowerSpectrum, grid_checksum, power_on_grid
-
-
-def fourier_filter(x: Tensor, gain: Tensor) -> Tensor:
-    """ifft2(gain * fft2(x)).real for a real, even gain on the fft grid."""
-    return torch.fft.ifft2(torch.fft.fft2(x) * gain).real
 
 
 class GaussianPrior(Prior):
@@ -34,6 +31,8 @@ class GaussianPrior(Prior):
         field_shape: (C, H, W) or (H, W).
         name: what the spectrum is, for provenance (e.g. the table's path).
     """
+
+    can_sample = True
 
     def __init__(
         self,
@@ -96,15 +95,14 @@ class GaussianPrior(Prior):
         self,
         num: int,
         generator: torch.Generator | None = None,
-        dtype=torch.float64,
+        dtype: torch.dtype = torch.float64,
         field_shape: tuple[int, ...] | None = None,
+        steps: int = DRAW_STEPS,
     ) -> Tensor:
-        """`num` independent fields, shape (num, C, H, W), on the CPU (`field_shape`, if given,
-        must be this prior's)."""
-        if field_shape is not None and tuple(field_shape) != tuple(self.field_shape):
-            raise ValueError(
-                f"this Gaussian prior draws fields of shape {self.field_shape}, not {field_shape}"
-            )
+        """`num` independent fields, shape (num, C, H, W), on the CPU: exact draws, so `steps`
+        is ignored (`field_shape`, if given, must be this prior's)."""
+        if field_shape is not None:
+            self.check_fields(field_shape, where="requested field")
         white = torch.randn((num, *self.field_shape), generator=generator, dtype=dtype)
         return fourier_filter(white, self.power.to(dtype).sqrt())
 
@@ -120,6 +118,9 @@ class GaussianPrior(Prior):
 
     def pixel_variance(self) -> float:
         return float(self.power.mean())
+
+    def data_std(self) -> float:
+        return self.pixel_variance() ** 0.5
 
     def sigma_max(self) -> float:
         # x_sigma must be pure noise for every mode, the largest-variance one included.

@@ -20,8 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import CovarianceProduct, Prior, append_dims, sigma_squared
-from .gaussian import GaussianPrior, fourier_filter
+from forward_models.fourier import fourier_filter
+
+from .base import DRAW_STEPS, CovarianceProduct, Prior, append_dims, sigma_squared
+from .gaussian import GaussianPrior
 from .power_spectrum import grid_checksum
 
 
@@ -33,6 +35,8 @@ class GaussianMixturePrior(Prior):
         weights: mixture weights pi_k > 0 (normalised here).
         name: what the mixture is, for provenance.
     """
+
+    can_sample = True
 
     def __init__(
         self, components: Sequence[GaussianPrior], weights: Sequence[float], name: str = "mixture"
@@ -119,14 +123,14 @@ class GaussianMixturePrior(Prior):
         self,
         num: int,
         generator: torch.Generator | None = None,
-        dtype=torch.float64,
+        dtype: torch.dtype = torch.float64,
         field_shape: tuple[int, ...] | None = None,
+        steps: int = DRAW_STEPS,
     ) -> Tensor:
-        """`num` independent fields (num, C, H, W) on the CPU: a component, then its field."""
-        if field_shape is not None and tuple(field_shape) != tuple(self.field_shape):
-            raise ValueError(
-                f"this mixture prior draws fields of shape {self.field_shape}, not {field_shape}"
-            )
+        """`num` independent fields (num, C, H, W) on the CPU: a component, then its field
+        (exact draws, so `steps` is ignored)."""
+        if field_shape is not None:
+            self.check_fields(field_shape, where="requested field")
         which = torch.multinomial(self.weights, num, replacement=True, generator=generator)
         white = torch.randn((num, *self.field_shape), generator=generator, dtype=dtype)
         roots = self.powers.to(dtype).sqrt()[which][:, None]  # (num, 1, H, W)
@@ -137,6 +141,9 @@ class GaussianMixturePrior(Prior):
 
     def pixel_variance(self) -> float:
         return float((self.weights[:, None, None] * self.powers).sum(0).mean())
+
+    def data_std(self) -> float:
+        return self.pixel_variance() ** 0.5
 
     def sigma_max(self) -> float:
         return 100.0 * float(self.powers.max().sqrt())

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Prior
+from .base import DRAW_STEPS, Prior
+from .draw import draw_fields
 from .gaussian import GaussianPrior
 from .prior_file import PriorFileError, load_record
 
@@ -42,6 +43,8 @@ class NetworkPrior(Prior):
         source: where it came from, for provenance.
         checksum: the prior file's checksum.
     """
+
+    can_sample = True
 
     def __init__(
         self, precond: torch.nn.Module, metadata: dict[str, Any], source: str, checksum: str
@@ -158,12 +161,6 @@ class NetworkPrior(Prior):
         """Names, training mean/std/range and dropout of theta for a conditional prior, else None."""
         return self.metadata.get("condition") or None
 
-    def conditioned(self, theta: Any, guidance: float = 0.0) -> Prior:
-        """This conditional prior at fixed theta, guided with weight w (`ConditionedPrior`)."""
-        from .conditioned import ConditionedPrior
-
-        return ConditionedPrior(self, theta, guidance)
-
     def denoise(
         self, x: Tensor, sigma: Tensor | float, condition: Sequence[float] | None = None
     ) -> Tensor:
@@ -181,25 +178,27 @@ class NetworkPrior(Prior):
         self,
         num: int,
         generator: torch.Generator | None = None,
-        dtype=torch.float64,
+        dtype: torch.dtype = torch.float64,
         field_shape: tuple[int, ...] | None = None,
-        steps: int = 200,
-        denoiser: Prior | None = None,
+        steps: int = DRAW_STEPS,
     ) -> Tensor:
-        """`num` fields drawn by the reverse SDE, shape (num, C, H, W): of `field_shape` (checked
-        as for an observation), or of the training shape; from `denoiser` (a view of this prior,
-        such as a `ConditionedPrior`) when given."""
-        from posterior_diffusion.rng import EnsembleRNG
-        from posterior_diffusion.samplers.unconditional import prior_sde
+        """`num` fields drawn by the reverse SDE (priors.draw), shape (num, C, H, W): of
+        `field_shape` ((H, W) means one channel), or of the training shape."""
+        shape = self.draw_shape(field_shape)
+        return draw_fields(self, num, generator, shape, steps, self.device).to(dtype)
 
+    def draw_shape(self, field_shape: tuple[int, ...] | None) -> tuple[int, int, int]:
+        """(C, H, W) of fields to draw: `field_shape` checked as for an observation, or the
+        training shape."""
         shape = self.trained_shape if field_shape is None else tuple(field_shape)
         shape = (1, *shape) if len(shape) == 2 else shape
         self.check_fields(shape, where="requested field")
-        seed = int(torch.randint(2**62, (), generator=generator))
-        rng = EnsembleRNG(seed, range(num), device=self.precond.data_std.device)
-        with torch.no_grad():
-            x = prior_sde(denoiser or self, None, None, rng, steps, field_shape=shape)
-        return x.to(dtype)
+        return shape
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights are, so where its draws' random streams run."""
+        return self.precond.data_std.device
 
     def data_std(self) -> float:
         return float(self.metadata["data_std"])

@@ -12,16 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from forward_models.fourier import frequency_magnitude
+
 
 class PowerSpectrumError(ValueError):
     """A power-spectrum table or callable that cannot be used; the message is one line."""
-
-
-def frequency_magnitude(height: int, width: int) -> np.ndarray:
-    """|k| in cycles per pixel on the fft2 grid of an H x W map (k_x along the last axis)."""
-    ky = np.fft.fftfreq(height)[:, None]
-    kx = np.fft.fftfreq(width)[None, :]
-    return np.sqrt(kx**2 + ky**2)
 
 
 class TabulatedPowerSpectrum:
@@ -73,9 +68,6 @@ class TabulatedPowerSpectrum:
         if np.any(~upper):  # only reachable with a k = 0 row
             out[~upper] = np.interp(k[~upper], [0.0, pos_k[0]], [self.power[0], pos_p[0]])
         return out
-
-    def checksum_source(self) -> bytes:
-        return np.stack([self.k, self.power]).tobytes()
 
 
 def power_on_grid(

@@ -18,6 +18,7 @@ import torch
 from ..diagnostics._arrays import as_numpy
 from ..diagnostics.coverage import coverage_curve
 from ..diagnostics.global_stats import log_band_powers, log_total_power
+from .mixture import MixtureExactPosterior
 
 LEVELS = (0.5, 0.68, 0.9, 0.95)
 
@@ -116,8 +117,8 @@ def compare_to_reference(
             finite-N shrinkage of an interval depends on N).
         truth: the field the data were simulated from (C, H, W).
         exact: optional exact posterior with `.mean` and `.std` (C, H, W), used instead of the
-            reference samples' mean and std; if it also has `component_probabilities` (a
-            `MixtureExactPosterior`), the component checks are filled in against its `weights`.
+            reference samples' mean and std; for a `MixtureExactPosterior` the component checks
+            are filled in against its `weights`.
         levels: credible levels of the coverage comparison.
         num_bands: broad k bands of the band-power statistics (`log_band_powers`).
 
@@ -163,7 +164,7 @@ def compare_to_reference(
         band_spread_ratios=tuple(float(r) for r in band_ratios),
         band_shifts=tuple(float(s) for s in band_shifts),
     )
-    if exact is not None and hasattr(exact, "component_probabilities"):
+    if isinstance(exact, MixtureExactPosterior):
         omega = as_numpy(exact.weights)
         out.component_tv = _component_tv(exact, ours, omega)
         out.reference_component_tv = _component_tv(exact, theirs, omega)

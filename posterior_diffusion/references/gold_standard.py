@@ -29,9 +29,10 @@ from forward_models import (
     Shear,
     shape_noise_sigma,
 )
+from forward_models.fourier import fourier_filter
 
 from ..masks import survey_mask
-from ..priors.gaussian import GaussianPrior, fourier_filter
+from ..priors.gaussian import GaussianPrior
 from ..priors.power_spectrum import power_on_grid
 from ..rng import member_seed
 from ..simulators.convergence import DEFAULT_SHIFT, convergence_power_spectrum
@@ -76,7 +77,7 @@ class LatentField:
 
     def gaussian(self, u: Tensor) -> Tensor:
         """g = ifft2(sqrt(P_g) fft2(u)) (the GRF itself for kind grf)."""
-        return fourier_filter(u, self._gain.to(u.dtype))
+        return fourier_filter(u, self._gain)
 
     def __call__(self, u: Tensor) -> Tensor:
         g = self.gaussian(u)

@@ -7,7 +7,6 @@ with one ensemble member per generator of `rng`. `sampling.sample_posterior` run
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +22,8 @@ from .unconditional import prior_ode, prior_sde
 class SamplerSpec:
     function: Callable
     summary: str
+    default_steps: int  # the function's own `steps` default
+    options: tuple[str, ...]  # the function's keyword-only options, in its order
     needs_linear_gaussian: bool = False
     # Members depend on each other (importance weights, resampling): the sampler draws the whole
     # ensemble in one call, and a run that needs some members draws all and keeps those.
@@ -30,37 +31,50 @@ class SamplerSpec:
 
     def check_options(self, options: dict) -> None:
         """Refuse options the sampler function does not take, naming those it does."""
-        parameters = inspect.signature(self.function).parameters
-        known = [n for n, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
-        unknown = sorted(set(options) - set(known))
+        unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise ValueError(
                 f"sampler '{self.function.__name__}' has no option {', '.join(unknown)} "
-                f"(its options: {', '.join(known) or 'none'})"
+                f"(its options: {', '.join(self.options) or 'none'})"
             )
-
-    @property
-    def default_steps(self) -> int:
-        """The `steps` default of the sampler function itself (one source of truth)."""
-        return inspect.signature(self.function).parameters["steps"].default
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
     "guided": SamplerSpec(
         guided,
         "Tweedie-covariance guidance on the PF-ODE (exact for Gaussian priors)",
+        default_steps=48,
+        options=("sigma_min", "sigma_max", "cg_rtol", "cg_max_iter", "corrector_steps", "snr"),
         needs_linear_gaussian=True,
     ),
     "split_gibbs": SamplerSpec(
         split_gibbs,
         "annealed split Gibbs (PnP-DM); exact only in the limit of many sweeps, and at its defaults "
         "not on non-Gaussian priors (docs/samplers.md)",
+        default_steps=50,
+        options=(
+            "prior_steps",
+            "rho_max",
+            "rho_min_factor",
+            "hold_fraction",
+            "cg_rtol",
+            "cg_max_iter",
+        ),
         needs_linear_gaussian=True,
     ),
     "smc": SamplerSpec(
         smc,
         "(experimental) SMC from prior to posterior along noised data, guided-restart moves; "
         "not calibrated on mixture priors yet (docs/samplers.md)",
+        default_steps=2,
+        options=(
+            "cess_target",
+            "resample_below",
+            "restart_factor",
+            "restart_steps_per_decade",
+            "prior_steps_per_decade",
+            "max_levels",
+        ),
         needs_linear_gaussian=True,
         ensemble=True,
     ),
@@ -68,13 +82,32 @@ SAMPLERS: dict[str, SamplerSpec] = {
         linearized,
         "guided on the model linearised at the posterior mean (Gauss-Newton) for nonlinear or "
         "non-Gaussian observations such as galaxy counts; approximate (docs/samplers.md)",
+        default_steps=48,
+        options=("iterations", "pilot_members", "cg_rtol", "cg_max_iter"),
     ),
-    "dps": SamplerSpec(dps, "Diffusion Posterior Sampling (Chung et al. 2023), baseline"),
-    "prior_ode": SamplerSpec(prior_ode, "unconditional PF-ODE (ignores the data)"),
-    "prior_sde": SamplerSpec(prior_sde, "unconditional reverse SDE (ignores the data)"),
+    "dps": SamplerSpec(
+        dps,
+        "Diffusion Posterior Sampling (Chung et al. 2023), baseline",
+        default_steps=1000,
+        options=("zeta", "beta_min", "beta_max"),
+    ),
+    "prior_ode": SamplerSpec(
+        prior_ode,
+        "unconditional PF-ODE (ignores the data)",
+        default_steps=40,
+        options=("field_shape", "sigma_min", "sigma_max", "rho", "corrector_steps", "snr"),
+    ),
+    "prior_sde": SamplerSpec(
+        prior_sde,
+        "unconditional reverse SDE (ignores the data)",
+        default_steps=200,
+        options=("field_shape", "sigma_min", "sigma_max", "corrector_steps", "snr"),
+    ),
 }
 
 DEFAULT_SAMPLER = "guided"
+# For models that are not linear-Gaussian: the default sampler that needs neither.
+FALLBACK_SAMPLER = "linearized"
 
 
 def available_samplers() -> list[str]:
@@ -86,8 +119,15 @@ def get_sampler(name: str) -> SamplerSpec:
         return SAMPLERS[name]
     except KeyError:
         raise ValueError(
-            f"unknown sampler '{name}'; known: {', '.join(available_samplers())}"
+            f"unknown sampler '{name}' (available: {', '.join(available_samplers())})"
         ) from None
 
 
-__all__ = ["DEFAULT_SAMPLER", "SAMPLERS", "SamplerSpec", "available_samplers", "get_sampler"]
+__all__ = [
+    "DEFAULT_SAMPLER",
+    "FALLBACK_SAMPLER",
+    "SAMPLERS",
+    "SamplerSpec",
+    "available_samplers",
+    "get_sampler",
+]

@@ -20,9 +20,10 @@ from forward_models.base import ForwardModel
 from ..likelihood import WhitenedLinearGaussian
 from ..linalg import conjugate_gradient_with_image
 from ..priors.base import Prior
+from ..priors.draw import langevin_corrector
 from ..rng import EnsembleRNG
 from ..schedules import log_uniform_sigmas
-from .common import StepCallback, langevin_corrector, report
+from .common import StepCallback, report
 
 
 def conditional_denoiser(

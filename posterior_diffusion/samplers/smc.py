@@ -45,9 +45,10 @@ from forward_models.base import ForwardModel
 
 from ..likelihood import WhitenedLinearGaussian
 from ..priors.base import Prior
+from ..priors.draw import reverse_sde
 from ..rng import EnsembleRNG
 from ..schedules import log_uniform_sigmas
-from .common import StepCallback, report, reverse_sde
+from .common import StepCallback, report
 from .guided import conditional_denoiser, posterior_ode
 
 # Below this fraction of distinct members in the output, the run warns that it cannot vouch for

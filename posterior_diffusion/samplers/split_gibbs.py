@@ -20,9 +20,10 @@ from forward_models.base import ForwardModel
 from ..likelihood import WhitenedLinearGaussian
 from ..linalg import batch_dot, conjugate_gradient
 from ..priors.base import Prior
+from ..priors.draw import reverse_sde
 from ..rng import EnsembleRNG
 from ..schedules import geometric_sigmas, log_uniform_sigmas
-from .common import StepCallback, report, reverse_sde
+from .common import StepCallback, report
 
 
 def operator_norm(likelihood: WhitenedLinearGaussian, shape, iterations: int = 30) -> float:

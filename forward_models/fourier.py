@@ -1,4 +1,8 @@
-"""Shared helpers for operators that are diagonal in Fourier space on a periodic grid."""
+"""FFT helpers for fields on a periodic grid: the frequency grid and Fourier-diagonal filters.
+
+The one implementation of both, for operators, noise models, priors and diagnostics alike.
+Frequencies are numpy.fft.fftfreq, in cycles per pixel, k_x along the last axis.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,12 @@ def frequency_grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     return ky, kx
 
 
+def frequency_magnitude(height: int, width: int) -> np.ndarray:
+    """|k| = sqrt(k_x^2 + k_y^2) in cycles per pixel on the FFT grid of an H x W map."""
+    ky, kx = frequency_grid((height, width))
+    return np.sqrt(kx**2 + ky**2)
+
+
 def check_grid(x: Tensor, shape: tuple[int, int], who: str) -> None:
     if tuple(x.shape[-2:]) != shape or x.ndim < 3:
         raise ValueError(
@@ -33,6 +43,9 @@ def check_grid(x: Tensor, shape: tuple[int, int], who: str) -> None:
         )
 
 
-def apply_transfer(x: Tensor, transfer: Tensor) -> Tensor:
-    """ifft2(fft2(x) * T).real over the last two dims, T cast to x's precision and device."""
+def fourier_filter(x: Tensor, transfer: Tensor) -> Tensor:
+    """ifft2(fft2(x) * T).real over the last two dims, T cast to x's precision and device.
+
+    T is on the FFT grid (broadcast against x); real and even T gives a symmetric filter.
+    """
     return torch.fft.ifft2(torch.fft.fft2(x) * cast_like(transfer, x)).real
