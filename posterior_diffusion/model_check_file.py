@@ -16,7 +16,7 @@ from posterior_diffusion.model_check import ModelCheck, model_check, read_fields
 from posterior_diffusion.prior_resolver import condition_prior, resolve_prior
 from posterior_diffusion.priors import Prior
 from posterior_diffusion.provenance import provenance
-from posterior_diffusion.run_settings import check_run_settings
+from posterior_diffusion.sampling import check_run_settings
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from posterior_diffusion.masks import survey_mask
 from posterior_diffusion.prior_resolver import resolve_prior
 from posterior_diffusion.priors import Prior
 from posterior_diffusion.provenance import provenance
-from posterior_diffusion.run_settings import check_run_settings
+from posterior_diffusion.sampling import check_run_settings
 
 
 def observation_model(

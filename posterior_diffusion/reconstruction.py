@@ -30,9 +30,13 @@ from posterior_diffusion.prior_resolver import condition_prior, resolve_prior
 from posterior_diffusion.priors import Prior
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.provenance import file_sha256, provenance
-from posterior_diffusion.run_settings import check_run_settings, choose_sampler
 from posterior_diffusion.samplers import get_sampler
-from posterior_diffusion.sampling import SamplingInterrupted, sample_posterior
+from posterior_diffusion.sampling import (
+    SamplingInterrupted,
+    check_run_settings,
+    choose_sampler,
+    sample_posterior,
+)
 
 # Per-sample costs in a sampler's info, averaged over the ranks of a sharded run.
 PER_SAMPLE_COSTS = ("denoiser_calls_per_sample", "covariance_products_per_sample", "nfe_per_sample")
@@ -195,13 +199,7 @@ def _prior(request: ReconstructionRequest, model: ForwardModel, obs: Observation
         request.prior, request.power_spectrum, model.field_shape, pixel_scale(obs.attrs)
     )
     _configure_network(prior, request.precision, request.compile)
-    prior = condition_prior(prior, request.theta, request.guidance)
-    if prior.field_shape is not None and tuple(prior.field_shape) != tuple(model.field_shape):
-        raise ValueError(
-            f"prior is for fields of shape {tuple(prior.field_shape)}, but forward model "
-            f"'{model.name}' works on fields of shape {tuple(model.field_shape)}"
-        )
-    return prior
+    return condition_prior(prior, request.theta, request.guidance)
 
 
 def _configure_network(prior: Prior, precision: str, compile: bool) -> None:

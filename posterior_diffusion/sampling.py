@@ -36,11 +36,11 @@ class SamplingInterrupted(Exception):
 
 
 def check_run_settings(
-    num_samples: int,
-    steps: int | None,
-    seed: int,
-    batch_size: int | None,
-    device: str | torch.device,
+    num_samples: int = 1,
+    steps: int | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    device: str | torch.device = "cpu",
 ) -> None:
     """Refuse run settings no sampler can use, one line each (ValueError)."""
     if int(num_samples) < 1:

@@ -31,8 +31,8 @@ from posterior_diffusion.prior_resolver import resolve_prior
 from posterior_diffusion.priors import Prior
 from posterior_diffusion.provenance import file_sha256, provenance
 from posterior_diffusion.reconstruction import ReconstructionRequest, draw_members, prepare
-from posterior_diffusion.run_settings import check_run_settings, choose_sampler
 from posterior_diffusion.samplers import SAMPLERS
+from posterior_diffusion.sampling import check_run_settings, choose_sampler
 
 from . import one_test
 from .settings import (
@@ -114,7 +114,7 @@ class _Plan:
     def _prior(self) -> Prior:
         r = self.request
         prior = resolve_prior(r.prior, r.power_spectrum, self.field_shape, pixel_scale(self.params))
-        if not callable(getattr(prior, "sample", None)):
+        if not prior.can_sample:
             raise ValueError(
                 f"prior '{prior.identity().get('name')}' cannot draw fields; calibration needs "
                 "prior draws (truths, TARP reference points)"
