@@ -29,7 +29,7 @@ from posterior_diffusion.diagnostics import coverage_per_test, expected_coverage
 from posterior_diffusion.io.attrs import plain_attr
 
 from . import figures
-from .calibration_report import EB_CAPTION, eb_highlights, eb_table
+from .eb import EB_CAPTION, eb_highlights, eb_table
 from .tables import columns
 from .writer import FigureSpec, Table, write_report
 
