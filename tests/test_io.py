@@ -1,4 +1,5 @@
-"""Observation files in, result datasets out: validation messages, round trips, atomic writes."""
+"""Observation and field files in, result datasets out: validation messages, round trips, atomic
+writes."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ import pytest
 import xarray as xr
 
 from posterior_diffusion.io import (
+    FieldFileError,
     Observation,
     ObservationError,
-    OutputPathError,
     atomic_path,
+    read_fields,
     read_observation,
     write_dataset,
+    write_fields,
     write_observation,
 )
 from posterior_diffusion.io.attrs import portable_attrs
+from posterior_diffusion.io.fields import open_file, read_theta
 
 H, W = 16, 24
 
@@ -212,13 +216,13 @@ def test_unknown_output_suffix_fails_before_any_work(tmp_path, monkeypatch, name
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", must_not_run)
     monkeypatch.setattr(xr.Dataset, "to_zarr", must_not_run)
-    with pytest.raises(OutputPathError, match="unsupported output format"):
+    with pytest.raises(FieldFileError, match="unsupported output format"):
         write_dataset(_dataset(), tmp_path / name)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_output_directory(tmp_path):
-    with pytest.raises(OutputPathError, match="does not exist"):
+    with pytest.raises(FieldFileError, match="output directory .* does not exist"):
         write_dataset(_dataset(), tmp_path / "no" / "post.h5")
 
 
@@ -290,3 +294,54 @@ def test_portable_attrs():
     assert type(out["v"]) is str and out["b"] == 1 and "n" not in out
     assert json.loads(out["d"]) == {"k": [1, 2]}
     np.testing.assert_array_equal(out["a"], [1, 2])
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".nc", ".zarr"])
+def test_field_file_round_trip(tmp_path, suffix):
+    rng = np.random.default_rng(2)
+    fields, theta = rng.normal(size=(3, H, W)).astype(np.float32), rng.normal(size=(3, 2))
+    path = write_fields(tmp_path / f"sims{suffix}", fields, {"kind": "grf", "seed": 4}, theta)
+    back, dataset = read_fields(path)
+    assert dataset == "fields" and back.shape == (3, 1, H, W) and back.dtype == np.float64
+    np.testing.assert_array_equal(back[:, 0], fields)
+    with open_file(path) as store:
+        np.testing.assert_array_equal(read_theta(store, path, 3), theta)
+        assert int(store.attrs["seed"]) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_read_fields_closes_the_file_even_when_it_refuses_it(tmp_path):
+    path = write_h5(tmp_path / "f.h5", samples=np.full((2, H, W), np.nan))
+    with pytest.raises(FieldFileError) as err:
+        read_fields(path)
+    # The error's traceback keeps the reader's frame alive; HDF5 refuses to truncate a file
+    # that is still open there.
+    assert err.value.__traceback__ is not None
+    with h5py.File(path, "w"):
+        pass
+
+
+@pytest.mark.parametrize(
+    "name, datasets, dataset, message",
+    [
+        ("none.h5", None, None, "none.h5: no such file"),
+        ("f.npy", {}, None, "f.npy: unsupported file format ('.npy')"),
+        ("text.h5", None, None, "text.h5: not a readable .h5 file"),
+        ("f.h5", {"other": np.ones((2, H, W))}, None, "none of the datasets fields, samples"),
+        ("f.h5", {"fields": np.ones((2, H, W))}, "mean", "no dataset 'mean' (found: fields)"),
+        ("f.h5", {"fields": np.ones((2, H, W), np.int32)}, None, "'fields' must hold floating"),
+        ("f.h5", {"fields": np.ones((0, H, W))}, None, "dataset 'fields' is empty"),
+        ("f.h5", {"truth": np.ones((2, 1, 1, H, W))}, None, "(num, C, H, W) fields, got float64"),
+        ("f.h5", {"fields": np.array([[[1.0]], [[np.inf]]])}, None, "'fields' map 1 has NaN"),
+    ],
+)
+def test_bad_field_file_is_named_in_one_line(tmp_path, name, datasets, dataset, message):
+    path = tmp_path / name
+    if datasets is not None:
+        write_h5(path, **datasets)
+    elif name.startswith("text"):
+        path.write_text("not HDF5")
+    with pytest.raises(FieldFileError) as err:
+        read_fields(path, dataset)
+    assert message in str(err.value) and str(err.value).startswith(str(path))
+    assert "\n" not in str(err.value)

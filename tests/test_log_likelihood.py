@@ -158,7 +158,7 @@ def test_model_check_command_refuses_bad_input(tmp_path, capsys):
         f["other"] = np.zeros((2, 16, 16))
         f["ints"] = np.zeros((2, 16, 16), dtype=np.int32)
     cases = [
-        ([str(tmp_path / "missing.h5")], "missing.h5: file not found"),
+        ([str(tmp_path / "missing.h5")], "missing.h5: no such file"),
         ([str(path)], "none of the datasets fields, samples, truth (found: ints, other)"),
         ([str(path), "--dataset", "ints"], "dataset 'ints' must hold floating-point"),
         ([str(path), "--dataset", "other", "--reference", "-1"], "--reference must be >= 0"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -166,11 +167,13 @@ def write_fields(path: Path, data: np.ndarray, name: str = "fields") -> Path:
 @pytest.mark.parametrize(
     "case, data, message",
     [
-        ("no_dataset", None, "no dataset 'fields'"),
-        ("ints", np.ones((4, 8, 8), dtype=np.int32), "floating point"),
-        ("rank", np.ones((4, 8), dtype=np.float32), "must be (num, H, W)"),
+        ("no_dataset", None, "no dataset 'fields' (found: maps)"),
+        ("ints", np.ones((4, 8, 8), dtype=np.int32), "'fields' must hold floating-point"),
+        ("rank", np.ones((4, 8), dtype=np.float32), "(num, H, W) or (num, C, H, W) fields"),
+        ("empty", np.ones((0, 8, 8)), "dataset 'fields' is empty"),
+        ("one", np.ones((1, 8, 8)), "dataset 'fields' needs at least 2 maps, has 1"),
         ("nan", np.where(np.arange(4 * 64).reshape(4, 8, 8) == 70, np.nan, 1.0), "map 1 has NaN"),
-        ("constant", np.ones((4, 8, 8)), "zero variance"),
+        ("constant", np.ones((4, 8, 8)), "dataset 'fields' is constant (zero variance)"),
     ],
 )
 def test_bad_training_files(tmp_path, case, data, message):
@@ -179,8 +182,17 @@ def test_bad_training_files(tmp_path, case, data, message):
         write_fields(path, np.ones((4, 8, 8)), name="maps")
     else:
         write_fields(path, data)
-    with pytest.raises(TrainingDataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(TrainingDataError, match=re.escape(f"{path}: ") + ".*" + re.escape(message)):
         FieldDataModule(str(path), val_fraction=0.25).setup("fit")
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [("none.h5", "no such file"), ("maps.npy", "unsupported file format ('.npy')")],
+)
+def test_missing_or_unknown_training_file(tmp_path, name, message):
+    with pytest.raises(TrainingDataError, match=re.escape(f"{tmp_path / name}: {message}")):
+        FieldDataModule(str(tmp_path / name)).setup("fit")
 
 
 def test_statistics_and_split(grf_file, tmp_path):

@@ -14,10 +14,12 @@ import numpy as np
 from scipy import stats
 
 from posterior_diffusion.diagnostics import (
+    cross_correlation,
     ecp_curve,
     expected_coverage,
     rank_histogram,
     rank_uniformity_pvalue,
+    transfer_function,
 )
 from posterior_diffusion.diagnostics.tarp import DEFAULT_ALPHA
 
@@ -184,7 +186,7 @@ def chi2(tests) -> dict[str, Any]:
 
 
 def spectra(tests) -> dict[str, Any]:
-    """P(k) of truths, samples and means; r(k) and T(k) from spectra summed over tests."""
+    """P(k) of truths, samples and means; r(k) and T(k) from spectra averaged over tests."""
     k, modes = np.asarray(tests[0]["k"]), np.asarray(tests[0]["modes"])
     p_truth = _stack(tests, "p_truth")  # (K, B)
     p_mean = _stack(tests, "p_mean")
@@ -205,10 +207,10 @@ def spectra(tests) -> dict[str, Any]:
             "samples_over_truth": ps / pt,
             "ratio_band_low": 1 - 2 * relative_sv,
             "ratio_band_high": 1 + 2 * relative_sv,
-            "r_mean": cross_mean / np.sqrt(pm * pt),
-            "r_samples": cross_samples / np.sqrt(ps * pt),
-            "t_mean": np.sqrt(pm / pt),
-            "t_samples": np.sqrt(ps / pt),
+            "r_mean": cross_correlation(cross_mean, pm, pt),
+            "r_samples": cross_correlation(cross_samples, ps, pt),
+            "t_mean": transfer_function(pm, pt),
+            "t_samples": transfer_function(ps, pt),
             "first_truth": tests[0]["p_truth"],
             "first_mean": tests[0]["p_mean"],
             "first_samples_median": np.median(first, axis=0),

@@ -23,12 +23,11 @@ from .spectra import (
     sample_variance_band,
     transfer_function,
 )
-from .tarp import TarpResult, ecp_curve, random_references, tarp_coverage, tarp_fractions
+from .tarp import ecp_curve, tarp_fractions
 from .zscores import reduced_chi2, zscore_map
 
 __all__ = [
     "EBPower",
-    "TarpResult",
     "azimuthal_average",
     "band_edges",
     "coverage_curve",
@@ -50,7 +49,6 @@ __all__ = [
     "power_spectrum",
     "power_spectrum_bins",
     "random_projections",
-    "random_references",
     "rank_histogram",
     "rank_uniformity_pvalue",
     "reduced_chi2",
@@ -58,7 +56,6 @@ __all__ = [
     "sample_variance_band",
     "sbc_ranks",
     "std_ratio",
-    "tarp_coverage",
     "tarp_fractions",
     "transfer_function",
     "z_mean",

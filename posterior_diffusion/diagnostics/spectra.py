@@ -41,10 +41,6 @@ def azimuthal_average(grid, k_edges) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return k_mean, average, counts
 
 
-def _spectrum(a_hat, b_hat, k_edges, area):
-    return azimuthal_average((a_hat * np.conj(b_hat)).real / area, k_edges)
-
-
 def power_spectrum(maps, num_bins: int | None = None, k_edges=None):
     """Binned P(k) of maps (..., H, W), package convention.
 
@@ -55,7 +51,7 @@ def power_spectrum(maps, num_bins: int | None = None, k_edges=None):
     h, w = maps.shape[-2:]
     edges = k_bin_edges(h, w, num_bins) if k_edges is None else k_edges
     x_hat = np.fft.fft2(maps)
-    return _spectrum(x_hat, x_hat, edges, h * w)
+    return azimuthal_average((x_hat * np.conj(x_hat)).real / (h * w), edges)
 
 
 def sample_variance_band(power, counts, nsigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -65,39 +61,21 @@ def sample_variance_band(power, counts, nsigma: float = 1.0) -> tuple[np.ndarray
     return power * (1 - width), power * (1 + width)
 
 
-def _ensemble_spectra(a, b, num_bins, k_edges):
-    a, b = np.broadcast_arrays(as_numpy(a), as_numpy(b))
-    h, w = a.shape[-2:]
-    edges = k_bin_edges(h, w, num_bins) if k_edges is None else k_edges
-    a_hat, b_hat = np.fft.fft2(a), np.fft.fft2(b)
-    k, p_ab, _ = _spectrum(a_hat, b_hat, edges, h * w)
-    _, p_aa, _ = _spectrum(a_hat, a_hat, edges, h * w)
-    _, p_bb, _ = _spectrum(b_hat, b_hat, edges, h * w)
-    lead = tuple(range(p_ab.ndim - 1))  # average spectra over maps before taking ratios
-    return k, p_ab.mean(axis=lead), p_aa.mean(axis=lead), p_bb.mean(axis=lead)
+def cross_correlation(p_ab, p_aa, p_bb) -> np.ndarray:
+    """r(k) = P_ab / sqrt(P_aa P_bb) from binned auto and cross spectra.
 
-
-def cross_correlation(a, b, num_bins: int | None = None, k_edges=None):
-    """r(k) = P_ab / sqrt(P_aa P_bb), spectra averaged over the leading (ensemble) axes.
-
-    Args:
-        a, b: maps (..., H, W), broadcastable (e.g. posterior mean and truth).
-
-    Returns:
-        k (B,) and r (B,); r = 1 where b is a positive multiple of a, mode by mode.
+    Average each spectrum over the maps (samples, tests) before taking the ratio. r = 1 where b
+    is a positive multiple of a, mode by mode; NaN in empty bins.
     """
-    k, p_ab, p_aa, p_bb = _ensemble_spectra(a, b, num_bins, k_edges)
-    return k, p_ab / np.sqrt(p_aa * p_bb)
+    return as_numpy(p_ab) / np.sqrt(as_numpy(p_aa) * as_numpy(p_bb))
 
 
-def transfer_function(estimate, truth, num_bins: int | None = None, k_edges=None):
-    """T(k) = sqrt(P_estimate / P_truth), spectra averaged over the leading (ensemble) axes.
+def transfer_function(p_estimate, p_truth) -> np.ndarray:
+    """T(k) = sqrt(P_estimate / P_truth) from binned spectra, each averaged over the maps first.
 
-    Returns:
-        k (B,) and T (B,); T < 1 where the reconstruction has lost power (e.g. a Wiener filter).
+    T < 1 where the reconstruction has lost power (e.g. a Wiener filter).
     """
-    k, _, p_ee, p_tt = _ensemble_spectra(estimate, truth, num_bins, k_edges)
-    return k, np.sqrt(p_ee / p_tt)
+    return np.sqrt(as_numpy(p_estimate) / as_numpy(p_truth))
 
 
 def one_point_pdf(maps, bins=50, value_range=None) -> tuple[np.ndarray, np.ndarray]:

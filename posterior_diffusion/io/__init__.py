@@ -1,11 +1,12 @@
-"""Observation files in (validated), result datasets out (atomically)."""
+"""Observation files in (validated), field files and result datasets in and out (atomically)."""
 
 from posterior_diffusion.io.atomic import atomic_path
-from posterior_diffusion.io.dataset import (
-    OUTPUT_FORMATS,
-    OutputPathError,
+from posterior_diffusion.io.dataset import write_dataset
+from posterior_diffusion.io.fields import (
+    FieldFileError,
     output_format,
-    write_dataset,
+    read_fields,
+    write_fields,
 )
 from posterior_diffusion.io.observation import (
     Observation,
@@ -15,13 +16,17 @@ from posterior_diffusion.io.observation import (
     read_observation,
     write_observation,
 )
-from posterior_diffusion.io.posterior import data_dims, field_dims, posterior_dataset
+from posterior_diffusion.io.posterior import (
+    data_dims,
+    field_dims,
+    posterior_dataset,
+    read_posterior,
+)
 
 __all__ = [
-    "OUTPUT_FORMATS",
+    "FieldFileError",
     "Observation",
     "ObservationError",
-    "OutputPathError",
     "atomic_path",
     "check_observation",
     "check_observation_path",
@@ -29,7 +34,10 @@ __all__ = [
     "field_dims",
     "output_format",
     "posterior_dataset",
+    "read_fields",
     "read_observation",
+    "read_posterior",
     "write_dataset",
+    "write_fields",
     "write_observation",
 ]

@@ -1,12 +1,17 @@
-"""The posterior ensemble as an xarray Dataset: samples, their mean and spread, and the data."""
+"""Posterior files: the ensemble as an xarray Dataset (samples, their mean and spread, the data)
+and, read back, as arrays."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from posterior_diffusion.io.attrs import plain_attr
+from posterior_diffusion.io.fields import FieldFileError, file_format
 from posterior_diffusion.io.observation import Observation
 
 if TYPE_CHECKING:
@@ -86,3 +91,66 @@ def posterior_dataset(
             {"long_name": "1 = observed"},
         )
     return xr.Dataset(variables, attrs=dict(attrs or {}))
+
+
+def _field(ds: xr.Dataset, name: str) -> np.ndarray:
+    """A field variable as (..., C, H, W): a channel axis is added when there is none."""
+    var = ds[name]
+    lead = [d for d in var.dims if d == "sample"]
+    channel = [d for d in var.dims if "channel" in d]
+    spatial = [d for d in var.dims if d not in lead and d not in channel]
+    values = np.asarray(var.transpose(*lead, *channel, *spatial).values, dtype=np.float64)
+    return values if channel else np.expand_dims(values, axis=len(lead))
+
+
+def read_posterior(path: str | os.PathLike) -> dict[str, Any]:
+    """samples (N, C, H, W), y (C', H', W'), optional truth (C, H, W) and mask, and attributes.
+
+    Raises:
+        FieldFileError: not a posterior file as `reconstruct` writes them, or NaN/inf samples.
+    """
+    path = Path(path)
+    container = file_format(path)
+    import xarray as xr
+
+    try:
+        # phony_dims: read plain HDF5 files too (and refuse them below) without a warning.
+        if container == "hdf5":
+            ds = xr.load_dataset(path, engine="h5netcdf", phony_dims="access")
+        else:
+            ds = xr.load_dataset(path, engine="zarr")
+    except Exception as err:  # engines raise OSError, ValueError, KeyError, ...
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise FieldFileError(path, f"cannot read as a posterior file ({reason})") from None
+    if "samples" not in ds:
+        raise FieldFileError(
+            path,
+            "no variable 'samples' (not a posterior file written by "
+            "`posterior-diffusion reconstruct`)",
+        )
+    if "sample" not in ds["samples"].dims or ds["samples"].ndim not in (3, 4):
+        raise FieldFileError(
+            path,
+            f"variable 'samples' has dims {ds['samples'].dims}; expected (sample, [channel,] y, x)",
+        )
+    samples = _field(ds, "samples")
+    if not np.isfinite(samples).all():
+        raise FieldFileError(path, "variable 'samples' contains NaN/inf values")
+    out: dict[str, Any] = {
+        "path": path,
+        "samples": samples,
+        "attrs": {str(k): plain_attr(v) for k, v in ds.attrs.items()},
+    }
+    if "observation" in ds:
+        y = np.asarray(ds["observation"].values, dtype=np.float64)
+        out["y"] = y if y.ndim == 3 else y[None]
+    if "truth" in ds:
+        out["truth"] = _field(ds, "truth")
+        if out["truth"].shape != samples.shape[1:]:
+            raise FieldFileError(
+                path,
+                f"variable 'truth' has shape {out['truth'].shape}, the samples {samples.shape[1:]}",
+            )
+    if "mask" in ds:
+        out["mask"] = np.asarray(ds["mask"].values, dtype=np.float64)
+    return out

@@ -26,85 +26,13 @@ from posterior_diffusion.calibration.one_test import (
     zscore_terms,
 )
 from posterior_diffusion.diagnostics import coverage_per_test, expected_coverage
-from posterior_diffusion.io.attrs import plain_attr
+from posterior_diffusion.io.fields import FieldFileError
+from posterior_diffusion.io.posterior import read_posterior
 
 from . import figures
-from .calibration_report import EB_CAPTION, eb_highlights, eb_table
+from .eb import EB_CAPTION, eb_highlights, eb_table
 from .tables import columns
 from .writer import FigureSpec, Table, write_report
-
-ENGINES = {".h5": "h5netcdf", ".hdf5": "h5netcdf", ".nc": "h5netcdf", ".zarr": "zarr"}
-
-
-class PosteriorFileError(ValueError):
-    """A file that is not a readable posterior file; one line naming it."""
-
-
-def _field(ds, name: str) -> np.ndarray:
-    """A field variable as (..., C, H, W): a channel axis is added when there is none."""
-    var = ds[name]
-    lead = [d for d in var.dims if d == "sample"]
-    channel = [d for d in var.dims if "channel" in d]
-    spatial = [d for d in var.dims if d not in lead and d not in channel]
-    values = np.asarray(var.transpose(*lead, *channel, *spatial).values, dtype=np.float64)
-    return values if channel else np.expand_dims(values, axis=len(lead))
-
-
-def read_posterior(path: str | os.PathLike) -> dict[str, Any]:
-    """samples (N, C, H, W), y (C', H', W'), optional truth (C, H, W) and mask, and attributes."""
-    path = Path(path)
-    engine = ENGINES.get(path.suffix.lower())
-    if not path.exists():
-        raise PosteriorFileError(f"{path}: no such file")
-    if engine is None:
-        raise PosteriorFileError(
-            f"{path}: unsupported posterior file suffix '{path.suffix}' (use {', '.join(ENGINES)})"
-        )
-    import xarray as xr
-
-    try:
-        # phony_dims: read plain HDF5 files too (and refuse them below) without a warning.
-        extra = {"phony_dims": "access"} if engine == "h5netcdf" else {}
-        ds = xr.load_dataset(path, engine=engine, **extra)
-    except Exception as err:  # engines raise OSError, ValueError, KeyError, ...
-        reason = " ".join(str(err).split()) or type(err).__name__
-        raise PosteriorFileError(f"{path}: cannot read as a posterior file ({reason})") from None
-    if "samples" not in ds:
-        raise PosteriorFileError(
-            f"{path}: no variable 'samples' (not a posterior file written by "
-            "`posterior-diffusion reconstruct`)"
-        )
-    if "sample" not in ds["samples"].dims or ds["samples"].ndim not in (3, 4):
-        raise PosteriorFileError(
-            f"{path}: variable 'samples' has dims {ds['samples'].dims}; expected "
-            "(sample, [channel,] y, x)"
-        )
-    samples = _field(ds, "samples")
-    if samples.shape[0] < 2:
-        raise PosteriorFileError(
-            f"{path}: variable 'samples' holds {samples.shape[0]} sample(s); "
-            "a report needs at least 2"
-        )
-    if not np.isfinite(samples).all():
-        raise PosteriorFileError(f"{path}: variable 'samples' contains NaN/inf values")
-    out: dict[str, Any] = {
-        "path": path,
-        "samples": samples,
-        "attrs": {str(k): plain_attr(v) for k, v in ds.attrs.items()},
-    }
-    if "observation" in ds:
-        y = np.asarray(ds["observation"].values, dtype=np.float64)
-        out["y"] = y if y.ndim == 3 else y[None]
-    if "truth" in ds:
-        out["truth"] = _field(ds, "truth")
-        if out["truth"].shape != samples.shape[1:]:
-            raise PosteriorFileError(
-                f"{path}: variable 'truth' has shape {out['truth'].shape}, the samples "
-                f"{samples.shape[1:]}"
-            )
-    if "mask" in ds:
-        out["mask"] = np.asarray(ds["mask"].values, dtype=np.float64)
-    return out
 
 
 def _statistics(samples: np.ndarray) -> dict[str, Any]:
@@ -196,12 +124,17 @@ def write_posterior_report(
     """Write the report of a posterior file; returns its summary (summary.json)."""
     post = read_posterior(posterior)
     path: Path = post["path"]
+    samples, truth = post["samples"], post.get("truth")
+    if samples.shape[0] < 2:
+        raise FieldFileError(
+            path,
+            f"variable 'samples' holds {samples.shape[0]} sample(s); a report needs at least 2",
+        )
     folder = Path(output_dir) if output_dir is not None else path.with_name(f"{path.stem}_report")
     if folder.exists() and not folder.is_dir():
-        raise PosteriorFileError(f"{folder}: exists and is not a directory")
+        raise ValueError(f"{folder}: exists and is not a directory")
     if not folder.resolve().parent.is_dir():
-        raise PosteriorFileError(f"{folder}: parent directory '{folder.parent}' does not exist")
-    samples, truth = post["samples"], post.get("truth")
+        raise ValueError(f"{folder}: parent directory '{folder.parent}' does not exist")
     model = str(post["attrs"].get("forward_model", "unknown"))
     maps = {
         "y": post.get("y", samples.mean(axis=0)),

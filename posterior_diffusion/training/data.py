@@ -10,7 +10,6 @@ flips/rotations and under periodic shifts, so each draw is a fresh-looking map.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,72 +19,22 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from posterior_diffusion.io.attrs import plain_attr
+from posterior_diffusion.io.fields import (
+    FieldFileError,
+    check_finite,
+    field_array,
+    open_file,
+    open_store,
+    read_theta,
+)
+
 DATASET = "fields"
 THETA_DATASET = "theta"
 STATS_BLOCK = 256  # maps read at a time when computing statistics
+RANKS = (3, 4)  # (num, H, W) or (num, C, H, W)
 
-
-class TrainingDataError(ValueError):
-    """A training file that cannot be used; the message is one line naming file and dataset."""
-
-
-def open_fields(path: str | os.PathLike) -> Any:
-    """The `fields` array of an .h5/.hdf5 file or a .zarr store (h5py / zarr array, lazy)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if not path.exists():
-        raise TrainingDataError(f"{path}: file not found")
-    try:
-        if suffix in (".h5", ".hdf5"):
-            import h5py
-
-            group = h5py.File(path, "r")
-        elif suffix == ".zarr":
-            import zarr
-
-            group = zarr.open_group(str(path), mode="r")
-        else:
-            raise TrainingDataError(f"{path}: training data must be .h5, .hdf5 or .zarr")
-    except TrainingDataError:
-        raise
-    except Exception as err:  # h5py / zarr raise many types for unreadable files
-        raise TrainingDataError(f"{path}: not a readable {suffix} file ({err})") from None
-    if DATASET not in group:
-        raise TrainingDataError(
-            f"{path}: no dataset '{DATASET}' (found: {', '.join(group) or 'none'})"
-        )
-    fields = group[DATASET]
-    if len(fields.shape) not in (3, 4) or min(fields.shape) < 1:
-        raise TrainingDataError(
-            f"{path}: dataset '{DATASET}' must be (num, H, W) or (num, C, H, W), got {fields.shape}"
-        )
-    if not np.issubdtype(fields.dtype, np.floating):
-        raise TrainingDataError(
-            f"{path}: dataset '{DATASET}' must be floating point, got {fields.dtype}"
-        )
-    return fields
-
-
-def open_theta(path: str | os.PathLike, num: int) -> Any:
-    """The `theta` array (num, P) beside `fields`, checked; None when the file has none."""
-    fields = open_fields(path)
-    group = fields.file if hasattr(fields, "file") else None
-    if group is None:
-        import zarr
-
-        group = zarr.open_group(str(path), mode="r")
-    if THETA_DATASET not in group:
-        return None
-    theta = group[THETA_DATASET]
-    if len(theta.shape) != 2 or theta.shape[0] != num or theta.shape[1] < 1:
-        raise TrainingDataError(
-            f"{path}: dataset '{THETA_DATASET}' must be (num, P) with num = {num} maps, got "
-            f"{theta.shape}"
-        )
-    values = np.asarray(theta[...], dtype=np.float64)
-    if not np.isfinite(values).all():
-        raise TrainingDataError(f"{path}: dataset '{THETA_DATASET}' has NaN or inf values")
-    return values
+TrainingDataError = FieldFileError  # the name training code and its users catch
 
 
 def theta_statistics(theta: np.ndarray, indices: np.ndarray, names: Any, path: str) -> dict:
@@ -104,15 +53,17 @@ def theta_statistics(theta: np.ndarray, indices: np.ndarray, names: Any, path: s
         isinstance(names, list) and len(names) == count and all(isinstance(n, str) for n in names)
     ):
         raise TrainingDataError(
-            f"{path}: attribute 'theta_names' must list {count} names, got {names!r}"
+            path, f"attribute 'theta_names' must list {count} names, got {names!r}"
         )
     train = theta[indices]
     std = train.std(0)
     if not np.all(std > 0):
         constant = [n for n, s in zip(names, std, strict=True) if not s > 0]
         raise TrainingDataError(
-            f"{path}: dataset '{THETA_DATASET}' does not vary in {', '.join(constant)} over the "
-            "training maps: nothing to condition on"
+            path,
+            f"does not vary in {', '.join(constant)} over the training maps: nothing to "
+            "condition on",
+            THETA_DATASET,
         )
     return {
         "names": names,
@@ -121,17 +72,6 @@ def theta_statistics(theta: np.ndarray, indices: np.ndarray, names: Any, path: s
         "min": train.min(0).tolist(),
         "max": train.max(0).tolist(),
     }
-
-
-def file_attrs(path: str | os.PathLike) -> dict[str, Any]:
-    """The file's attributes (kind, pixel scale, ...) as plain Python values."""
-    fields = open_fields(path)
-    attrs = fields.file.attrs if hasattr(fields, "file") else {}
-    if not attrs and Path(path).suffix.lower() == ".zarr":
-        import zarr
-
-        attrs = zarr.open_group(str(path), mode="r").attrs
-    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in dict(attrs).items()}
 
 
 def field_statistics(fields: Any, indices: np.ndarray, path: str) -> dict[str, Any]:
@@ -148,9 +88,7 @@ def field_statistics(fields: Any, indices: np.ndarray, path: str) -> dict[str, A
     selected[indices] = True
     for start in range(0, num, STATS_BLOCK):
         block = np.asarray(fields[start : start + STATS_BLOCK], dtype=np.float64)
-        if not np.isfinite(block).all():
-            bad = start + int(np.nonzero(~np.isfinite(block.reshape(len(block), -1)).all(1))[0][0])
-            raise TrainingDataError(f"{path}: dataset '{DATASET}' map {bad} has NaN or inf values")
+        check_finite(path, DATASET, block, first=start)
         digest.update(block.astype("<f4").tobytes())
         block = block[selected[start : start + STATS_BLOCK]]
         block = block[:, None] if block.ndim == 3 else block
@@ -161,7 +99,7 @@ def field_statistics(fields: Any, indices: np.ndarray, path: str) -> dict[str, A
     mean = channel_sum / total
     variance = float((channel_sq / total - mean**2).mean())
     if not variance > 0:
-        raise TrainingDataError(f"{path}: dataset '{DATASET}' is constant (zero variance)")
+        raise TrainingDataError(path, "is constant (zero variance)", DATASET)
     return {"mean": mean.tolist(), "std": variance**0.5, "checksum": digest.hexdigest()}
 
 
@@ -202,7 +140,8 @@ class FieldDataset(Dataset):
 
     def __getitem__(self, i: int) -> Tensor | tuple[Tensor, Tensor]:
         if self._fields is None:  # opened lazily: h5py handles must not cross worker forks
-            self._fields = open_fields(self.path)
+            # Kept open for the worker's life: each item reads one map from the file.
+            self._fields = field_array(open_store(self.path), self.path, DATASET, RANKS)
         index = int(self.indices[i])
         x = torch.from_numpy(np.asarray(self._fields[index], dtype=np.float32))
         x = x[None] if x.ndim == 2 else x
@@ -247,21 +186,21 @@ class FieldDataModule(L.LightningDataModule):
             return
         hp = self.hparams
         if not 0 < hp.val_fraction < 1:
-            raise TrainingDataError(f"val_fraction must be in (0, 1), got {hp.val_fraction}")
-        fields = open_fields(hp.path)
-        num = fields.shape[0]
-        if num < 2:
-            raise TrainingDataError(
-                f"{hp.path}: dataset '{DATASET}' needs at least 2 maps, has {num}"
-            )
-        order = np.random.default_rng(hp.split_seed).permutation(num)
-        num_val = max(1, int(round(hp.val_fraction * num)))
-        self.val_indices, self.train_indices = np.sort(order[:num_val]), np.sort(order[num_val:])
-        shape = tuple(int(n) for n in fields.shape[1:])
-        self.field_shape = shape if len(shape) == 3 else (1, *shape)
-        self.statistics = field_statistics(fields, self.train_indices, hp.path)
-        self.attrs = file_attrs(hp.path)
-        self.theta = open_theta(hp.path, num)
+            raise ValueError(f"val_fraction must be in (0, 1), got {hp.val_fraction}")
+        with open_file(hp.path) as store:
+            fields = field_array(store, hp.path, DATASET, RANKS)
+            num = fields.shape[0]
+            if num < 2:
+                raise TrainingDataError(hp.path, f"needs at least 2 maps, has {num}", DATASET)
+            order = np.random.default_rng(hp.split_seed).permutation(num)
+            num_val = max(1, int(round(hp.val_fraction * num)))
+            self.val_indices = np.sort(order[:num_val])
+            self.train_indices = np.sort(order[num_val:])
+            shape = tuple(int(n) for n in fields.shape[1:])
+            self.field_shape = shape if len(shape) == 3 else (1, *shape)
+            self.statistics = field_statistics(fields, self.train_indices, hp.path)
+            self.attrs = {str(k): plain_attr(v) for k, v in store.attrs.items()}
+            self.theta = read_theta(store, hp.path, num)
         if self.theta is not None:
             names = self.attrs.get("theta_names")
             self.condition = theta_statistics(self.theta, self.train_indices, names, hp.path)

@@ -81,8 +81,9 @@ class ScorePriorModule(L.LightningModule):
         channels = self.model.net.config()["channels"]
         if description["channels"] != channels:
             raise TrainingDataError(
-                f"{datamodule.hparams.path}: fields have {description['channels']} channel(s), "
-                f"the network {channels}"
+                datamodule.hparams.path,
+                f"holds {description['channels']} channel(s), the network {channels}",
+                "fields",
             )
         description["condition"] = self._check_condition(description.get("condition"), datamodule)
         self.data_description = description
@@ -115,13 +116,16 @@ class ScorePriorModule(L.LightningModule):
             return None
         if not condition:
             raise TrainingDataError(
-                f"{path}: the network is conditioned on {wanted} parameter(s) (condition_dim) but "
-                "the file has no 'theta' dataset"
+                path,
+                f"the network is conditioned on {wanted} parameter(s) (condition_dim) but the "
+                "file has no 'theta' dataset",
             )
         if len(condition["names"]) != wanted:
             raise TrainingDataError(
-                f"{path}: dataset 'theta' has {len(condition['names'])} parameter(s), the "
-                f"network's condition_dim is {wanted}"
+                path,
+                f"has {len(condition['names'])} parameter(s), the network's condition_dim is "
+                f"{wanted}",
+                "theta",
             )
         return {**condition, "dropout": self.hparams.condition_dropout}
 
