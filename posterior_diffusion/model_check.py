@@ -7,17 +7,15 @@ writes: `fields` of a simulation, `samples` of a posterior, `truth` of an observ
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .io.fields import read_fields
 from .log_likelihood import LogLikelihood, log_likelihood
 from .priors.base import Prior
 
-__all__ = ["ModelCheck", "model_check", "read_fields"]  # read_fields: the CLI's name for it
+__all__ = ["ModelCheck", "model_check"]
 
 
 @dataclass(frozen=True)
@@ -54,10 +52,9 @@ def model_check(
     if not reference:
         return ModelCheck(scored, None, None)
     generator = torch.Generator().manual_seed(int(seed))
-    options = {"field_shape": tuple(fields.shape[1:])}
-    if "steps" in inspect.signature(prior.sample).parameters:  # trained priors: reverse SDE
-        options["steps"] = sampling_steps
-    draws = prior.sample(int(reference), generator, **options).to(fields)
+    draws = prior.sample(
+        int(reference), generator, field_shape=tuple(fields.shape[1:]), steps=sampling_steps
+    ).to(fields)
     ranked = log_likelihood(prior, draws, probes=probes, seed=seed + 1, progress=progress)
     below = ranked.log_density[None, :] < scored.log_density[:, None]
     return ModelCheck(scored, ranked, below.double().mean(1))

@@ -11,8 +11,9 @@ from typing import Any
 
 import torch
 
+from posterior_diffusion.io import read_fields
 from posterior_diffusion.io.atomic import atomic_path
-from posterior_diffusion.model_check import ModelCheck, model_check, read_fields
+from posterior_diffusion.model_check import ModelCheck, model_check
 from posterior_diffusion.prior_resolver import condition_prior, resolve_prior
 from posterior_diffusion.priors import Prior
 from posterior_diffusion.provenance import provenance

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from posterior_diffusion.defaults import DEFAULT_FIELD_SHAPE
+from posterior_diffusion.io import output_format
 from posterior_diffusion.priors.power_spectrum import TabulatedPowerSpectrum
 from posterior_diffusion.simulators import simulate_fields, write_dataset_file
 from posterior_diffusion.simulators.conditional import DEFAULT_RANGES, conditional_grf
-from posterior_diffusion.simulators.io import dataset_format
 
 LPT_ORDERS = (1, 2)  # Zel'dovich, 2LPT
 
@@ -33,7 +33,7 @@ def simulate_fields_to_file(
     command: str | None = None,
 ) -> np.ndarray:
     """`api.simulate_fields_to_file` (documented there)."""
-    dataset_format(output)  # a bad output path fails before any simulation
+    output_format(output)  # a bad output path fails before any simulation
     if lpt_order not in LPT_ORDERS:
         raise ValueError(f"--lpt-order must be 1 or 2, got {lpt_order}")
     spectrum = TabulatedPowerSpectrum.from_file(power_spectrum) if power_spectrum else None

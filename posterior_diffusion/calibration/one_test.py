@@ -111,7 +111,7 @@ def zscore_terms(samples: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray
 
 def _chi2(model: ForwardModel, y: np.ndarray, fields: np.ndarray, batch_dims: int) -> np.ndarray:
     """Reduced chi^2 of data y given fields; NaN for non-Gaussian noise (no whitening)."""
-    if not getattr(model.noise, "is_gaussian", False):
+    if not model.noise.is_gaussian:
         return np.full(fields.shape[:batch_dims], np.nan)
     with torch.no_grad():
         prediction = model.A(torch.from_numpy(fields))
@@ -120,7 +120,7 @@ def _chi2(model: ForwardModel, y: np.ndarray, fields: np.ndarray, batch_dims: in
 
 def noise_variance(model: ForwardModel, data_shape: tuple[int, ...]) -> np.ndarray | None:
     """Per-entry noise variance of the data (0 where unobserved); None without a sigma."""
-    sigma = getattr(model.noise, "sigma", None)
+    sigma = model.noise.independent_std()
     if sigma is None:
         return None
     return np.broadcast_to(np.square(sigma.numpy()), data_shape).astype(np.float64)

@@ -40,7 +40,7 @@ def run_command(command: Callable[[], int]) -> int:
         with _one_line_warnings():
             return command()
     except ValueError as err:
-        # ObservationError, ForwardModelError, PowerSpectrumError, OutputPathError and the
+        # ObservationError, ForwardModelError, PowerSpectrumError, FieldFileError and the
         # other checks of user input all derive from ValueError and carry one-line messages.
         _error(err)
         return EXIT_USAGE
