@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from posterior_diffusion.priors import GaussianPrior
-from posterior_diffusion.validation import interval_coverage
+from posterior_diffusion.references.gaussian_problems import interval_coverage
 
 
 def result_header(args: argparse.Namespace, hardware: str) -> dict:

@@ -37,7 +37,7 @@ from posterior_diffusion.priors import GaussianPrior
 from posterior_diffusion.priors.conditioned import ConditionedPrior, GuidanceWarning
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.priors.power_spectrum import PowerLawSpectrum
-from posterior_diffusion.sampling import sample_posterior
+from posterior_diffusion.samplers.run import sample_posterior
 
 NOISE_LEVELS = (0.03, 0.1, 0.3, 1.0, 3.0)  # in data standard deviations
 TEST_THETAS = ((0.7, -2.2), (1.25, -1.75), (1.8, -1.2))  # inside the default training box

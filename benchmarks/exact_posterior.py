@@ -18,15 +18,15 @@ import time
 
 import torch
 
-from posterior_diffusion.exact import exact_posterior
 from posterior_diffusion.priors.network import NetworkPrior
-from posterior_diffusion.sampling import sample_posterior
-from posterior_diffusion.validation import (
+from posterior_diffusion.references.gaussian import exact_posterior
+from posterior_diffusion.references.gaussian_problems import (
     LEVELS,
     compare_to_exact,
     gaussian_problem,
     interval_coverage,
 )
+from posterior_diffusion.samplers.run import sample_posterior
 
 
 def parse() -> argparse.Namespace:

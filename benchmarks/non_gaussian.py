@@ -40,7 +40,7 @@ from posterior_diffusion.references.problems import (  # noqa: E402
     problem_from_name,
 )
 from posterior_diffusion.rng import member_seed  # noqa: E402
-from posterior_diffusion.sampling import sample_posterior  # noqa: E402
+from posterior_diffusion.samplers.run import sample_posterior  # noqa: E402
 
 # Random-stream tags of the exact draws, kept apart from the observations' streams (0..K-1).
 REFERENCE_STREAM = 2**32

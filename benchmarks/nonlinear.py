@@ -23,8 +23,8 @@ from hmc_references import load_reference
 
 from posterior_diffusion.diagnostics.global_stats import log_total_power
 from posterior_diffusion.priors import GaussianPrior
-from posterior_diffusion.sampling import sample_posterior
-from posterior_diffusion.validation import LEVELS, interval_coverage
+from posterior_diffusion.references.gaussian_problems import LEVELS, interval_coverage
+from posterior_diffusion.samplers.run import sample_posterior
 
 
 def score(samples, reference, draws, truth) -> dict:

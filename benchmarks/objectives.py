@@ -37,7 +37,7 @@ from performance import problem  # noqa: E402
 
 from posterior_diffusion.priors import GaussianPrior, default_power_spectrum  # noqa: E402
 from posterior_diffusion.priors.network import NetworkPrior  # noqa: E402
-from posterior_diffusion.sampling import sample_posterior  # noqa: E402
+from posterior_diffusion.samplers.run import sample_posterior  # noqa: E402
 
 CLI = [sys.executable, "-m", "posterior_diffusion.cli"]
 NOISE_LEVELS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # in data standard deviations

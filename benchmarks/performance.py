@@ -42,12 +42,12 @@ import peer_deepinv  # noqa: E402
 from forward_models import ForwardModel, GaussianNoise  # noqa: E402
 from forward_models.blur import Blur  # noqa: E402
 from posterior_diffusion import __version__  # noqa: E402
-from posterior_diffusion.exact import fourier_exact_posterior  # noqa: E402
 from posterior_diffusion.memory import bytes_per_member  # noqa: E402
 from posterior_diffusion.priors import GaussianPrior, default_power_spectrum  # noqa: E402
 from posterior_diffusion.priors.network import NetworkPrior  # noqa: E402
-from posterior_diffusion.sampling import sample_posterior  # noqa: E402
-from posterior_diffusion.validation import LEVELS, interval_coverage  # noqa: E402
+from posterior_diffusion.references.gaussian import fourier_exact_posterior  # noqa: E402
+from posterior_diffusion.references.gaussian_problems import LEVELS, interval_coverage  # noqa: E402
+from posterior_diffusion.samplers.run import sample_posterior  # noqa: E402
 
 UNET = Path(__file__).resolve().parent / "priors" / "grf_64.pt"
 DEFAULT_STEPS = {"guided": 48, "split_gibbs": 50, "dps": 1000, "deepinv_dps": 1000}

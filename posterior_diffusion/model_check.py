@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .log_likelihood import LogLikelihood, log_likelihood
+from .prior_density import LogLikelihood, log_likelihood
 from .priors.base import Prior
 
 __all__ = ["ModelCheck", "model_check"]

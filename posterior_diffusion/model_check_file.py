@@ -14,10 +14,10 @@ import torch
 from posterior_diffusion.io import read_fields
 from posterior_diffusion.io.atomic import atomic_path
 from posterior_diffusion.model_check import ModelCheck, model_check
-from posterior_diffusion.prior_resolver import condition_prior, resolve_prior
 from posterior_diffusion.priors import Prior
+from posterior_diffusion.priors.resolve import condition_prior, resolve_prior
 from posterior_diffusion.provenance import provenance
-from posterior_diffusion.sampling import check_run_settings
+from posterior_diffusion.samplers.run import check_run_settings
 
 
 @dataclass(frozen=True)

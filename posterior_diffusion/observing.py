@@ -23,10 +23,10 @@ from forward_models.registry import (
 from posterior_diffusion.defaults import DEFAULT_FIELD_SHAPE
 from posterior_diffusion.io import Observation, ObservationError, check_observation
 from posterior_diffusion.masks import survey_mask
-from posterior_diffusion.prior_resolver import resolve_prior
 from posterior_diffusion.priors import Prior
+from posterior_diffusion.priors.resolve import resolve_prior
 from posterior_diffusion.provenance import provenance
-from posterior_diffusion.sampling import check_run_settings
+from posterior_diffusion.samplers.run import check_run_settings
 
 
 def observation_model(

@@ -20,7 +20,7 @@ def package_version() -> str:
     try:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
-        from posterior_diffusion import __version__
+        from posterior_diffusion.version import __version__
 
         return __version__
 

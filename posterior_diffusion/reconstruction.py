@@ -26,12 +26,12 @@ from posterior_diffusion.io import (
 )
 from posterior_diffusion.io.journal import JournalError, SampleJournal, remove_journal
 from posterior_diffusion.observing import observation_model, pixel_scale
-from posterior_diffusion.prior_resolver import condition_prior, resolve_prior
 from posterior_diffusion.priors import Prior
 from posterior_diffusion.priors.network import NetworkPrior
+from posterior_diffusion.priors.resolve import condition_prior, resolve_prior
 from posterior_diffusion.provenance import file_sha256, provenance
 from posterior_diffusion.samplers import get_sampler
-from posterior_diffusion.sampling import (
+from posterior_diffusion.samplers.run import (
     SamplingInterrupted,
     check_run_settings,
     choose_sampler,

@@ -276,7 +276,7 @@ def test_interrupt_writes_completed_members(obs_dir, tmp_path, monkeypatch, caps
     import torch
 
     from posterior_diffusion import cli, reconstruction
-    from posterior_diffusion.sampling import SamplingInterrupted
+    from posterior_diffusion.samplers.run import SamplingInterrupted
 
     completed = torch.arange(2 * N * N, dtype=torch.float64).reshape(2, 1, N, N)
 

@@ -21,18 +21,19 @@ from torch import nn
 from forward_models import ForwardModel, GaussianNoise, Mask
 from forward_models.fourier import frequency_magnitude
 from posterior_diffusion.cli import main
-from posterior_diffusion.exact import exact_posterior
 from posterior_diffusion.masks import survey_mask
 from posterior_diffusion.networks import UNet
 from posterior_diffusion.networks.edm import EDMPrecond, drop_mask
-from posterior_diffusion.prior_resolver import condition_prior
 from posterior_diffusion.priors import GaussianPrior, default_power_spectrum
 from posterior_diffusion.priors.conditioned import ConditionedPrior, GuidanceWarning
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.priors.power_spectrum import PowerLawSpectrum, power_on_grid
 from posterior_diffusion.priors.prior_file import PriorFileError
+from posterior_diffusion.priors.resolve import condition_prior
+from posterior_diffusion.references.gaussian import exact_posterior
+from posterior_diffusion.references.gaussian_problems import compare_to_exact
 from posterior_diffusion.rng import member_seed
-from posterior_diffusion.sampling import sample_posterior
+from posterior_diffusion.samplers.run import sample_posterior
 from posterior_diffusion.simulators import write_dataset_file
 from posterior_diffusion.simulators.conditional import (
     DEFAULT_RANGES,
@@ -41,7 +42,6 @@ from posterior_diffusion.simulators.conditional import (
 )
 from posterior_diffusion.simulators.grf import gaussian_field_from_power_grid, gaussian_random_field
 from posterior_diffusion.training import FieldDataModule, TrainingDataError
-from posterior_diffusion.validation import compare_to_exact
 
 SHAPE = (1, 16, 16)
 NAMES = ["amplitude", "slope"]

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from posterior_diffusion import diagnostics as dg
-from posterior_diffusion.exact import exact_posterior
 from posterior_diffusion.priors import GaussianPrior
 from posterior_diffusion.priors.power_spectrum import power_on_grid
-from posterior_diffusion.validation import gaussian_problem, interval_coverage
+from posterior_diffusion.references.gaussian import exact_posterior
+from posterior_diffusion.references.gaussian_problems import gaussian_problem, interval_coverage
 
 SHAPE = (16, 16)
 K, N = 100, 64

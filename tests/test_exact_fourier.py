@@ -16,8 +16,8 @@ from forward_models import (
     Smoothing,
 )
 from forward_models.blur import Blur
-from posterior_diffusion.exact import exact_posterior, fourier_exact_posterior
 from posterior_diffusion.priors import GaussianPrior, default_power_spectrum
+from posterior_diffusion.references.gaussian import exact_posterior, fourier_exact_posterior
 
 SHAPE = (12, 16)  # non-square, to catch transposed frequency grids
 

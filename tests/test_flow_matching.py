@@ -21,7 +21,7 @@ from posterior_diffusion.priors.prior_file import (
     make_record,
     save_record,
 )
-from posterior_diffusion.sampling import sample_posterior
+from posterior_diffusion.samplers.run import sample_posterior
 from posterior_diffusion.training import ScorePriorModule
 
 SHAPE = (1, 16, 16)

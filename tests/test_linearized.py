@@ -6,15 +6,15 @@ import torch
 
 from forward_models import Blur, ForwardModel, GalaxyCounts, PoissonNoise
 from forward_models.linearized import LinearizedOperator
-from posterior_diffusion.diagnostics.exact import std_ratio
-from posterior_diffusion.exact import exact_posterior
+from posterior_diffusion.diagnostics.moments import std_ratio
 from posterior_diffusion.priors.gaussian import GaussianPrior
+from posterior_diffusion.references.gaussian import exact_posterior
+from posterior_diffusion.references.gaussian_problems import gaussian_problem, interval_coverage
 from posterior_diffusion.references.gold_standard import (
     gold_standard_posterior,
     grf_counts_problem,
 )
-from posterior_diffusion.sampling import sample_posterior
-from posterior_diffusion.validation import gaussian_problem, interval_coverage
+from posterior_diffusion.samplers.run import sample_posterior
 
 FIELD = (1, 8, 10)
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from posterior_diffusion.log_likelihood import log_likelihood
 from posterior_diffusion.networks import UNet
 from posterior_diffusion.networks.edm import EDMPrecond
+from posterior_diffusion.prior_density import log_likelihood
 from posterior_diffusion.priors import GaussianPrior, default_power_spectrum
 from posterior_diffusion.priors.network import NetworkPrior
 
@@ -97,7 +97,7 @@ def test_network_prior_through_the_ode():
 def test_hutchinson_trace_of_a_network_jacobian():
     """A perturbed U-Net's Jacobian is neither diagonal nor symmetric; 1000 Rademacher probes
     estimate its trace within 4.5 standard errors of the exact sum over the 64 pixels."""
-    from posterior_diffusion.log_likelihood import _exact_trace, hutchinson_trace
+    from posterior_diffusion.prior_density import _exact_trace, hutchinson_trace
 
     prior = network_prior(perturb=0.05)
     x = 0.5 * torch.randn(

@@ -12,7 +12,7 @@ from posterior_diffusion.networks.edm import EDMPrecond
 from posterior_diffusion.priors import GaussianPrior, default_power_spectrum
 from posterior_diffusion.priors.base import Prior
 from posterior_diffusion.priors.network import NetworkPrior
-from posterior_diffusion.sampling import sample_posterior
+from posterior_diffusion.samplers.run import sample_posterior
 
 SHAPE = (1, 16, 16)
 

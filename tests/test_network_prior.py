@@ -13,10 +13,10 @@ from forward_models import ForwardModel, GaussianNoise, Mask
 from posterior_diffusion.cli import main
 from posterior_diffusion.networks import UNet
 from posterior_diffusion.networks.edm import EDMPrecond
-from posterior_diffusion.prior_resolver import resolve_prior
 from posterior_diffusion.priors import GaussianPrior, default_power_spectrum
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.priors.prior_file import PriorFileError, make_record, save_record
+from posterior_diffusion.priors.resolve import resolve_prior
 from posterior_diffusion.rng import EnsembleRNG
 from posterior_diffusion.samplers import SAMPLERS
 
@@ -232,7 +232,7 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_priors_import_nothing_above_them_and_conditioned_imports_network_one_way():
-    above = ("samplers", "sampling", "api", "cli", "calibration", "reporting", "prior_resolver")
+    above = ("samplers", "reconstruction", "api", "cli", "calibration", "reporting", "observing")
     for path in sorted((PACKAGE / "priors").glob("*.py")):
         for name in imported_modules(path):
             assert not name.startswith(tuple(f"posterior_diffusion.{a}" for a in above)), (

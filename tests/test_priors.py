@@ -1,4 +1,4 @@
-"""The Gaussian prior against dense linear algebra, its sampler's statistics, and exact.py."""
+"""The Gaussian prior against dense linear algebra, its sampler's statistics, and references/gaussian.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 
 from forward_models import ForwardModel, GaussianNoise, Mask
 from forward_models.fourier import frequency_magnitude
-from posterior_diffusion.exact import exact_posterior
 from posterior_diffusion.priors import GaussianPrior, Prior, TabulatedPowerSpectrum
+from posterior_diffusion.references.gaussian import exact_posterior
 
 SHAPE = (2, 12, 20)  # C, H, W: non-square, two channels
 N_PIX = SHAPE[0] * SHAPE[1] * SHAPE[2]
@@ -331,7 +331,7 @@ def test_the_base_prior_states_what_it_cannot_do(prior):
     bare.check_fields((3, 5, 7))
 
 
-# --- exact.py: the exact posterior for a masked, noisy observation -----------------------------
+# --- references/gaussian.py: the exact posterior for a masked, noisy observation ---------------
 
 EXACT_SHAPE = (1, 6, 8)
 NOISE_STD = 0.3

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from posterior_diffusion.exact import exact_posterior
+from posterior_diffusion.references.gaussian import exact_posterior
+from posterior_diffusion.references.gaussian_problems import gaussian_problem
 from posterior_diffusion.references.gold_standard import (
     LatentField,
     NotConvergedError,
@@ -29,7 +30,6 @@ from posterior_diffusion.references.hmc import (
     split_rhat,
 )
 from posterior_diffusion.simulators import simulate_fields
-from posterior_diffusion.validation import gaussian_problem
 
 
 def ar1(phi: float, chains: int, draws: int, quantities: int, seed: int) -> np.ndarray:

@@ -17,12 +17,12 @@ import torch
 from forward_models.fourier import fourier_filter
 from posterior_diffusion.diagnostics import log_band_powers, log_total_power
 from posterior_diffusion.diagnostics.coverage import coverage_curve
-from posterior_diffusion.exact import exact_posterior
 from posterior_diffusion.references.compare import (
     LEVELS,
     compare_to_reference,
     component_tv_tolerance,
 )
+from posterior_diffusion.references.gaussian import exact_posterior
 from posterior_diffusion.references.mixture import mixture_exact_posterior
 from posterior_diffusion.references.problems import (
     PRIOR_KINDS,
@@ -32,7 +32,7 @@ from posterior_diffusion.references.problems import (
     mixture_problem,
     problem_from_name,
 )
-from posterior_diffusion.sampling import sample_posterior
+from posterior_diffusion.samplers.run import sample_posterior
 
 SHAPE = (12, 16)
 PIXELS = SHAPE[0] * SHAPE[1]
@@ -102,7 +102,7 @@ def test_mixture_prior_samples_have_its_pixel_variance(kind):
 
 
 def test_log_evidence_differences_are_dense_gaussian_log_probs():
-    """exact.py's log evidences differ by log N(y_obs; 0, M C_k M^T + Sigma) differences, and the
+    """The Gaussian reference's log evidences differ by log N(y_obs; 0, M C_k M^T + Sigma), and the
     mixture's omega is their softmax with the prior weights. Dense 48 x 48 algebra on 6 x 8 in
     float64: the log densities are ~60 in size, so agreement to 1e-8 is round-off only."""
     prior, model = mixture_problem("slope", "mask", (6, 8), noise=1.0)

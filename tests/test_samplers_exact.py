@@ -14,9 +14,9 @@ import math
 import pytest
 import torch
 
-from posterior_diffusion.exact import exact_posterior
-from posterior_diffusion.sampling import sample_posterior
-from posterior_diffusion.validation import compare_to_exact, gaussian_problem
+from posterior_diffusion.references.gaussian import exact_posterior
+from posterior_diffusion.references.gaussian_problems import compare_to_exact, gaussian_problem
+from posterior_diffusion.samplers.run import sample_posterior
 
 SHAPE = (24, 32)
 N = 256

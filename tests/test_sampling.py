@@ -12,7 +12,7 @@ import torch
 from forward_models import ForwardModel, GalaxyCounts, GaussianNoise, Mask, PoissonNoise
 from posterior_diffusion.priors import GaussianPrior, Prior
 from posterior_diffusion.samplers import SAMPLERS
-from posterior_diffusion.sampling import (
+from posterior_diffusion.samplers.run import (
     SamplerDivergence,
     SamplingInterrupted,
     check_run_settings,

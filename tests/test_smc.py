@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from forward_models import ForwardModel, GaussianNoise
-from posterior_diffusion.diagnostics.exact import std_ratio
-from posterior_diffusion.exact import exact_posterior
+from posterior_diffusion.diagnostics.moments import std_ratio
 from posterior_diffusion.likelihood import WhitenedLinearGaussian
 from posterior_diffusion.references import mixture_exact_posterior
+from posterior_diffusion.references.gaussian import exact_posterior
+from posterior_diffusion.references.gaussian_problems import gaussian_problem
 from posterior_diffusion.references.problems import draw_observations, mixture_problem
-from posterior_diffusion.sampling import sample_posterior
-from posterior_diffusion.validation import gaussian_problem
+from posterior_diffusion.samplers.run import sample_posterior
 
 # `posterior_diffusion.samplers` exports the function `smc`, which hides the module's name.
 smc_module = importlib.import_module("posterior_diffusion.samplers.smc")

@@ -11,8 +11,8 @@ import torch
 from forward_models import ForwardModel, GaussianNoise, Identity
 from forward_models.fourier import frequency_magnitude
 from posterior_diffusion.priors import GaussianPrior
+from posterior_diffusion.samplers.run import sample_posterior
 from posterior_diffusion.samplers.unconditional import prior_ode, prior_sde
-from posterior_diffusion.sampling import sample_posterior
 
 FIELD = (1, 16, 16)
 

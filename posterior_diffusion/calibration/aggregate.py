@@ -23,7 +23,7 @@ from posterior_diffusion.diagnostics import (
 )
 from posterior_diffusion.diagnostics.tarp import DEFAULT_ALPHA
 
-from .one_test import LEVELS, MAP_LEVELS, NUM_PROJECTIONS, PEAK_THRESHOLDS, Z_EDGES
+from .held_out import LEVELS, MAP_LEVELS, NUM_PROJECTIONS, PEAK_THRESHOLDS, Z_EDGES
 
 SBC_FAMILIES = {
     "pixels": "every pixel",
@@ -242,7 +242,7 @@ def peaks(tests) -> dict[str, Any]:
     }
 
 
-EB_SOURCES = ("noise", "data", "mean", "samples")  # one_test.eb_terms' eb_<source>, rows E, B
+EB_SOURCES = ("noise", "data", "mean", "samples")  # held_out.eb_terms' eb_<source>, rows E, B
 
 
 def _mean_and_se(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -27,14 +27,14 @@ from posterior_diffusion.observing import (
     simulation_mask,
     simulation_params,
 )
-from posterior_diffusion.prior_resolver import resolve_prior
 from posterior_diffusion.priors import Prior
+from posterior_diffusion.priors.resolve import resolve_prior
 from posterior_diffusion.provenance import file_sha256, provenance
 from posterior_diffusion.reconstruction import ReconstructionRequest, draw_members, prepare
 from posterior_diffusion.samplers import SAMPLERS
-from posterior_diffusion.sampling import check_run_settings, choose_sampler
+from posterior_diffusion.samplers.run import check_run_settings, choose_sampler
 
-from . import one_test
+from . import held_out
 from .settings import (
     FORMAT_VERSION,
     CalibrationRequest,
@@ -236,7 +236,7 @@ def _run_test(plan: _Plan, index: int, edges: np.ndarray | None):
     draws = draw_members(ensemble)
     samples = draws.samples.reshape(r.num_samples, *plan.field_shape)
     truth = np.asarray(obs.truth, dtype=np.float64)
-    arrays = one_test.diagnose(
+    arrays = held_out.diagnose(
         samples,
         truth,
         obs.y,
@@ -244,7 +244,7 @@ def _run_test(plan: _Plan, index: int, edges: np.ndarray | None):
         ensemble.model,
         plan.prior,
         plan.reference(index),
-        one_test.pdf_edges(truth, samples) if edges is None else edges,
+        held_out.pdf_edges(truth, samples) if edges is None else edges,
         projection_seed=r.seed,
         rank_seed=stream_seed(r.seed, index, "ranks"),
         exact_seed=stream_seed(r.seed, index, "exact"),
@@ -296,7 +296,7 @@ def run_calibration(request: CalibrationRequest) -> CalibrationRun:
         bar.close()
     tests, meta = [], []
     for index in range(num):
-        skip = () if index == 0 else one_test.MAP_KEYS
+        skip = () if index == 0 else held_out.MAP_KEYS
         arrays, info = store.load(index, skip=skip)
         tests.append(arrays)
         meta.append(info)

@@ -2,9 +2,9 @@
 numpy out)."""
 
 from .coverage import coverage_curve, coverage_map, coverage_per_test, expected_coverage
-from .exact import gaussian_w2, std_ratio, z_mean
 from .global_stats import band_edges, log_band_powers, log_total_power
 from .lensing import EBPower, eb_maps, eb_noise_power, eb_power, residual_eb_power
+from .moments import gaussian_w2, std_ratio, z_mean
 from .sbc import (
     peak_counts,
     pixel_values,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..priors.power_spectrum import frequency_magnitude
+from forward_models.fourier import frequency_magnitude
+
 from ._arrays import as_numpy
 
 

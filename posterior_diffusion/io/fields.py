@@ -186,7 +186,7 @@ def write_fields(
         attrs: file attributes; dicts and lists become JSON strings.
         theta: (num, P) per-map parameters of a conditional training set, as dataset 'theta'.
     """
-    from posterior_diffusion import __version__
+    from posterior_diffusion.version import __version__
 
     container = output_format(path)
     fields = np.asarray(fields)

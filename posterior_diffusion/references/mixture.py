@@ -1,7 +1,7 @@
 """The exact posterior of a Gaussian-field mixture prior under a linear Gaussian model.
 
 With x ~ sum_k pi_k N(0, C_k) and y = A x + n, n ~ N(0, Sigma), the posterior is the mixture
-sum_k omega_k N(mu_k, S_k): each component's Gaussian posterior (dense algebra, `exact.py`) and
+sum_k omega_k N(mu_k, S_k): each component's Gaussian posterior (dense algebra, `references/gaussian.py`) and
 evidence weights omega_k ∝ pi_k N(y; 0, A C_k A^T + Sigma). Since y is independent of k given x,
 p(k | x, y) = p(k | x): a sample's component probabilities are the prior's responsibilities.
 """
@@ -15,8 +15,8 @@ from torch import Tensor
 
 from forward_models.base import ForwardModel
 
-from ..exact import ExactPosterior, exact_posterior
 from ..priors.mixture import GaussianMixturePrior
+from .gaussian import ExactPosterior, exact_posterior
 
 
 @dataclass

@@ -19,7 +19,7 @@ from ..priors import GaussianPrior
 from ..priors.mixture import GaussianMixturePrior
 from ..priors.power_spectrum import power_on_grid
 from ..rng import member_seed
-from ..validation import unit_variance_spectrum
+from .gaussian_problems import unit_variance_spectrum
 
 PRIOR_KINDS = ("amplitude", "slope", "loguniform")
 MODEL_KINDS = ("mask", "lensing")

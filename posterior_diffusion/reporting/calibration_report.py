@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from posterior_diffusion.calibration.aggregate import aggregate
-from posterior_diffusion.calibration.one_test import LEVELS
+from posterior_diffusion.calibration.held_out import LEVELS
 from posterior_diffusion.calibration.runner import CalibrationRun
 from posterior_diffusion.io.attrs import to_json
 

@@ -17,7 +17,7 @@ import torch
 
 from forward_models.lensing import Shear
 from posterior_diffusion.calibration import aggregate as agg
-from posterior_diffusion.calibration.one_test import (
+from posterior_diffusion.calibration.held_out import (
     LEVELS,
     binned_counts,
     eb_terms,

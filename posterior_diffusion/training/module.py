@@ -192,7 +192,7 @@ class ScorePriorModule(L.LightningModule):
     # -- what is saved ----------------------------------------------------------------------
     def prior_record(self) -> dict[str, Any]:
         """The EMA prior as a prior-file record (see priors/prior_file.py)."""
-        from posterior_diffusion import __version__
+        from posterior_diffusion.version import __version__
 
         net = self.ema.net
         metadata = {

@@ -15,13 +15,12 @@ import torch
 from torch import Tensor
 
 from forward_models import Compose, ForwardModel, GaussianNoise, Mask, Shear, shape_noise_sigma
-
-from .diagnostics.coverage import coverage_curve
-from .diagnostics.exact import std_ratio, z_mean
-from .exact import ExactPosterior
-from .masks import survey_mask
-from .priors import GaussianPrior, default_power_spectrum
-from .priors.power_spectrum import power_on_grid
+from posterior_diffusion.diagnostics.coverage import coverage_curve
+from posterior_diffusion.diagnostics.moments import std_ratio, z_mean
+from posterior_diffusion.masks import survey_mask
+from posterior_diffusion.priors import GaussianPrior, default_power_spectrum
+from posterior_diffusion.priors.power_spectrum import power_on_grid
+from posterior_diffusion.references.gaussian import ExactPosterior
 
 LEVELS = (0.5, 0.68, 0.9, 0.95)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from ._arrays import as_numpy
+from posterior_diffusion.diagnostics._arrays import as_numpy
 
 
 def z_mean(samples, mean, std) -> float:

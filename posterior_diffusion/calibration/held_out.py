@@ -36,8 +36,8 @@ from posterior_diffusion.diagnostics import (
     zscore_map,
 )
 from posterior_diffusion.diagnostics.coverage import DEFAULT_LEVELS
-from posterior_diffusion.exact import exact_posterior
 from posterior_diffusion.priors import GaussianPrior, Prior
+from posterior_diffusion.references.gaussian import exact_posterior
 
 # Coverage-curve levels: every 5%, plus the 68% of "1 sigma".
 LEVELS = np.unique(np.concatenate([DEFAULT_LEVELS, [0.68]]))

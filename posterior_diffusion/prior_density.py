@@ -27,7 +27,7 @@ from scipy.integrate import solve_ivp
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .priors.base import Prior
+from posterior_diffusion.priors.base import Prior
 
 
 @dataclass(frozen=True)

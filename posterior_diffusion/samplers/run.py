@@ -14,11 +14,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from forward_models.base import ForwardModel
-
-from .memory import MEMORY_FRACTION, fitting_batch_size
-from .priors.base import CovarianceProduct, Prior
-from .rng import EnsembleRNG
-from .samplers import DEFAULT_SAMPLER, FALLBACK_SAMPLER, SAMPLERS, get_sampler
+from posterior_diffusion.memory import MEMORY_FRACTION, fitting_batch_size
+from posterior_diffusion.priors.base import CovarianceProduct, Prior
+from posterior_diffusion.rng import EnsembleRNG
+from posterior_diffusion.samplers import DEFAULT_SAMPLER, FALLBACK_SAMPLER, SAMPLERS, get_sampler
 
 DIVERGENCE_FACTOR = 1e6
 

@@ -15,9 +15,8 @@ from torch import Tensor
 
 from forward_models.base import ForwardModel
 from forward_models.fourier import fourier_filter
-
-from .likelihood import WhitenedLinearGaussian
-from .priors.gaussian import GaussianPrior
+from posterior_diffusion.likelihood import WhitenedLinearGaussian
+from posterior_diffusion.priors.gaussian import GaussianPrior
 
 
 @dataclass
