@@ -1,6 +1,6 @@
 """Weak-lensing shear from convergence on a periodic grid, its Kaiser-Squires inverse, shape noise.
 
-Convention (pinned by tests/test_lensing.py): k1 along the last axis (x), k2 along the
+Convention (pinned by tests/forward_models/test_lensing.py): k1 along the last axis (x), k2 along the
 second-to-last (y), both numpy.fft.fftfreq in cycles per pixel;
 D1 = (k1^2 - k2^2) / k^2, D2 = 2 k1 k2 / k^2, both 0 at k = 0, and D2 = 0 on the Nyquist row
 (k2 = -1/2, H even) and column (k1 = -1/2, W even) so both filters are real and even.

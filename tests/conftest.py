@@ -3,6 +3,20 @@
 import pytest
 import torch
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=CUDA)])
+def device(request) -> str:
+    """A test that takes `device` runs on the CPU, and on CUDA where there is one."""
+    return request.param
+
+
+@pytest.fixture
+def seeded():
+    """seeded(seed) -> a CPU torch.Generator with that seed (each test names its own seeds)."""
+    return lambda seed: torch.Generator().manual_seed(int(seed))
+
 
 @pytest.fixture(autouse=True, scope="session")
 def single_thread():

@@ -40,16 +40,16 @@ def check(comparison, mean_bias: float, variance_bias: float) -> None:
     assert abs(comparison.whitened_variance - 1) <= variance_bias + 5 * VAR_SE, comparison
 
 
-def test_exact_samples_pass_and_miscalibrated_ones_fail(problem):
+def test_exact_samples_pass_and_miscalibrated_ones_fail(seeded, problem):
     """The check itself: exact samples pass with no allowance; 5% too narrow or shifted fail."""
     _, _, _, _, exact = problem
-    samples = exact.sample(N, torch.Generator().manual_seed(0))
+    samples = exact.sample(N, seeded(0))
     check(compare_to_exact(samples, exact), 0.0, 0.0)
     narrow = exact.mean + 0.95 * (samples - exact.mean)
     with pytest.raises(AssertionError):
         check(compare_to_exact(narrow, exact), 0.0, 0.02)
     # A shift of 0.06 posterior std along every eigenmode: whitened_mean = 1 + N 0.06^2 = 1.9.
-    direction = torch.randn(MODES, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    direction = torch.randn(MODES, generator=seeded(1), dtype=torch.float64)
     shift = exact.sqrt_factor @ (0.06 * direction / direction.square().mean().sqrt())
     with pytest.raises(AssertionError):
         check(compare_to_exact(samples + shift.reshape(exact.mean.shape), exact), 0.3, 0.02)

@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from test_training import adam_steps, fixed_noise_loss, tiny_net, train_args
 from torch import nn
+from training_helpers import adam_steps, fixed_noise_loss, tiny_net, train_args
 
 from posterior_diffusion.cli import main
 from posterior_diffusion.networks.flow_matching import FlowMatchingPrecond
@@ -46,15 +46,13 @@ class OracleVelocity(nn.Module):
         return (x_t - denoised) / t
 
 
-def test_oracle_velocity_gives_the_exact_denoiser():
+def test_oracle_velocity_gives_the_exact_denoiser(seeded):
     """The sigma <-> t map and D = x_t - t v, with normalisation, reproduce E[x0 | x_sigma]."""
     prior = GaussianPrior(default_power_spectrum(), SHAPE)
     std = 0.02
     precond = FlowMatchingPrecond(OracleVelocity(prior, std))
     precond.set_normalisation([0.0], std)
-    x = 0.05 * torch.randn(
-        (3, *SHAPE), generator=torch.Generator().manual_seed(0), dtype=torch.float64
-    )
+    x = 0.05 * torch.randn((3, *SHAPE), generator=seeded(0), dtype=torch.float64)
     for sigma in (1e-4, 0.01, 0.3, 10.0):
         torch.testing.assert_close(
             precond(x, sigma), prior.denoise(x, sigma), rtol=1e-10, atol=1e-12

@@ -81,31 +81,27 @@ def network_prior(perturb: float) -> NetworkPrior:
     return NetworkPrior(precond, meta, source="test", checksum="0")
 
 
-def test_network_prior_through_the_ode():
+def test_network_prior_through_the_ode(seeded):
     """The network path (linearisation by autograd, traces by vector-Jacobian products) on the
     zero-output U-Net, whose prior is N(0, 0.5^2 I): the analytic log-density to 0.02 nats."""
     prior = network_prior(perturb=0.0)
-    x = 0.5 * torch.randn(
-        (3, 1, 8, 8), generator=torch.Generator().manual_seed(1), dtype=torch.float64
-    )
+    x = 0.5 * torch.randn((3, 1, 8, 8), generator=seeded(1), dtype=torch.float64)
     result = log_likelihood(prior, x, probes=2, rtol=1e-5)
     variance = 0.5**2 + prior.sigma_min() ** 2
     expected = torch.distributions.Normal(0.0, variance**0.5).log_prob(x).flatten(1).sum(1)
     torch.testing.assert_close(result.log_density, expected, rtol=0, atol=0.02)
 
 
-def test_hutchinson_trace_of_a_network_jacobian():
+def test_hutchinson_trace_of_a_network_jacobian(seeded):
     """A perturbed U-Net's Jacobian is neither diagonal nor symmetric; 1000 Rademacher probes
     estimate its trace within 4.5 standard errors of the exact sum over the 64 pixels."""
     from posterior_diffusion.prior_density import _exact_trace, hutchinson_trace
 
     prior = network_prior(perturb=0.05)
-    x = 0.5 * torch.randn(
-        (1, 1, 8, 8), generator=torch.Generator().manual_seed(2), dtype=torch.float64
-    )
+    x = 0.5 * torch.randn((1, 1, 8, 8), generator=seeded(2), dtype=torch.float64)
     _, cov = prior.linearize(x, 0.4)
     exact = _exact_trace(cov, x)
-    signs = torch.randint(0, 2, (1000, *x.shape), generator=torch.Generator().manual_seed(3))
+    signs = torch.randint(0, 2, (1000, *x.shape), generator=seeded(3))
     estimates = hutchinson_trace(cov, (2 * signs - 1).to(x.dtype))[0]
     error = estimates.std() / len(estimates) ** 0.5
     assert abs(estimates.mean() - exact[0]) < 4.5 * error

@@ -19,9 +19,9 @@ from posterior_diffusion.samplers.run import sample_posterior
 FIELD = (1, 8, 10)
 
 
-def test_linearized_galaxy_counts_is_the_jacobian_and_its_adjoint():
+def test_linearized_galaxy_counts_is_the_jacobian_and_its_adjoint(seeded):
     operator = GalaxyCounts(n_bar=7.0, bias=1.3)
-    g = torch.Generator().manual_seed(0)
+    g = seeded(0)
     point = 0.3 * torch.randn(FIELD, generator=g, dtype=torch.float64)
     linear = LinearizedOperator(operator, point)
     v = torch.randn((3, *FIELD), generator=g, dtype=torch.float64)
@@ -32,29 +32,29 @@ def test_linearized_galaxy_counts_is_the_jacobian_and_its_adjoint():
     assert linear.adjointness_error(FIELD, g) < 1e-12
 
 
-def test_linearizing_a_linear_operator_changes_nothing():
+def test_linearizing_a_linear_operator_changes_nothing(seeded):
     psf = torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 2.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
     blur = Blur(psf / psf.sum(), FIELD[1:])
     linear = LinearizedOperator(blur, torch.zeros(FIELD, dtype=torch.float64))
-    v = torch.randn((2, *FIELD), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    v = torch.randn((2, *FIELD), generator=seeded(1), dtype=torch.float64)
     assert torch.allclose(linear.A(v), blur.A(v), atol=1e-12)
     assert torch.allclose(linear.A_adjoint(v), blur.A_adjoint(v), atol=1e-12)
 
 
-def test_on_a_linear_gaussian_model_it_samples_the_exact_posterior():
+def test_on_a_linear_gaussian_model_it_samples_the_exact_posterior(seeded):
     """Linearisation is exact there, so `linearized` is `guided` (plus pilot runs): the median
     std ratio over 64 pixels of N = 128 members has a standard error of about 0.01."""
     prior, model = gaussian_problem("P1", (8, 8))
-    g = torch.Generator().manual_seed(3)
+    g = seeded(3)
     y = model.simulate(prior.sample(1, g)[0], g)
     samples, _ = sample_posterior(prior, model, y, 128, sampler="linearized", progress=False)
     assert 0.94 < std_ratio(samples, exact_posterior(prior, model, y).std) < 1.06
 
 
-def test_members_do_not_depend_on_the_batch_size():
+def test_members_do_not_depend_on_the_batch_size(seeded):
     prior = GaussianPrior(lambda k: 0.04 / (1 + (k / 0.1) ** 2), FIELD)
     model = ForwardModel(GalaxyCounts(20.0, 1.0), PoissonNoise(), FIELD, name="counts")
-    y = model.simulate(prior.sample(1, torch.Generator().manual_seed(0))[0])
+    y = model.simulate(prior.sample(1, seeded(0))[0])
     kwargs = dict(sampler="linearized", steps=12, seed=4, progress=False)
     whole, _ = sample_posterior(prior, model, y, 6, **kwargs)
     batched, _ = sample_posterior(prior, model, y, 6, batch_size=2, **kwargs)
@@ -69,7 +69,7 @@ def counts_reference():
     return problem, reference, prior
 
 
-def test_galaxy_counts_match_the_hmc_gold_standard(counts_reference):
+def test_galaxy_counts_match_the_hmc_gold_standard(seeded, counts_reference):
     """R3 (a Gaussian field seen through Poisson counts), against HMC certified by R-hat < 1.01.
 
     Measured at 24 x 32 (three observations, N = 128): std ratio 0.998-1.002, coverage within
@@ -77,7 +77,7 @@ def test_galaxy_counts_match_the_hmc_gold_standard(counts_reference):
     of ~0.02 and a pooled coverage difference ~0.03 (the two ensembles' intervals differ), so
     0.9-1.1 and 0.06. DPS is the control that fails both."""
     problem, reference, prior = counts_reference
-    draws = reference.sample(256, torch.Generator().manual_seed(0))
+    draws = reference.sample(256, seeded(0))
     covered = interval_coverage(draws, problem.truth)
 
     def distance(sampler: str, steps: int | None) -> tuple[float, float]:

@@ -43,11 +43,11 @@ def test_mean_and_std_match_the_dense_posterior(blurred, smoothed):
     assert float((dense.std - fast.std).abs().max()) < 1e-10 * scale
 
 
-def test_samples_have_the_posterior_moments(blurred):
+def test_samples_have_the_posterior_moments(seeded, blurred):
     prior, model, y = blurred
     fast = fourier_exact_posterior(prior, model, y)
     n = 4000
-    samples = fast.sample(n, torch.Generator().manual_seed(0))
+    samples = fast.sample(n, seeded(0))
     # Per-pixel sample variance / exact variance has sd sqrt(2 / (n - 1)); averaged over 192
     # correlated pixels it is no noisier than one pixel: 5 sd.
     ratio = float((samples.var(0) / fast.std.square()).mean())

@@ -21,7 +21,7 @@ from posterior_diffusion.rng import EnsembleRNG
 from posterior_diffusion.samplers import SAMPLERS
 
 SHAPE = (1, 16, 16)
-PACKAGE = Path(__file__).resolve().parents[1] / "posterior_diffusion"
+PACKAGE = Path(__file__).resolve().parents[2] / "posterior_diffusion"
 
 
 def metadata(**extra) -> dict:
@@ -199,7 +199,7 @@ def test_unet_is_equivariant_to_periodic_shifts():
         assert torch.allclose(shifted, torch.roll(net(x, c), (2, 4), dims=(-2, -1)), atol=1e-12)
 
 
-def test_samplers_run_with_a_network_prior(prior_file):
+def test_samplers_run_with_a_network_prior(seeded, prior_file):
     prior = NetworkPrior.from_file(prior_file)
     mask = torch.ones(16, 16)
     mask[4:8, 4:12] = 0
@@ -208,12 +208,10 @@ def test_samplers_run_with_a_network_prior(prior_file):
     for name in ("guided", "dps"):
         x = SAMPLERS[name].function(prior, model, y, EnsembleRNG(0, range(2)), steps=6)
         assert x.shape == (2, *SHAPE) and torch.isfinite(x).all()
-    drawn = prior.sample(2, torch.Generator().manual_seed(0), steps=8)
+    drawn = prior.sample(2, seeded(0), steps=8)
     assert drawn.shape == (2, *SHAPE) and torch.isfinite(drawn).all()
     # A prior draw is the unconditional reverse-SDE sampler's draw, member for member.
-    rng = EnsembleRNG(
-        int(torch.randint(2**62, (), generator=torch.Generator().manual_seed(0))), range(2)
-    )
+    rng = EnsembleRNG(int(torch.randint(2**62, (), generator=seeded(0))), range(2))
     alone = SAMPLERS["prior_sde"].function(prior, None, None, rng, 8, field_shape=SHAPE)
     assert torch.equal(drawn, alone)
 
@@ -247,11 +245,9 @@ def test_priors_import_nothing_above_them_and_conditioned_imports_network_one_wa
     )
 
 
-def test_bf16_autocast_stays_close_to_float32_and_is_recorded(prior_file):
+def test_bf16_autocast_stays_close_to_float32_and_is_recorded(seeded, prior_file):
     prior = NetworkPrior.from_file(prior_file)
-    x = 0.03 * torch.randn(
-        4, *SHAPE, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
-    )
+    x = 0.03 * torch.randn(4, *SHAPE, dtype=torch.float64, generator=seeded(0))
     sigma = torch.tensor([0.001, 0.01, 0.1, 1.0], dtype=torch.float64)
     reference = prior.denoise(x, sigma)
     assert "precision" not in prior.identity()
@@ -269,7 +265,7 @@ def test_bf16_autocast_stays_close_to_float32_and_is_recorded(prior_file):
 
 
 def test_cli_refuses_bf16_for_an_analytic_prior(tmp_path, capsys):
-    obs = Path(__file__).parent.parent / "examples" / "data" / "masked_field_obs.h5"
+    obs = Path(__file__).resolve().parents[2] / "examples" / "data" / "masked_field_obs.h5"
     flags = ["--prior", "gaussian", "--precision", "bf16"]
     assert "trained priors" in refused_reconstruct(obs, flags, tmp_path, capsys)
 

@@ -15,9 +15,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from training_helpers import adam_steps, fixed_noise_loss, tiny_net, train_args
 
 from posterior_diffusion.cli import main
-from posterior_diffusion.networks import UNet
 from posterior_diffusion.networks.edm import EDMPrecond
 from posterior_diffusion.priors import GaussianPrior, default_power_spectrum
 from posterior_diffusion.priors.network import NetworkPrior
@@ -26,50 +26,13 @@ from posterior_diffusion.training import FieldDataModule, TrainingDataError
 from posterior_diffusion.training.cli import intact
 from posterior_diffusion.training.data import augment
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY_CONFIG = ROOT / "configs" / "train_tiny.yaml"
-
-
-def train_args(data: Path, root: Path) -> list[str]:
-    """`train` with the tiny config on `data`, logging under `root`."""
-    return ["train", "--config", str(TINY_CONFIG), "--data.path", str(data),
-            "--trainer.default_root_dir", str(root)]  # fmt: skip
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def live_weights(checkpoint: Path) -> torch.Tensor:
     """The trained (non-EMA) network weights of a Lightning checkpoint, flattened."""
     state = torch.load(checkpoint, weights_only=True)["state_dict"]
     return torch.cat([v.flatten() for k, v in sorted(state.items()) if k.startswith("model.net.")])
-
-
-def tiny_net() -> UNet:
-    return UNet(channels=1, base_channels=8, channel_mults=(1, 2), blocks_per_level=1)
-
-
-def fixed_noise_loss(model: EDMPrecond, x0: torch.Tensor) -> float:
-    """The weighted EDM loss at fixed noise levels and fixed noise: comparable across steps."""
-    generator = torch.Generator().manual_seed(0)
-    total = 0.0
-    for sigma in (0.03, 0.1, 0.3, 1.0, 3.0):
-        noise = torch.randn(x0.shape, generator=generator)
-        with torch.no_grad():
-            denoised = model(x0 + sigma * noise, sigma)
-        total += (1 + sigma**2) / sigma**2 * float((denoised - x0).square().mean())
-    return total / 5
-
-
-def adam_steps(model, x: torch.Tensor, steps: int = 60) -> list[float]:
-    """`steps` Adam steps (lr 2e-3) on batches of 16 of the first 80 maps; the losses."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    losses = []
-    for step in range(steps):
-        start = (step * 16) % 80
-        loss = model.loss(x[start : start + 16])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss))
-    return losses
 
 
 def test_a_few_steps_lower_the_loss(grf_file):
@@ -227,7 +190,7 @@ def test_augmentation_is_a_symmetry_of_the_grid():
         assert {float(y[0, i, j]) for i in (0, -1) for j in (0, -1)} == corners
 
 
-def test_train_a_hybrid_prior(grf_file, tmp_path):
+def test_train_a_hybrid_prior(seeded, grf_file, tmp_path):
     spectrum = ROOT / "posterior_diffusion" / "data" / "default_power_spectrum.txt"
     args = [
         *train_args(grf_file, tmp_path),
@@ -241,7 +204,7 @@ def test_train_a_hybrid_prior(grf_file, tmp_path):
     assert prior.metadata["hybrid"] and prior.identity()["name"] == "hybrid"
     # The learned part is a small correction to the analytic denoiser after 3 steps.
     exact = GaussianPrior(default_power_spectrum(), (1, 16, 16))
-    x = exact.sample(4, torch.Generator().manual_seed(0)) + 0.01 * torch.randn(4, 1, 16, 16)
+    x = exact.sample(4, seeded(0)) + 0.01 * torch.randn(4, 1, 16, 16)
     with torch.no_grad():
         gap = (prior.denoise(x, 0.01) - exact.denoise(x, 0.01)).square().mean()
     assert gap < 0.05 * (exact.denoise(x, 0.01) - x).square().mean()
@@ -307,12 +270,12 @@ def test_a_checkpoint_cut_short_is_skipped_for_the_previous_one(grf_file, tmp_pa
 
 
 def ddp_train(data: Path, root: Path, probe: Path, *extra: str) -> subprocess.CompletedProcess:
-    """The real `train` CLI on 2 CPU processes (gloo DDP), with tests/ddp_probe.py's Probe
+    """The real `train` CLI on 2 CPU processes (gloo DDP), with tests/support/ddp_probe.py's Probe
     callback writing what each rank fetched and its final weights into `probe`."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
-            p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p
+            p for p in (str(ROOT / "tests" / "support"), os.environ.get("PYTHONPATH")) if p
         ),
     }
     callback = json.dumps({"class_path": "ddp_probe.Probe", "init_args": {"out_dir": str(probe)}})

@@ -27,8 +27,6 @@ from forward_models import (
     Smoothing,
 )
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
 ADJOINT_TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
 
 
@@ -97,7 +95,6 @@ LINEAR_CASES = [
 ]
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("case", LINEAR_CASES, ids=lambda c: c.id)
 def test_linear_operator(case: Case, dtype: torch.dtype, device: str):
@@ -406,7 +403,6 @@ def test_noise_log_prob_gradcheck(noise):
     assert torch.autograd.gradcheck(lambda m: noise.log_prob(y, m), (mean.requires_grad_(True),))
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_noise_models_follow_dtype_and_device(dtype: torch.dtype, device: str):
     sigma, mask = sigma_map_and_mask()

@@ -24,8 +24,8 @@ from posterior_diffusion.samplers.run import sample_posterior
 smc_module = importlib.import_module("posterior_diffusion.samplers.smc")
 
 
-def test_systematic_resampling_keeps_every_stretch_of_the_order_within_one_particle():
-    g = torch.Generator().manual_seed(0)
+def test_systematic_resampling_keeps_every_stretch_of_the_order_within_one_particle(seeded):
+    g = seeded(0)
     n = 200
     log_w = torch.randn(n, generator=g, dtype=torch.float64) * 2
     order = torch.randperm(n, generator=g)
@@ -56,11 +56,11 @@ def _noised_model(model, beta):
     )
 
 
-def test_tempered_likelihood_is_the_noised_data_posterior_likelihood():
+def test_tempered_likelihood_is_the_noised_data_posterior_likelihood(seeded):
     """pi_beta's likelihood is N(y + sqrt(1/beta - 1) sigma xi; A x, sigma^2 / beta) up to a
     constant, and its B is the adjoint of its B_adjoint."""
     prior, model = gaussian_problem("P1", (8, 12))
-    g = torch.Generator().manual_seed(1)
+    g = seeded(1)
     y = model.simulate(prior.sample(1, g)[0], g)
     likelihood = WhitenedLinearGaussian(model, y)
     observed = model.noise.observed
@@ -79,14 +79,14 @@ def test_tempered_likelihood_is_the_noised_data_posterior_likelihood():
         assert float((lhs - rhs).abs()) < 1e-10 * float(lhs.abs() + 1)
 
 
-def test_the_weights_move_mixture_components_as_the_exact_path_posteriors_do():
+def test_the_weights_move_mixture_components_as_the_exact_path_posteriors_do(seeded):
     """Exact draws of pi_beta0 reweighted by the increments to beta1 carry pi_beta1's exact
     component weights (the path is a sequence of genuine posteriors, computed densely here)."""
     prior, model = mixture_problem("amplitude", "mask", shape=(12, 16), noise=2.5)
     _, y = draw_observations(prior, model, 1, seed=2)[0]
     likelihood = WhitenedLinearGaussian(model, y)
     observed = model.noise.observed
-    g = torch.Generator().manual_seed(4)
+    g = seeded(4)
     xi = torch.randn(y.shape, generator=g, dtype=torch.float64) * observed
     path = smc_module.NoisedData(likelihood, xi)
 
@@ -112,9 +112,9 @@ def test_the_weights_move_mixture_components_as_the_exact_path_posteriors_do():
     assert float((wrong - end.weights).abs().max()) > tolerance, (wrong, end.weights)
 
 
-def test_smc_ensemble_does_not_depend_on_batch_size_or_on_which_members_are_asked_for():
+def test_smc_ensemble_does_not_depend_on_batch_size_or_on_which_members_are_asked_for(seeded):
     prior, model = gaussian_problem("P1", (8, 8))
-    g = torch.Generator().manual_seed(0)
+    g = seeded(0)
     y = model.simulate(prior.sample(1, g)[0], g)
     kwargs = dict(sampler="smc", seed=5, progress=False)
     full, info = sample_posterior(prior, model, y, 16, **kwargs)
@@ -129,12 +129,12 @@ def test_smc_ensemble_does_not_depend_on_batch_size_or_on_which_members_are_aske
     assert info["batch_size"] == 16 and info["nfe_per_sample"] > 0
 
 
-def test_smc_matches_the_exact_posterior_of_a_gaussian_prior():
+def test_smc_matches_the_exact_posterior_of_a_gaussian_prior(seeded):
     """Its restart moves are exact for a Gaussian prior, so the ensemble is too (up to the ODE's
     ~1% in variance); the median std ratio over 64 pixels of N = 96 members has a standard error
     of about 1 / sqrt(2 N) / sqrt(64) per pixel-median, so 0.9-1.1 is a loose bound."""
     prior, model = gaussian_problem("P1", (8, 8))
-    g = torch.Generator().manual_seed(2)
+    g = seeded(2)
     y = model.simulate(prior.sample(1, g)[0], g)
     samples, _ = sample_posterior(prior, model, y, 96, sampler="smc", seed=1, progress=False)
     exact = exact_posterior(prior, model, y)
@@ -144,9 +144,9 @@ def test_smc_matches_the_exact_posterior_of_a_gaussian_prior():
     assert not 0.9 < std_ratio(narrow, exact.std) < 1.1
 
 
-def test_smc_warns_when_few_members_survive():
+def test_smc_warns_when_few_members_survive(seeded):
     prior, model = gaussian_problem("P1", (8, 8))
-    g = torch.Generator().manual_seed(0)
+    g = seeded(0)
     y = model.simulate(prior.sample(1, g)[0], g)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -15,8 +15,8 @@ import pytest
 import torch
 import xarray as xr
 from scipy import stats
-from test_training import train_args
 from torch import nn
+from training_helpers import train_args
 
 from forward_models import ForwardModel, GaussianNoise, Mask
 from forward_models.fourier import frequency_magnitude
@@ -326,9 +326,9 @@ def tiny_conditional_net(seed: int = 0) -> UNet:
                 condition_dim=2)  # fmt: skip
 
 
-def test_unet_drops_the_condition_where_keep_is_false():
+def test_unet_drops_the_condition_where_keep_is_false(seeded):
     net = perturbed(tiny_conditional_net()).double()
-    g = torch.Generator().manual_seed(1)
+    g = seeded(1)
     x = torch.randn((4, *SHAPE), generator=g, dtype=torch.float64)
     c_noise = torch.tensor([-1.0, -0.2, 0.3, 1.0], dtype=torch.float64)
     condition = torch.randn((4, 2), generator=g, dtype=torch.float64)
@@ -363,7 +363,7 @@ def test_unconditional_unet_config_and_refusals():
         precond(x, 1.0, [1.0, -2.0])
 
 
-def test_edm_precond_standardises_theta_for_the_network():
+def test_edm_precond_standardises_theta_for_the_network(seeded):
     net = perturbed(tiny_conditional_net())
     precond = EDMPrecond(net)
     mean, std = [1.25, -1.75], [0.4, 0.5]
@@ -371,7 +371,7 @@ def test_edm_precond_standardises_theta_for_the_network():
     precond.set_condition_normalisation(mean, std)
     seen = []
     net.condition_embedding.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
-    x = torch.randn((3, *SHAPE), generator=torch.Generator().manual_seed(2))
+    x = torch.randn((3, *SHAPE), generator=seeded(2))
     theta = torch.tensor([[0.9, -2.0], [1.7, -1.1], [0.5, -2.5]], dtype=torch.float64)
     with torch.no_grad():
         per_member = precond(x, 0.7, theta)
@@ -397,7 +397,7 @@ def test_drop_mask_drops_at_the_rate_asked():
 # -- learning p(x | theta) -------------------------------------------------------------------
 
 
-def test_training_learns_to_use_theta():
+def test_training_learns_to_use_theta(seeded):
     """250 Adam steps of the tiny net on 384 GRFs whose amplitudes are 0.3 or 3 (slopes in the
     default box). On 384 held-out maps at fixed noise, the per-map log ratio of the denoising
     error with the other amplitude's theta to that with the map's own theta is positive by many
@@ -427,7 +427,7 @@ def test_training_learns_to_use_theta():
     x0, own = x[train:], t[train:]
     other = own.clone()
     other[:, 0] = low + high - own[:, 0]  # the other amplitude, same slope
-    generator = torch.Generator().manual_seed(5)
+    generator = seeded(5)
     for sigma_n in (0.3, 0.5):
         noisy = x0 + sigma_n * std * torch.randn(x0.shape, generator=generator)
         with torch.no_grad():
@@ -472,10 +472,11 @@ def random_conditional_prior() -> NetworkPrior:
 
 
 def test_conditioned_prior_is_the_conditional_pass_at_w0_and_cfg_otherwise(
+    seeded,
     random_conditional_prior,
 ):
     prior = random_conditional_prior
-    g = torch.Generator().manual_seed(4)
+    g = seeded(4)
     x = torch.randn((3, *SHAPE), generator=g, dtype=torch.float64)
     theta = [1.4, -2.1]
     with warnings.catch_warnings():
@@ -509,8 +510,8 @@ def test_guidance_warns_once_and_only_when_w_is_not_zero(random_conditional_prio
             assert str(guidance[0].message).startswith(f"classifier-free guidance w = {w:g} ")
 
 
-def test_theta_by_name_or_by_order_is_the_same(random_conditional_prior):
-    x = torch.randn((2, *SHAPE), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+def test_theta_by_name_or_by_order_is_the_same(seeded, random_conditional_prior):
+    x = torch.randn((2, *SHAPE), generator=seeded(5), dtype=torch.float64)
     by_name = ConditionedPrior(random_conditional_prior, {"slope": -1.2, "amplitude": 0.8})
     by_order = ConditionedPrior(random_conditional_prior, (0.8, -1.2))
     from_numpy = ConditionedPrior(random_conditional_prior, np.array([0.8, -1.2]))
@@ -650,10 +651,8 @@ def oracle_prior() -> NetworkPrior:
     return network_prior(net, ORACLE_STD, condition)
 
 
-def test_oracle_network_gives_the_exact_gaussian_denoiser(oracle_prior):
-    x = 3 * torch.randn(
-        (3, *SHAPE), generator=torch.Generator().manual_seed(0), dtype=torch.float64
-    )
+def test_oracle_network_gives_the_exact_gaussian_denoiser(seeded, oracle_prior):
+    x = 3 * torch.randn((3, *SHAPE), generator=seeded(0), dtype=torch.float64)
     exact = [GaussianPrior(PowerLawSpectrum(*t), SHAPE) for t in (THETA_1, THETA_2, [1.25, -1.75])]
     for sigma in (1e-3, 0.1, 1.0, 30.0, 300.0):
         for theta, prior in zip((THETA_1, THETA_2), exact[:2], strict=True):
@@ -716,15 +715,13 @@ def test_conditioned_oracle_prior_samples_the_exact_posterior(oracle_prior, mask
     assert ratio > 1.5
 
 
-def test_conditioned_oracle_prior_draws_from_its_theta(oracle_prior):
+def test_conditioned_oracle_prior_draws_from_its_theta(seeded, oracle_prior):
     """ConditionedPrior.sample (the reverse SDE with its own denoiser): maps whitened by theta's
     spectrum have mode power 1 +- about 0.09 / sqrt(N) on average; by the other theta's, not."""
     num = 128
     for theta, other in ((THETA_1, THETA_2), (THETA_2, THETA_1)):
         draws = (
-            ConditionedPrior(oracle_prior, theta)
-            .sample(num, torch.Generator().manual_seed(1), steps=100)[:, 0]
-            .numpy()
+            ConditionedPrior(oracle_prior, theta).sample(num, seeded(1), steps=100)[:, 0].numpy()
         )
         own = whitened_power(draws, power_on_grid(PowerLawSpectrum(*theta), 16, 16))
         wrong = whitened_power(draws, power_on_grid(PowerLawSpectrum(*other), 16, 16))

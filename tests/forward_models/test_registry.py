@@ -78,17 +78,15 @@ CASES = [
 
 
 @pytest.mark.parametrize("name, attrs, arrays, y_shape, field_shape, operator", CASES)
-def test_built_in_models(name, attrs, arrays, y_shape, field_shape, operator):
+def test_built_in_models(seeded, name, attrs, arrays, y_shape, field_shape, operator):
     model = build_forward_model(name, attrs, arrays, y_shape)
     assert isinstance(model, ForwardModel) and model.name == name
     assert model.field_shape == field_shape and model.data_shape == y_shape
     assert type(model.operator).__name__ == operator
     expected_noise = PoissonNoise if name == "galaxy_counts" else GaussianNoise
     assert isinstance(model.noise, expected_noise)
-    x = 0.1 * torch.randn(
-        (2, *field_shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64
-    )
-    y = model.simulate(x, generator=torch.Generator().manual_seed(1))
+    x = 0.1 * torch.randn((2, *field_shape), generator=seeded(0), dtype=torch.float64)
+    y = model.simulate(x, generator=seeded(1))
     assert y.shape == (2, *y_shape)
     assert torch.all(torch.isfinite(model.log_likelihood(y, x)))
     json.dumps(model.params())

@@ -132,9 +132,9 @@ def test_hmc_matches_the_exact_gaussian_posterior(gaussian_reference):
     assert abs(narrow) > 5 / math.sqrt(modes)
 
 
-def test_stored_draws_are_exact_posterior_draws(gaussian_reference):
+def test_stored_draws_are_exact_posterior_draws(seeded, gaussian_reference):
     posterior, exact = gaussian_reference
-    draws = posterior.sample(1000, torch.Generator().manual_seed(0))
+    draws = posterior.sample(1000, seeded(0))
     assert draws.shape == (1000, 1, 10, 10) and len(torch.unique(draws[:, 0, 0, 0])) == 1000
     # Whitened by the exact posterior, 1000 thinned draws give per-mode variances near 1.
     flat = draws.reshape(1000, -1) - exact.mean.reshape(-1)
@@ -191,13 +191,11 @@ def test_diagnostics_reject_chains_started_apart_and_run_briefly():
     assert caught.value.posterior.max_rhat >= 1.01
 
 
-def test_a_chain_does_not_depend_on_how_many_run_beside_it():
+def test_a_chain_does_not_depend_on_how_many_run_beside_it(seeded):
     """Chain c draws from its own stream and adapts its own step size, and the lockstep freezes
     it once its own trajectory is done: 2 chains give the first 2 of 3, to round-off."""
     problem = lognormal_problem("counts", (8, 8), seed=1)
-    start = torch.randn(
-        (3, 1, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.float64
-    )
+    start = torch.randn((3, 1, 8, 8), generator=seeded(0), dtype=torch.float64)
     runs = [
         hmc(
             problem.log_posterior(),

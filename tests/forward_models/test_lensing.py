@@ -130,10 +130,8 @@ def test_shear_differs_from_lenspack_only_at_the_corner_mode():
     assert np.abs(diff_hat).max() < 1e-10
 
 
-def test_kaiser_squires_inverts_shear_on_odd_grid():
-    kappa = torch.randn(
-        3, 1, 15, 17, generator=torch.Generator().manual_seed(2), dtype=torch.float64
-    )
+def test_kaiser_squires_inverts_shear_on_odd_grid(seeded):
+    kappa = torch.randn(3, 1, 15, 17, generator=seeded(2), dtype=torch.float64)
     kappa_e, kappa_b = kaiser_squires(Shear((15, 17)).A(kappa))
     assert kappa_e.shape == kappa_b.shape == (3, 1, 15, 17)
     torch.testing.assert_close(
@@ -142,15 +140,15 @@ def test_kaiser_squires_inverts_shear_on_odd_grid():
     assert float(kappa_b.abs().max()) < 1e-12
 
 
-def test_kaiser_squires_is_the_shear_adjoint():
-    gamma = torch.randn(2, 2, 8, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+def test_kaiser_squires_is_the_shear_adjoint(seeded):
+    gamma = torch.randn(2, 2, 8, 6, generator=seeded(3), dtype=torch.float64)
     kappa_e, _ = kaiser_squires(gamma)
     torch.testing.assert_close(kappa_e, Shear((8, 6)).A_adjoint(gamma), rtol=0, atol=1e-13)
 
 
-def test_kaiser_squires_b_mode_of_rotated_shear():
+def test_kaiser_squires_b_mode_of_rotated_shear(seeded):
     """Rotating the shear by 45 degrees, (g1, g2) -> (-g2, g1), turns an E mode into a B mode."""
-    kappa = torch.randn(1, 15, 17, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    kappa = torch.randn(1, 15, 17, generator=seeded(4), dtype=torch.float64)
     g = Shear((15, 17)).A(kappa)
     kappa_e, kappa_b = kaiser_squires(torch.stack([-g[1], g[0]]))
     assert float(kappa_e.abs().max()) < 1e-12

@@ -132,7 +132,7 @@ def test_peak_counts_and_pixel_ranks_run(ensembles):
     assert np.all(counts.sum(1) == K)
 
 
-def test_zscores_and_reduced_chi2(ensembles):
+def test_zscores_and_reduced_chi2(seeded, ensembles):
     z = dg.zscore_map(ensembles["exact"], ensembles["truth"], batched=True)
     assert z.shape == ensembles["truth"].shape
     # Student-t with N - 1 dof: variance (N - 1) / (N - 3); 25600 correlated pixels, K tests.
@@ -141,16 +141,16 @@ def test_zscores_and_reduced_chi2(ensembles):
     assert abs(per_test.mean() - target) <= 5 * per_test.std(ddof=1) / math.sqrt(K)
     _, model = gaussian_problem("P1", SHAPE, seed=0)
     x = torch.from_numpy(ensembles["truth"][:4])
-    y = model.simulate(x, torch.Generator().manual_seed(5))
+    y = model.simulate(x, seeded(5))
     chi2 = dg.reduced_chi2(y, model.A(x), model.noise.whiten, batch_dims=1)
     dof = int(model.noise.whiten(torch.ones_like(y[0])).ne(0).sum())
     assert chi2.shape == (4,)
     assert np.all(np.abs(chi2 - 1) <= 5 * math.sqrt(2 / dof))
 
 
-def test_exact_posterior_distances():
+def test_exact_posterior_distances(seeded):
     prior, model = gaussian_problem("P1", (8, 8), seed=0)
-    g = torch.Generator().manual_seed(2)
+    g = seeded(2)
     post = exact_posterior(prior, model, model.simulate(prior.sample(1, g)[0], g))
     samples = post.sample(4000, g)
     assert dg.z_mean(samples, post.mean, post.std) <= 5 * math.sqrt(1 / 4000)
@@ -161,11 +161,11 @@ def test_exact_posterior_distances():
     assert shifted == pytest.approx(float(post.std.square().sum().sqrt()), rel=0.1)
 
 
-def test_power_spectrum_of_gaussian_prior_samples():
+def test_power_spectrum_of_gaussian_prior_samples(seeded):
     def spectrum(k):
         return 2.0 / (1.0 + (np.asarray(k) / 0.1) ** 2)
 
-    maps = GaussianPrior(spectrum, SHAPE).sample(64, torch.Generator().manual_seed(0))[:, 0]
+    maps = GaussianPrior(spectrum, SHAPE).sample(64, seeded(0))[:, 0]
     k, power, counts = dg.power_spectrum(maps)
     _, model, _ = dg.azimuthal_average(power_on_grid(spectrum, *SHAPE), dg.k_bin_edges(*SHAPE))
     mean = power.mean(0)
@@ -193,13 +193,11 @@ def test_cross_correlation_and_transfer_of_scaled_maps():
 
 
 @pytest.mark.parametrize("grid", [(16, 16), (15, 17)])
-def test_eb_power_of_pure_e_mode_shear(grid):
+def test_eb_power_of_pure_e_mode_shear(seeded, grid):
     """Shear from a real kappa: E is kappa's power at every k > 0, B is 0 to round-off."""
     from forward_models.lensing import Shear
 
-    kappa = torch.randn(
-        3, 1, *grid, generator=torch.Generator().manual_seed(6), dtype=torch.float64
-    )
+    kappa = torch.randn(3, 1, *grid, generator=seeded(6), dtype=torch.float64)
     eb = dg.eb_power(Shear(grid).A(kappa))  # torch in, batched over 3 maps
     k, p_kappa, modes = dg.power_spectrum(kappa[:, 0])
     _, p_centred, _ = dg.power_spectrum((kappa - kappa.mean(dim=(-2, -1), keepdim=True))[:, 0])
