@@ -74,12 +74,16 @@ class ForwardModelSpec:
         data_shape: the data shape a simulation produces from a field shape, given attributes.
         default_mask: a simulation's mask when none is asked for: (fraction of pixels lost to
             holes, border width as a share of min(H, W)).
+        data_labels: names of the data channels, for figures (() : "data").
+        shear_data: the data are shear (gamma1, gamma2), so E/B-mode diagnostics apply.
     """
 
     build: Builder
     parameters: tuple[Parameter, ...] = ()
     data_shape: DataShape = same_shape
     default_mask: tuple[float, float] = (0.0, 0.0)
+    data_labels: tuple[str, ...] = ()
+    shear_data: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -293,6 +297,8 @@ _SPECS: dict[str, ForwardModelSpec] = {
         ),
         data_shape=shear_shape,
         default_mask=(0.1, 1 / 16),
+        data_labels=("gamma 1", "gamma 2"),
+        shear_data=True,
     ),
     "galaxy_counts": ForwardModelSpec(
         build_galaxy_counts,
@@ -377,6 +383,20 @@ def default_masks() -> dict[str, tuple[float, float]]:
     """{name: default_mask} of the registered models whose simulations are masked by default
     (entry points are not loaded), in registration order."""
     return {name: spec.default_mask for name, spec in _SPECS.items() if any(spec.default_mask)}
+
+
+def has_shear_data(name: str | None) -> bool:
+    """Whether `name`'s data are shear, for E/B-mode diagnostics; False for a name not registered
+    here (a report may read a file made with a plug-in that is not installed)."""
+    spec = _SPECS.get(name) if name else None
+    return bool(spec and spec.shear_data)
+
+
+def data_labels(name: str | None, channels: int) -> list[str]:
+    """Names of `channels` data channels of `name`, for figures ("data" when unnamed)."""
+    spec = _SPECS.get(name) if name else None
+    labels = list(spec.data_labels) if spec else []
+    return labels if len(labels) == channels else ["data"] * channels
 
 
 def parameter_table() -> dict[str, list[tuple[str, Parameter]]]:

@@ -158,3 +158,27 @@ def test_no_import_cycles():
         graph[package] = {t for t in graph[package] if not t.startswith(package + ".")}
     cycles = find_cycles(graph)
     assert not cycles, "\n".join(cycles)
+
+
+def compares_model_names(text: str, names: list[str]) -> list[str]:
+    """`model.name == "lensing"`-style tests of a forward model's name (the registry's job): a
+    registered name compared with an expression that mentions a forward model (not, e.g., a
+    reference problem's `model_kind` or an E/B source called "noise")."""
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            named = [s.value for s in sides if isinstance(s, ast.Constant) and s.value in names]
+            others = " ".join(ast.unparse(s) for s in sides if not isinstance(s, ast.Constant))
+            if named and ("forward_model" in others or "model.name" in others):
+                found += named
+    return found
+
+
+def test_only_the_registry_knows_models_by_name():
+    from forward_models.registry import available_forward_models
+
+    names = available_forward_models()
+    assert compares_model_names('if model.name == "lensing":\n    pass', names) == ["lensing"]
+    wrong = {module_name(path): compares_model_names(path.read_text(), names) for path in SOURCES}
+    assert not {k: v for k, v in wrong.items() if v}

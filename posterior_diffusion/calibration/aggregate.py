@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from forward_models.registry import has_shear_data
 from posterior_diffusion.diagnostics import (
     cross_correlation,
     ecp_curve,
@@ -303,7 +304,7 @@ def exact(tests) -> dict[str, Any] | None:
 
 def aggregate(tests, meta, num_samples: int, forward_model: str) -> dict[str, Any]:
     """Every number of the report, by section."""
-    lensing = forward_model == "lensing"
+    lensing = has_shear_data(forward_model)
     seconds = np.array([m.get("seconds") or np.nan for m in meta], dtype=np.float64)
     nfe = np.array([m.get("nfe_per_sample") or np.nan for m in meta], dtype=np.float64)
     results = {

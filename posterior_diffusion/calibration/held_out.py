@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from forward_models.base import ForwardModel
+from forward_models.registry import has_shear_data
 from posterior_diffusion.diagnostics import (
     coverage_map,
     coverage_per_test,
@@ -238,7 +239,7 @@ def diagnose(
     out.update(spectrum_terms(samples, truth))
     out["peaks_truth"] = peak_counts(truth[None], PEAK_THRESHOLDS)[0]
     out["peaks_samples"] = peak_counts(samples, PEAK_THRESHOLDS)
-    if model.name == "lensing":
+    if has_shear_data(model.name):
         out.update(_model_eb_terms(samples, y, model))
     out.update(_exact(samples, truth, y, model, prior, reference, exact_seed))
     return {key: np.asarray(value) for key, value in out.items()}

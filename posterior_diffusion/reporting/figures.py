@@ -10,6 +10,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 from scipy import stats
 
+from forward_models.registry import data_labels
+
 from .style import (
     DIVERGING_CMAP,
     K_LABEL,
@@ -48,7 +50,7 @@ def panels(maps: dict[str, np.ndarray], forward_model: str, title: str) -> Figur
     specs: list[tuple] = []  # (array, title, colour-bar label, cmap, vmin, vmax, hidden)
     if truth is not None:
         specs.append((_first_channel(truth), "truth", "field value", None, low, high, None))
-    names = ["gamma 1", "gamma 2"] if forward_model == "lensing" else ["data"] * len(y)
+    names = data_labels(forward_model, len(y))
     for c in range(min(len(y), 2)):
         label = f"observation ({names[c]})" if len(y) > 1 else "observation"
         specs.append((y[c], label, "data value", None, None, None, hidden))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from forward_models.lensing import Shear
+from forward_models.registry import has_shear_data
 from posterior_diffusion.calibration import aggregate as agg
 from posterior_diffusion.calibration.held_out import (
     LEVELS,
@@ -226,7 +227,7 @@ def write_posterior_report(
         ]
     eb = (
         _lensing_eb(samples, post["y"], post.get("mask"), post["attrs"])
-        if (model == "lensing" and "y" in post)
+        if (has_shear_data(model) and "y" in post)
         else None
     )
     if eb is not None:

@@ -212,3 +212,12 @@ def test_entry_point_is_loaded_lazily(monkeypatch, tmp_path):
     model = build_forward_model("plugin", {}, {}, (1, 4, 4))
     assert model.name == "plugin" and model.data_shape == (1, 4, 4)
     assert set(seen_groups) == {group} == {"posterior_diffusion.forward_models"}
+
+
+def test_the_registry_says_which_data_are_shear_and_names_their_channels():
+    from forward_models.registry import data_labels, has_shear_data
+
+    assert has_shear_data("lensing") and not has_shear_data("noise")
+    assert not has_shear_data("a_plugin_that_is_not_installed") and not has_shear_data(None)
+    assert data_labels("lensing", 2) == ["gamma 1", "gamma 2"]
+    assert data_labels("noise", 1) == ["data"] and data_labels(None, 2) == ["data", "data"]
