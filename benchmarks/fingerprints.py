@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # attributes that legitimately differ between two runs of the same command
 VOLATILE = (
     "input_sha256",
+    "input_file",  # the checkout the input was read from
     "created",
     "time",
     "date",
