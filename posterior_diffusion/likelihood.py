@@ -16,7 +16,7 @@ class WhitenedLinearGaussian:
         if not model.is_linear_gaussian:
             raise ValueError(
                 f"forward model '{model.name}' is not linear with Gaussian noise; "
-                "this sampler needs one (use 'dps' for the others)"
+                "this sampler needs one (samplers.FALLBACK_SAMPLER takes the others)"
             )
         self.model = model
         self.y_white = model.noise.whiten(y)
