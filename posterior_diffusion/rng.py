@@ -52,3 +52,10 @@ class EnsembleRNG:
                 tuple(shape), generator=generator, dtype=dtype, device=self.device, out=draw
             )
         return out
+
+    def rand(self, shape: Sequence[int], dtype: torch.dtype = torch.float64) -> Tensor:
+        """Uniform draws on [0, 1), one set per member, stacked like `randn`'s."""
+        out = torch.empty((len(self.members), *shape), dtype=dtype, device=self.device)
+        for draw, generator in zip(out, self._generators, strict=True):
+            torch.rand(tuple(shape), generator=generator, dtype=dtype, device=self.device, out=draw)
+        return out

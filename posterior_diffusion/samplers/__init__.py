@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .dps import dps
-from .guided import guided
+from .guided import guided, prepare_guided
 from .linearized import linearized
 from .smc import smc
 from .split_gibbs import split_gibbs
@@ -28,6 +28,10 @@ class SamplerSpec:
     # Members depend on each other (importance weights, resampling): the sampler draws the whole
     # ensemble in one call, and a run that needs some members draws all and keeps those.
     ensemble: bool = False
+    # Ensemble-level work done once per run, before any batch: prepare(prior, model, y) returns
+    # (keyword arguments for every batch's call, diagnostics for the output's provenance).
+    prepare: Callable | None = None
+    prepared: tuple[str, ...] = ()  # the keyword arguments `prepare` supplies (not user options)
 
     def check_options(self, options: dict) -> None:
         """Refuse options the sampler function does not take, naming those it does."""
@@ -46,6 +50,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
         default_steps=48,
         options=("sigma_min", "sigma_max", "cg_rtol", "cg_max_iter", "corrector_steps", "snr"),
         needs_linear_gaussian=True,
+        prepare=prepare_guided,
+        prepared=("component_weights",),
     ),
     "split_gibbs": SamplerSpec(
         split_gibbs,

@@ -24,6 +24,7 @@ from ..priors.draw import langevin_corrector
 from ..rng import EnsembleRNG
 from ..schedules import log_uniform_sigmas
 from .common import StepCallback, report
+from .evidence import ComponentWeights, latent_component_weights
 
 
 def conditional_denoiser(
@@ -48,6 +49,48 @@ def conditional_denoiser(
     return denoise_given_y
 
 
+def prepare_guided(
+    prior: Prior, model: ForwardModel, y: Tensor
+) -> tuple[dict[str, ComponentWeights], dict]:
+    """Once per run: the latent components' weights (if the prior names components), so that
+    every batch draws from the same omega without recomputing it."""
+    weights = latent_component_weights(prior, WhitenedLinearGaussian(model, y))
+    if weights is None:
+        return {}, {}
+    return {"component_weights": weights}, weights.as_dict()
+
+
+def draw_components(weights: Tensor, rng: EnsembleRNG) -> Tensor:
+    """One component per member, k ~ weights, from the member's own stream (so a member's
+    component does not depend on the batch it is drawn in)."""
+    u = rng.rand(())
+    cumulative = torch.cumsum(weights.to(u), 0)
+    return torch.searchsorted(cumulative, u * cumulative[-1]).clamp_max(len(weights) - 1).cpu()
+
+
+def componentwise_denoiser(
+    parts: list[Prior],
+    labels: Tensor,
+    likelihood: WhitenedLinearGaussian,
+    cg_rtol: float,
+    cg_max_iter: int,
+) -> Callable[[Tensor, float], Tensor]:
+    """D_y of member i under component labels[i]'s prior, one batched call per component."""
+    groups = {k: (labels == k).nonzero().flatten() for k in labels.unique().tolist()}
+    denoisers = {
+        k: conditional_denoiser(parts[k], likelihood, cg_rtol, cg_max_iter) for k in groups
+    }
+
+    def denoise_given_y(x: Tensor, sigma: float) -> Tensor:
+        out = torch.empty_like(x)
+        for k, index in groups.items():
+            index = index.to(x.device)
+            out[index] = denoisers[k](x[index], sigma)
+        return out
+
+    return denoise_given_y
+
+
 def guided(
     prior: Prior,
     model: ForwardModel,
@@ -62,6 +105,7 @@ def guided(
     cg_max_iter: int = 3,
     corrector_steps: int = 0,
     snr: float = 0.16,
+    component_weights: ComponentWeights | None = None,
 ) -> Tensor:
     """PF-ODE with the Tweedie-covariance conditional denoiser, by DPM-Solver++(2M).
 
@@ -72,8 +116,21 @@ def guided(
 
     `corrector_steps` Langevin steps per level on the conditional score (D_y - x) / sigma^2
     (signal-to-noise ratio `snr`) make it a predictor-corrector sampler; each costs one D_y.
+
+    A prior with latent components (`Prior.latent_components`) is sampled component-first: each
+    member draws k from omega_k ∝ pi_k p(y | k) (`component_weights`, computed here when not
+    given; `evidence.py`) with its own stream, then follows p(x | y, k)'s ODE, exact for a
+    Gaussian component.
     """
-    denoise_y = conditional_denoiser(prior, WhitenedLinearGaussian(model, y), cg_rtol, cg_max_iter)
+    likelihood = WhitenedLinearGaussian(model, y)
+    if component_weights is None:
+        component_weights = latent_component_weights(prior, likelihood)
+    if component_weights is None:
+        denoise_y = conditional_denoiser(prior, likelihood, cg_rtol, cg_max_iter)
+    else:
+        _, parts = prior.latent_components()
+        labels = draw_components(component_weights.weights, rng)
+        denoise_y = componentwise_denoiser(parts, labels, likelihood, cg_rtol, cg_max_iter)
     shape = model.field_shape
     sigmas = log_uniform_sigmas(
         steps, sigma_min or prior.sigma_min(), sigma_max or prior.sigma_max()

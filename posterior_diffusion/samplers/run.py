@@ -187,6 +187,11 @@ def sample_posterior(
     info: dict[str, Any] = {"sampler": sampler, "steps": steps, "options": options, "seed": seed}
     done: list[Tensor] = []
     start = time.perf_counter()
+    prepared: dict[str, Any] = {}
+    if spec.prepare is not None:
+        prepared, diagnostics = spec.prepare(counting, model, y)
+        if diagnostics:
+            info["sampler_diagnostics"] = diagnostics
     costs = _costs(counting, 0, start)
     bar = tqdm(total=len(todo) * steps, unit="member-step", disable=not progress, desc=sampler)
 
@@ -216,7 +221,7 @@ def sample_posterior(
             fields = dict(counting.fields_evaluated)
             try:
                 rng = EnsembleRNG(seed, batch, device)
-                x = spec.function(counting, model, y, rng, steps, on_step, **options)
+                x = spec.function(counting, model, y, rng, steps, on_step, **options, **prepared)
             except (torch.OutOfMemoryError, RuntimeError) as err:
                 if batch_size == 1 or not _out_of_memory(err):
                     raise
