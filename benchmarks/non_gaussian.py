@@ -14,7 +14,8 @@ K observations).
         --observations 3 --members 64 --json benchmarks/results_non_gaussian_cpu.json
     python benchmarks/non_gaussian.py --table-from benchmarks/results_non_gaussian_cpu.json
 
-Sampler names are those of `posterior_diffusion.samplers` (a new one runs by its name).
+Sampler names are those of `posterior_diffusion.samplers` (a new one runs by its name);
+"blind:NAME" runs NAME with the mixture's latent components hidden (`MarginalDenoiser`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cpu_threads, result_header  # noqa: E402
 
 from posterior_diffusion.references.compare import LEVELS, compare_to_reference  # noqa: E402
-from posterior_diffusion.references.mixture import mixture_exact_posterior  # noqa: E402
+from posterior_diffusion.references.mixture import (  # noqa: E402
+    MarginalDenoiser,
+    mixture_exact_posterior,
+)
 from posterior_diffusion.references.problems import (  # noqa: E402
     PROBLEMS,
     draw_observations,
@@ -41,6 +45,10 @@ from posterior_diffusion.references.problems import (  # noqa: E402
 )
 from posterior_diffusion.rng import member_seed  # noqa: E402
 from posterior_diffusion.samplers.run import sample_posterior  # noqa: E402
+
+# A sampler named "blind:NAME" runs NAME on the mixture's marginal denoiser, its components
+# hidden (`MarginalDenoiser`): a prior trained on pooled simulations is in that position.
+BLIND = "blind:"
 
 # Random-stream tags of the exact draws, kept apart from the observations' streams (0..K-1).
 REFERENCE_STREAM = 2**32
@@ -127,12 +135,13 @@ def run_problem(name: str, args: argparse.Namespace, samplers: list[str]) -> lis
             }
         )
         for sampler in samplers:
+            blind, name_only = sampler.startswith(BLIND), sampler.removeprefix(BLIND)
             samples, info = sample_posterior(
-                prior,
+                MarginalDenoiser(prior) if blind else prior,
                 model,
                 y,
                 args.members,
-                sampler=sampler,
+                sampler=name_only,
                 steps=steps.get(sampler),
                 seed=1000 * args.seed + k,
                 batch_size=args.batch_size,

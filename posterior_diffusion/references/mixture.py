@@ -15,6 +15,7 @@ from torch import Tensor
 
 from forward_models.base import ForwardModel
 
+from ..priors.base import CovarianceProduct, Prior
 from ..priors.mixture import GaussianMixturePrior
 from .gaussian import ExactPosterior, exact_posterior
 
@@ -64,3 +65,31 @@ def mixture_exact_posterior(
     log_evidence = torch.tensor([c.log_evidence for c in components], dtype=torch.float64)
     weights = torch.softmax(prior.log_weights.cpu() + log_evidence, dim=0)
     return MixtureExactPosterior(prior=prior, components=components, weights=weights)
+
+
+class MarginalDenoiser(Prior):
+    """A mixture's marginal denoiser alone, its latent components hidden: where a network trained
+    on simulations pooled over the latent (e.g. over cosmologies) leaves a sampler. Samplers then
+    see only D and Cov[x0 | x_sigma] of the mixture, as before they learned to use components."""
+
+    def __init__(self, prior: Prior):
+        super().__init__()
+        self.inner, self.field_shape = prior, prior.field_shape
+
+    def denoise(self, x: Tensor, sigma) -> Tensor:
+        return self.inner.denoise(x, sigma)
+
+    def linearize(self, x: Tensor, sigma) -> tuple[Tensor, CovarianceProduct]:
+        return self.inner.linearize(x, sigma)
+
+    def sigma_max(self) -> float:
+        return self.inner.sigma_max()
+
+    def sigma_min(self) -> float:
+        return self.inner.sigma_min()
+
+    def data_std(self) -> float:
+        return self.inner.data_std()
+
+    def identity(self) -> dict:
+        return {**self.inner.identity(), "latent_components": "hidden"}

@@ -14,9 +14,8 @@ import torch
 from mixture_checks import assert_calibrated
 
 from posterior_diffusion.likelihood import WhitenedLinearGaussian
-from posterior_diffusion.priors.base import Prior
 from posterior_diffusion.references.compare import compare_to_reference, component_tv_tolerance
-from posterior_diffusion.references.mixture import mixture_exact_posterior
+from posterior_diffusion.references.mixture import MarginalDenoiser, mixture_exact_posterior
 from posterior_diffusion.references.problems import draw_observations, mixture_problem
 from posterior_diffusion.samplers import evidence
 from posterior_diffusion.samplers.evidence import (
@@ -29,26 +28,6 @@ SHAPE = (12, 16)
 NOISE = 2.5  # as tests/references/test_mixture.py: omega (0.118, 0.882) for this observation
 OBSERVATION = 6
 N = 512
-
-
-class HiddenComponents(Prior):
-    """The same marginal denoiser, with its latent components hidden."""
-
-    def __init__(self, prior: Prior):
-        super().__init__()
-        self.inner, self.field_shape = prior, prior.field_shape
-
-    def denoise(self, x, sigma):
-        return self.inner.denoise(x, sigma)
-
-    def linearize(self, x, sigma):
-        return self.inner.linearize(x, sigma)
-
-    def sigma_max(self):
-        return self.inner.sigma_max()
-
-    def sigma_min(self):
-        return self.inner.sigma_min()
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +58,7 @@ def test_default_sampler_passes_and_the_component_blind_one_fails(seeded, poster
     )
     # Control: guided without the components moves too little mass between them. Measured,
     # seeds 0-2: TV 0.23-0.27 blind, 0.004-0.015 with components, tolerance 0.046.
-    blind, _ = sample_posterior(HiddenComponents(prior), model, y, N, seed=0, progress=False)
+    blind, _ = sample_posterior(MarginalDenoiser(prior), model, y, N, seed=0, progress=False)
     tv, tolerance = exact.component_tv(blind), component_tv_tolerance(exact.weights, N)
     assert tv > tolerance, f"blind guided passed: TV {tv:.3f} <= tolerance {tolerance:.3f}"
 
@@ -101,4 +80,4 @@ def test_too_many_data_for_the_evidence_warn_and_fall_back(monkeypatch, posterio
     assert "sampler_diagnostics" not in info
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        sample_posterior(HiddenComponents(prior), model, y, 2, steps=8, progress=False)
+        sample_posterior(MarginalDenoiser(prior), model, y, 2, steps=8, progress=False)
