@@ -38,11 +38,16 @@ def conjugate_gradient_with_image(
     x0: Tensor | None = None,
     rtol: float = 1e-6,
     max_iter: int = 100,
+    curvature_floor: float = 0.0,
 ) -> tuple[Tensor, Tensor | None, int]:
     """CG where `matvec(v)` returns (M v, L v) for some linear L; returns x, L x and the matvecs.
 
     L x is carried along by the same recurrences as x, so when computing M v already yields L v
     (as C B^T v inside B C B^T v), L x costs no extra product.
+
+    A member stops (keeping its last iterate) at a search direction p with
+    p^T M p <= curvature_floor p^T p: 0 for any SPD M; for M = I + K with K meant to be positive
+    semi-definite, just below 1 stops where K is not.
     """
     x = torch.zeros_like(b) if x0 is None else x0.clone()
     if x0 is None:
@@ -63,8 +68,9 @@ def conjugate_gradient_with_image(
         mp, image_p = matvec(p)
         matvecs += 1
         p_mp = batch_dot(p, mp)
-        stopped = stopped | (active & ~(p_mp > 0))
-        active = active & (p_mp > 0)
+        curved = p_mp > curvature_floor * batch_dot(p, p)
+        stopped = stopped | (active & ~curved)
+        active = active & curved
         alpha = torch.where(active, rs / torch.where(p_mp > 0, p_mp, torch.ones_like(p_mp)), 0)
         x = x + alpha * p
         if image_p is not None:

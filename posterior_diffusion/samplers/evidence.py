@@ -108,10 +108,14 @@ def gaussian_log_evidence(
     field_shape = likelihood.model.field_shape
     dtype, device = y_w.dtype, y_w.device
     s = float(prior.sigma_max())
-    with torch.no_grad():
-        d0, cov_s = prior.linearize(torch.zeros((1, *field_shape), dtype=dtype, device=device), s)
 
-    def inverse_one_minus_m(v: Tensor) -> Tensor:
+    def at_zero(batch: int):
+        """D(0) and the Tweedie covariance product there, for `batch` vectors at a time (a
+        network's vector-Jacobian products are tied to the batch it was evaluated on)."""
+        x = torch.zeros((batch, *field_shape), dtype=dtype, device=device)
+        return prior.linearize(x, s)
+
+    def inverse_one_minus_m(cov_s, v: Tensor) -> Tensor:
         """(I - M)^{-1} v = sum_j M^j v, M v = Cov[x0 | x_s] v / s^2."""
         total, term = v, v
         first = v.flatten(1).norm(dim=1).clamp_min(1e-300)
@@ -120,22 +124,24 @@ def gaussian_log_evidence(
             total = total + term
             if bool((term.flatten(1).norm(dim=1) <= NEUMANN_RTOL * first).all()):
                 break
-        return total
+        return total.detach()
 
-    def covariance(v: Tensor) -> Tensor:
-        return cov_s(inverse_one_minus_m(v))
-
+    d0, cov_one = at_zero(1)
+    mu = inverse_one_minus_m(cov_one, d0.detach())
     with torch.no_grad():
-        mu = inverse_one_minus_m(d0)
         r = likelihood.residual(mu).flatten()[index]
-        n = len(index)
-        k = torch.empty((n, n), dtype=dtype, device=device)
-        for start in range(0, n, COLUMN_BATCH):
-            rows = index[start : start + COLUMN_BATCH]
-            e = torch.zeros((len(rows), y_w.numel()), dtype=dtype, device=device)
-            e[torch.arange(len(rows), device=device), rows] = 1.0
-            columns = likelihood.B(covariance(likelihood.B_adjoint(e.reshape(-1, *y_w.shape))))
-            k[start : start + len(rows)] = columns.flatten(1)[:, index]
+    n = len(index)
+    k = torch.empty((n, n), dtype=dtype, device=device)
+    for start in range(0, n, COLUMN_BATCH):
+        rows = index[start : start + COLUMN_BATCH]
+        _, cov_s = at_zero(len(rows))
+        e = torch.zeros((len(rows), y_w.numel()), dtype=dtype, device=device)
+        e[torch.arange(len(rows), device=device), rows] = 1.0
+        with torch.no_grad():
+            bt_e = likelihood.B_adjoint(e.reshape(-1, *y_w.shape))
+        c_bt_e = cov_s(inverse_one_minus_m(cov_s, bt_e))  # C = Cov[x0 | x_s] (I - M)^{-1}
+        with torch.no_grad():
+            k[start : start + len(rows)] = likelihood.B(c_bt_e.detach()).flatten(1)[:, index]
     k = 0.5 * (k + k.T) + torch.eye(n, dtype=dtype, device=device)
     chol = torch.linalg.cholesky(k)
     log_det = 2 * torch.log(torch.diagonal(chol)).sum()

@@ -27,6 +27,12 @@ from .common import StepCallback, report
 from .evidence import ComponentWeights, latent_component_weights
 
 
+# CG solves (I + B C B^T) u = r, where C = Cov[x0 | x_sigma] must be positive semi-definite. A
+# learned denoiser's Jacobian need not be: a member whose search direction finds B C B^T negative
+# (beyond rounding) keeps its last iterate instead of amplifying along a non-covariance.
+CURVATURE_FLOOR = 1.0 - 1e-6
+
+
 def conditional_denoiser(
     prior: Prior, likelihood: WhitenedLinearGaussian, cg_rtol: float, cg_max_iter: int
 ) -> Callable[[Tensor, float], Tensor]:
@@ -41,7 +47,12 @@ def conditional_denoiser(
             return v + likelihood.B(cov_bt_v), cov_bt_v
 
         u, cov_bt_u, _ = conjugate_gradient_with_image(
-            matvec, likelihood.residual(x0_hat), warm.get("u"), cg_rtol, cg_max_iter
+            matvec,
+            likelihood.residual(x0_hat),
+            warm.get("u"),
+            cg_rtol,
+            cg_max_iter,
+            curvature_floor=CURVATURE_FLOOR,
         )
         warm["u"] = u
         return x0_hat if cov_bt_u is None else x0_hat + cov_bt_u
