@@ -59,6 +59,7 @@ def reconstruct(
     sampler_options: Mapping[str, Any] | None = None,
     theta: Mapping[str, float] | Sequence[float] | None = None,
     guidance: float = 0.0,
+    theta_grid: Mapping[str, tuple[float, float, int]] | None = None,
 ) -> xr.Dataset | None:
     """Posterior samples of the field behind an observation, with provenance, in memory.
 
@@ -98,6 +99,10 @@ def reconstruct(
             value} or values in the prior's order); None: its marginal over the training theta.
         guidance: classifier-free guidance weight w (needs theta). Posteriors are calibrated at
             w = 0 only (docs/conditional_priors.md); any other w warns.
+        theta_grid: for a parameter-conditioned prior, {name: (low, high, num)} per parameter:
+            marginalise over that product grid with equal weights (a `ParameterGridPrior`);
+            `guided` weighs each point by its evidence, and the output's provenance holds the
+            weights, a posterior over the grid (docs/conditional_priors.md).
 
     Returns:
         Dataset with `samples` (sample, [channel,] y, x), `mean`, `std` (ddof=1), `observation`,
@@ -130,6 +135,7 @@ def reconstruct(
         sampler_options=sampler_options,
         theta=theta,
         guidance=guidance,
+        theta_grid=theta_grid,
     )
     return reconstruction.reconstruct(request)
 

@@ -83,6 +83,7 @@ class ReconstructionRequest:
     sampler_options: Mapping[str, Any] | None = None
     theta: Mapping[str, float] | Sequence[float] | None = None
     guidance: float = 0.0
+    theta_grid: Mapping[str, tuple[float, float, int]] | None = None
 
     @property
     def sharded(self) -> bool:
@@ -199,7 +200,7 @@ def _prior(request: ReconstructionRequest, model: ForwardModel, obs: Observation
         request.prior, request.power_spectrum, model.field_shape, pixel_scale(obs.attrs)
     )
     _configure_network(prior, request.precision, request.compile)
-    return condition_prior(prior, request.theta, request.guidance)
+    return condition_prior(prior, request.theta, request.guidance, request.theta_grid)
 
 
 def _configure_network(prior: Prior, precision: str, compile: bool) -> None:

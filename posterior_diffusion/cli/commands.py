@@ -36,6 +36,7 @@ def reconstruct(args: argparse.Namespace, command: str) -> int:
             sampler_options=sampler_options(args),
             theta=args.theta,
             guidance=args.guidance,
+            theta_grid=args.theta_grid,
         )
     except api.ReconstructionInterrupted as stop:
         say(_interrupted(stop, args.output))

@@ -54,6 +54,25 @@ def sampler_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def parse_theta_grid_flag(text: str) -> dict[str, tuple[float, float, int]]:
+    """--theta-grid amplitude=0.5:2:8,slope=-1.75:-1.75:1 (NAME=LOW:HIGH:NUM per parameter)."""
+    grid = {}
+    for item in (item.strip() for item in text.split(",") if item.strip()):
+        name, _, spec = item.partition("=")
+        parts = spec.split(":")
+        try:
+            if not name.strip() or len(parts) != 3 or name.strip() in grid:
+                raise ValueError
+            grid[name.strip()] = (float(parts[0]), float(parts[1]), int(parts[2]))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"'{text}' is not NAME=LOW:HIGH:NUM,... (every parameter once)"
+            ) from None
+    if not grid:
+        raise argparse.ArgumentTypeError("--theta-grid needs NAME=LOW:HIGH:NUM for each parameter")
+    return grid
+
+
 def parse_theta_flag(text: str) -> dict[str, float] | list[float]:
     """--theta amplitude=1.2,slope=-2 (by name) or 1.2,-2 (in the prior's order)."""
     items = [item.strip() for item in text.split(",") if item.strip()]
@@ -244,6 +263,13 @@ def _add_reconstruct(sub) -> None:
         metavar="NAME=V,...",
         help="parameters of a conditional prior to reconstruct at, e.g. amplitude=1.2,slope=-2 "
         "(default: the prior's marginal over its training parameters)",
+    )
+    rec.add_argument(
+        "--theta-grid",
+        type=parse_theta_grid_flag,
+        metavar="NAME=LOW:HIGH:NUM,...",
+        help="marginalise a conditional prior over this grid of its parameters (equal weights); "
+        "the output records each point's posterior weight (docs/conditional_priors.md)",
     )
     rec.add_argument(
         "--guidance",

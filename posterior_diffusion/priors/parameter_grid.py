@@ -79,7 +79,13 @@ class ParameterGridPrior(Prior):
     ) -> ParameterGridPrior:
         """The product grid of `num` evenly spaced values in [low, high] per parameter
         ({name: (low, high, num)}, every parameter of the prior once), equal weights."""
-        names = list((prior.metadata.get("condition") or {}).get("names", []))
+        condition = prior.metadata.get("condition")
+        if not condition:
+            raise PriorFileError(
+                f"{prior.source}: this prior was trained without parameters; it has no theta to "
+                "marginalise over"
+            )
+        names = list(condition["names"])
         if sorted(ranges) != sorted(names):
             raise ValueError(
                 f"{prior.source}: a theta grid needs a range for each of {', '.join(names)}, "
@@ -92,7 +98,8 @@ class ParameterGridPrior(Prior):
                 raise ValueError(f"grid for {name}: need low <= high and num >= 1 (num 1 only "
                                  f"if low == high), got {low}:{high}:{num}")  # fmt: skip
             axes.append(torch.linspace(float(low), float(high), int(num), dtype=torch.float64))
-        points = [list(map(float, p)) for p in itertools.product(*axes)]
+        # 12 digits: 0.8 + 0.4 is 1.2, not 1.2000000000000002, in the provenance.
+        points = [[float(f"{v:.12g}") for v in p] for p in itertools.product(*axes)]
         return cls(prior, points)
 
     def latent_components(self) -> tuple[Tensor, list[Prior]]:

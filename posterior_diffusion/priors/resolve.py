@@ -8,6 +8,7 @@ from pathlib import Path
 from posterior_diffusion.priors import GaussianPrior, Prior, default_power_spectrum, default_prior
 from posterior_diffusion.priors.conditioned import ConditionedPrior
 from posterior_diffusion.priors.network import NetworkPrior
+from posterior_diffusion.priors.parameter_grid import ParameterGridPrior
 from posterior_diffusion.priors.prior_file import PriorFileError
 
 PRIOR_SPECS = ("default", "gaussian", "PATH.pt / PATH.ckpt")
@@ -66,12 +67,22 @@ def _checked(prior: Prior, field_shape, pixel_scale_arcmin) -> Prior:
     return prior
 
 
-def condition_prior(prior: Prior, theta, guidance: float = 0.0) -> Prior:
-    """`prior` at fixed theta with guidance weight w (a `ConditionedPrior`) when theta is given.
+def condition_prior(prior: Prior, theta, guidance: float = 0.0, theta_grid=None) -> Prior:
+    """`prior` at fixed theta with guidance weight w (a `ConditionedPrior`) when theta is given,
+    or marginalised over `theta_grid` ({name: (low, high, num)}, a `ParameterGridPrior`).
 
-    Without theta a conditional prior is its marginal over the training set's theta, and w must
+    Without either a conditional prior is its marginal over the training set's theta, and w must
     stay 0. Raises PriorFileError (theta for an unconditional prior) or ValueError.
     """
+    if theta_grid is not None:
+        if theta is not None or guidance:
+            raise ValueError("a theta grid cannot be combined with theta or a guidance weight")
+        if not isinstance(prior, NetworkPrior):
+            raise ValueError(
+                f"a theta grid is for parameter-conditioned trained priors; "
+                f"{type(prior).__name__} is not one"
+            )
+        return ParameterGridPrior.from_ranges(prior, theta_grid)
     if theta is None:
         if guidance:
             raise ValueError("a guidance weight needs theta (the parameters to condition on)")

@@ -47,10 +47,14 @@ COLUMN_BATCH = 64
 # The Neumann series for (I - M)^{-1} stops once a term is this small relative to the first.
 NEUMANN_RTOL = 1e-8
 NEUMANN_MAX_TERMS = 12
+# Above this fraction of |eigenvalues| in negative directions, a component's covariance (from a
+# learned Jacobian) is reported as not positive.
+NEGATIVE_TOLERANCE = 1e-3
 
 
-class UnweightedComponentsWarning(UserWarning):
-    """The prior names latent components, but their posterior weights were not estimated."""
+class ComponentWeightsWarning(UserWarning):
+    """The prior names latent components, but their posterior weights could not be estimated,
+    or only approximately (a covariance that is not positive)."""
 
 
 @dataclass
@@ -83,7 +87,7 @@ def latent_component_weights(
     n = int(observed.sum())
     if n > MAX_DENSE_DATA:
         warnings.warn(
-            UnweightedComponentsWarning(
+            ComponentWeightsWarning(
                 f"the prior's {len(parts)} latent components are not weighted by the data: "
                 f"{n} observed data entries exceed the {MAX_DENSE_DATA} up to which their "
                 "evidence is computed; samples may sit in components the posterior rules out "
@@ -142,9 +146,33 @@ def gaussian_log_evidence(
         c_bt_e = cov_s(inverse_one_minus_m(cov_s, bt_e))  # C = Cov[x0 | x_s] (I - M)^{-1}
         with torch.no_grad():
             k[start : start + len(rows)] = likelihood.B(c_bt_e.detach()).flatten(1)[:, index]
-    k = 0.5 * (k + k.T) + torch.eye(n, dtype=dtype, device=device)
-    chol = torch.linalg.cholesky(k)
-    log_det = 2 * torch.log(torch.diagonal(chol)).sum()
-    whitened = torch.linalg.solve_triangular(chol, r[:, None], upper=False)
-    quadratic = whitened.square().sum()
+    k = 0.5 * (k + k.T)
+    return _log_normal_density(k, r, getattr(prior, "name", None) or prior.identity()["name"])
+
+
+def _log_normal_density(k: Tensor, r: Tensor, name: str) -> Tensor:
+    """log N(r; 0, I + K) for K meant to be a covariance. A learned denoiser's Jacobian need not
+    be positive: then K's negative eigenvalues are set to 0 (the nearest positive semi-definite
+    matrix) and, when they carry more than NEGATIVE_TOLERANCE of K's trace, a warning says so."""
+    n = len(r)
+    eye = torch.eye(n, dtype=k.dtype, device=k.device)
+    chol, info = torch.linalg.cholesky_ex(k + eye)
+    if int(info) == 0:
+        log_det = 2 * torch.log(torch.diagonal(chol)).sum()
+        quadratic = torch.linalg.solve_triangular(chol, r[:, None], upper=False).square().sum()
+    else:
+        values, vectors = torch.linalg.eigh(k)
+        negative = float(values.clamp_max(0).abs().sum() / values.abs().sum().clamp_min(1e-300))
+        if negative > NEGATIVE_TOLERANCE:
+            warnings.warn(
+                ComponentWeightsWarning(
+                    f"the covariance of latent component '{name}' is not positive "
+                    f"({negative:.1%} of its trace in negative directions, set to 0): its "
+                    "evidence weight is approximate"
+                ),
+                stacklevel=4,
+            )
+        values = values.clamp_min(0) + 1
+        log_det = torch.log(values).sum()
+        quadratic = ((vectors.T @ r) ** 2 / values).sum()
     return (-0.5 * (quadratic + log_det + n * math.log(2 * math.pi))).cpu()

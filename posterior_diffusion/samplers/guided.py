@@ -26,7 +26,6 @@ from ..schedules import log_uniform_sigmas
 from .common import StepCallback, report
 from .evidence import ComponentWeights, latent_component_weights
 
-
 # CG solves (I + B C B^T) u = r, where C = Cov[x0 | x_sigma] must be positive semi-definite. A
 # learned denoiser's Jacobian need not be: a member whose search direction finds B C B^T negative
 # (beyond rounding) keeps its last iterate instead of amplifying along a non-covariance.

@@ -708,6 +708,21 @@ def test_reconstruct_cli_records_theta_and_guidance(
     assert json.loads(xr.load_dataset(out, engine="h5netcdf").attrs["prior"])["guidance"] == 1.0
 
 
+def test_reconstruct_cli_marginalises_over_a_theta_grid(obs_file, conditional_prior_file, tmp_path):
+    out = tmp_path / "grid.h5"
+    grid = "amplitude=0.8:1.6:3,slope=-2:-2:1"
+    assert (
+        reconstruct(obs_file, out, "--prior", str(conditional_prior_file), "--theta-grid", grid)
+        == 0
+    )
+    ds = xr.load_dataset(out, engine="h5netcdf")
+    identity = json.loads(ds.attrs["prior"])
+    assert identity["theta_grid"]["points"] == [[0.8, -2.0], [1.2, -2.0], [1.6, -2.0]]
+    settings = json.loads(ds.attrs["sampler_settings"])
+    weights = settings["sampler_diagnostics"]["component_weights"]
+    assert len(weights) == 3 and sum(weights) == pytest.approx(1, abs=1e-5)
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -718,6 +733,19 @@ def test_reconstruct_cli_records_theta_and_guidance(
         (["--prior", "{cond}", "--theta", "1.2,-2,3"], "got 3 value(s)"),
         (["--prior", "{cond}", "--theta", ""], "missing: amplitude, slope"),
         (["--prior", "{cond}", "--theta", "1.2,-2", "--guidance", "-2"], "guidance weight must"),
+        (["--theta-grid", "amplitude=1:2:2,slope=-2:-1:2"], "trained without parameters; it has"),
+        (["--prior", "{cond}", "--theta-grid", "amplitude=1:2:2"], "a range for each of"),
+        (
+            [
+                "--prior",
+                "{cond}",
+                "--theta",
+                "1,-2",
+                "--theta-grid",
+                "amplitude=1:2:2,slope=-2:-1:1",
+            ],
+            "cannot be combined",
+        ),
     ],
     ids=[
         "default-prior",
@@ -727,6 +755,9 @@ def test_reconstruct_cli_records_theta_and_guidance(
         "count",
         "empty",
         "w<-1",
+        "grid-default-prior",
+        "grid-missing-name",
+        "grid-and-theta",
     ],
 )
 def test_reconstruct_cli_refuses_bad_theta_in_one_line(

@@ -19,7 +19,7 @@ from posterior_diffusion.references.mixture import MarginalDenoiser, mixture_exa
 from posterior_diffusion.references.problems import draw_observations, mixture_problem
 from posterior_diffusion.samplers import evidence
 from posterior_diffusion.samplers.evidence import (
-    UnweightedComponentsWarning,
+    ComponentWeightsWarning,
     latent_component_weights,
 )
 from posterior_diffusion.samplers.run import sample_posterior
@@ -75,7 +75,7 @@ def test_members_do_not_depend_on_batch_size_or_on_which_are_drawn(posterior):
 def test_too_many_data_for_the_evidence_warn_and_fall_back(monkeypatch, posterior):
     prior, model, _, y, _ = posterior
     monkeypatch.setattr(evidence, "MAX_DENSE_DATA", 10)
-    with pytest.warns(UnweightedComponentsWarning, match="observed data entries exceed"):
+    with pytest.warns(ComponentWeightsWarning, match="observed data entries exceed"):
         _, info = sample_posterior(prior, model, y, 2, steps=8, progress=False)
     assert "sampler_diagnostics" not in info
     with warnings.catch_warnings():
