@@ -57,6 +57,7 @@ def main() -> None:
         "--amplitudes", default="0.6,0.85,1.2,1.7", help="the grid, comma-separated"
     )
     parser.add_argument("--slope", type=float, default=-1.75)
+    parser.add_argument("--size", type=int, default=16, help="map side in pixels")
     parser.add_argument("--noise", type=float, default=1.0, help="white noise, field units")
     parser.add_argument("--observations", type=int, default=6)
     parser.add_argument("--members", type=int, default=256)
@@ -65,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     cpu_threads()
     network = NetworkPrior.from_file(args.prior)
-    size = network.field_shape[-1]
+    size = args.size
     amplitudes = [float(a) for a in args.amplitudes.split(",")]
     thetas = [(a, args.slope) for a in amplitudes]
     exact_prior = GaussianMixturePrior(

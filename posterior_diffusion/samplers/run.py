@@ -118,6 +118,9 @@ class CountingPrior(Prior):
     def sigma_min(self) -> float:
         return self.inner.sigma_min()
 
+    def data_std(self) -> float:
+        return self.inner.data_std()
+
     def identity(self) -> dict[str, Any]:
         return self.inner.identity()
 

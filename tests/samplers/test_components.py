@@ -74,8 +74,8 @@ def test_members_do_not_depend_on_batch_size_or_on_which_are_drawn(posterior):
 
 def test_too_many_data_for_the_evidence_warn_and_fall_back(monkeypatch, posterior):
     prior, model, _, y, _ = posterior
-    monkeypatch.setattr(evidence, "MAX_DENSE_DATA", 10)
-    with pytest.warns(ComponentWeightsWarning, match="observed data entries exceed"):
+    monkeypatch.setattr(evidence, "MAX_DENSE", 10)
+    with pytest.warns(ComponentWeightsWarning, match="observed data entries, above the 10"):
         _, info = sample_posterior(prior, model, y, 2, steps=8, progress=False)
     assert "sampler_diagnostics" not in info
     with warnings.catch_warnings():
