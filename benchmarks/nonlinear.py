@@ -42,15 +42,24 @@ def score(samples, reference, draws, truth) -> dict:
     }
 
 
-def measure(prior, problem, reference, label: str, sampler: str, members: int) -> dict:
+def measure(
+    prior, problem, reference, label: str, sampler: str, members: int, options=None
+) -> dict:
     """One sampler on one reference's problem: its scores, cost, and a printed line."""
     seed = int(problem.params["seed"])
     draws = reference.sample(members, torch.Generator().manual_seed(seed))
     start = time.perf_counter()
     samples, info = sample_posterior(
-        prior, problem.model, problem.y, members, sampler=sampler, seed=seed, progress=False
+        prior,
+        problem.model,
+        problem.y,
+        members,
+        sampler=sampler,
+        seed=seed,
+        progress=False,
+        options=options,
     )
-    row = {"reference": label, "sampler": sampler,
+    row = {"reference": label, "sampler": sampler, "options": options or {},
            **score(samples, reference, draws, problem.truth),
            "nfe_per_sample": info["nfe_per_sample"],
            "seconds": time.perf_counter() - start}  # fmt: skip

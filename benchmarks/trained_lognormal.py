@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--prior", type=Path)
     parser.add_argument("--references", type=Path, default=Path("benchmarks/references"))
     parser.add_argument("--members", type=int, default=128)
+    parser.add_argument("--prior-draws", type=int, default=2048, help="for the prior check")
+    parser.add_argument("--options", type=json.loads, default={}, help="sampler options, JSON")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     field = lognormal_problem("mask", (24, 32), seed=0)
@@ -61,9 +63,9 @@ def main() -> None:
     cpu_threads()
     prior = NetworkPrior.from_file(args.prior)
     results = result_header(args, "2-core CPU")
-    fresh = field.simulate(2048, seed=99)  # seeds the training set never used
+    fresh = field.simulate(args.prior_draws, seed=99)  # seeds the training set never used
     with torch.no_grad():
-        draws = prior.sample(2048, generator=torch.Generator().manual_seed(0))
+        draws = prior.sample(args.prior_draws, generator=torch.Generator().manual_seed(0))
     results["prior_check"] = {
         "simulations": one_point(fresh),
         "prior_draws": one_point(draws.double().numpy()),
@@ -73,7 +75,7 @@ def main() -> None:
         for path in sorted(args.references.glob(f"{case}_seed*.npz")):
             reference, problem = load_reference(path)
             results["rows"].append(
-                measure(prior, problem, reference, path.stem, sampler, args.members)
+                measure(prior, problem, reference, path.stem, sampler, args.members, args.options)
             )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

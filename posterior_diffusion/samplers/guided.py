@@ -18,7 +18,7 @@ from torch import Tensor
 from forward_models.base import ForwardModel
 
 from ..likelihood import WhitenedLinearGaussian
-from ..linalg import conjugate_gradient_with_image
+from ..linalg import batch_dot, conjugate_gradient_with_image
 from ..priors.base import Prior
 from ..priors.draw import langevin_corrector
 from ..rng import EnsembleRNG
@@ -28,8 +28,30 @@ from .evidence import ComponentWeights, latent_component_weights
 
 # CG solves (I + B C B^T) u = r, where C = Cov[x0 | x_sigma] must be positive semi-definite. A
 # learned denoiser's Jacobian need not be: a member whose search direction finds B C B^T negative
-# (beyond rounding) keeps its last iterate instead of amplifying along a non-covariance.
+# (beyond rounding) keeps its last iterate instead of amplifying along a non-covariance. With
+# `misfit_guard` below, both no-ops for exact priors, measured on a trained lognormal prior
+# against HMC (24 x 32, mask + noise, N = 64): median std ratio 2.25 with 9 runaway members
+# (RMS z > 3) without either, 1.41 (4) with this floor alone, 1.09 (0) with the guard alone,
+# 1.06 (0) with both.
 CURVATURE_FLOOR = 1.0 - 1e-6
+
+
+def misfit_guard(likelihood: WhitenedLinearGaussian, x0_hat: Tensor, step: Tensor) -> Tensor:
+    """The guidance step C B^T u, shortened where it would fit the data worse than D does.
+
+    With C positive semi-definite and u = (I + K)^{-1} r, the misfit after the step is
+    |(I + K)^{-1} r| <= |r|; with u from 3 warm-started CG iterations it was never worse either
+    (P1, P2 and three R1 problems, 3072 member-steps each), so exact priors keep their steps.
+    Where a learned covariance breaks that, the step is scaled by the t in [0, 1] that minimises
+    |r - t B step| (forward-model products only, no prior evaluation).
+    """
+    r = likelihood.residual(x0_hat)
+    b_step = likelihood.B(step)
+    worse = batch_dot(r - b_step, r - b_step) > batch_dot(r, r)
+    if not bool(worse.any()):
+        return step
+    t = (batch_dot(r, b_step) / batch_dot(b_step, b_step).clamp_min(1e-300)).clamp(0.0, 1.0)
+    return torch.where(worse, t * step, step)
 
 
 def conditional_denoiser(
@@ -54,7 +76,9 @@ def conditional_denoiser(
             curvature_floor=CURVATURE_FLOOR,
         )
         warm["u"] = u
-        return x0_hat if cov_bt_u is None else x0_hat + cov_bt_u
+        if cov_bt_u is None:
+            return x0_hat
+        return x0_hat + misfit_guard(likelihood, x0_hat, cov_bt_u)
 
     return denoise_given_y
 
