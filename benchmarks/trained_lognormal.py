@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--prior", type=Path)
     parser.add_argument("--references", type=Path, default=Path("benchmarks/references"))
     parser.add_argument("--members", type=int, default=128)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--prior-draws", type=int, default=2048, help="for the prior check")
     parser.add_argument("--options", type=json.loads, default={}, help="sampler options, JSON")
     parser.add_argument("--json", type=Path)
@@ -71,7 +72,7 @@ def main() -> None:
         "prior_draws": one_point(draws.double().numpy()),
     }
     print("prior check:", results["prior_check"], flush=True)
-    for case, sampler in CASES.items():
+    for case, sampler in ((c, CASES[c]) for c in args.cases):
         for path in sorted(args.references.glob(f"{case}_seed*.npz")):
             reference, problem = load_reference(path)
             results["rows"].append(
