@@ -156,7 +156,11 @@ def reconstruct_to_file(
         observation: as in `reconstruct`.
         output: result file: .h5, .hdf5, .nc (netCDF-4) or .zarr.
         resume: continue from the journal a killed or interrupted run left beside `output`.
-        **options: the other arguments of `reconstruct` (not journal_for: it is `output`).
+        **options: the other arguments of `reconstruct` (not journal_for: it is `output`), and
+            `overwrite=True` to replace an existing output. The output is never the
+            observation file, nor an existing thing of the other kind (a directory for an .h5
+            file, a file for a .zarr store): those are refused, as is an existing output
+            without `overwrite` (unless `resume` continues the run that wrote it).
 
     Returns:
         The dataset written; None on the ranks other than 0 of a sharded run.

@@ -24,7 +24,8 @@ from posterior_diffusion.io import (
     read_observation,
     write_dataset,
 )
-from posterior_diffusion.io.journal import JournalError, SampleJournal, remove_journal
+from posterior_diffusion.io.atomic import check_output_target
+from posterior_diffusion.io.journal import JournalError, SampleJournal, journal_path, remove_journal
 from posterior_diffusion.observing import observation_model, pixel_scale
 from posterior_diffusion.priors import Prior
 from posterior_diffusion.priors.network import NetworkPrior
@@ -84,6 +85,7 @@ class ReconstructionRequest:
     theta: Mapping[str, float] | Sequence[float] | None = None
     guidance: float = 0.0
     theta_grid: Mapping[str, tuple[float, float, int]] | None = None
+    overwrite: bool = False  # replace an existing output (reconstruct_to_file)
 
     @property
     def sharded(self) -> bool:
@@ -235,7 +237,12 @@ def reconstruct_to_file(request: ReconstructionRequest) -> xr.Dataset | None:
     the journal stays for a resumed run, or goes when it holds none.
     """
     output = request.journal_for
-    output_format(output)
+    container = output_format(output)
+    # A resumed run replaces what its interrupted run wrote; an interrupted run's journal beside
+    # an existing output is left to the journal's own check (it asks for --resume).
+    replaceable = request.overwrite or request.resume or journal_path(output).exists()
+    source = None if isinstance(request.observation, Observation) else request.observation
+    check_output_target(output, container == "zarr", replaceable, (source,))
     if not isinstance(request.observation, Observation):
         request = replace(request, observation=read_observation(request.observation))
     try:

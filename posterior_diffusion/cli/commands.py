@@ -37,6 +37,7 @@ def reconstruct(args: argparse.Namespace, command: str) -> int:
             theta=args.theta,
             guidance=args.guidance,
             theta_grid=args.theta_grid,
+            overwrite=args.overwrite,
         )
     except api.ReconstructionInterrupted as stop:
         say(_interrupted(stop, args.output))

@@ -306,6 +306,12 @@ def _add_reconstruct(sub) -> None:
         metavar="OUT",
         help="result file: .h5, .hdf5, .nc (netCDF-4) or .zarr (default: posterior.h5)",
     )
+    rec.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output (never the observation itself, nor a thing of the "
+        "other kind: a directory where a file goes)",
+    )
     rec.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

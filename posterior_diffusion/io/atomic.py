@@ -54,3 +54,34 @@ def remove_path(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+class OutputPathError(ValueError):
+    """An output path that must not be written: one line naming it and why."""
+
+
+def check_output_target(
+    path: str | os.PathLike,
+    directory: bool,
+    overwrite: bool = False,
+    inputs: tuple[str | os.PathLike, ...] = (),
+) -> None:
+    """Refuse, before any work, to write `path` where that would lose something: over an input
+    of the same run, over a thing of the other kind (a directory where a file goes, or a file
+    where a directory store goes), or over an existing output without `overwrite`."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    for source in inputs:
+        if source is not None and Path(source).exists() and os.path.samefile(path, source):
+            raise OutputPathError(f"{path}: is this run's input; write the output elsewhere")
+    if path.is_dir() and not directory:
+        raise OutputPathError(
+            f"{path}: is an existing directory; this output is a single file (nothing written)"
+        )
+    if not path.is_dir() and directory:
+        raise OutputPathError(
+            f"{path}: is an existing file; this output is a directory store (nothing written)"
+        )
+    if not overwrite:
+        raise OutputPathError(f"{path}: already exists; add --overwrite to replace it")

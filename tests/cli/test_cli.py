@@ -144,7 +144,7 @@ def test_corrector_flags_reach_the_sampler_and_the_provenance(obs_dir, tmp_path)
     # 6 predictor steps (one ends at 0) and 2 corrector steps at each of the 5 levels above 0.
     assert info["denoiser_calls_per_sample"] == 6 + 2 * 5
     refused = run_cli("reconstruct", obs_dir / "noise.h5", "--sampler", "dps",
-                      "--corrector-steps", 1, cwd=tmp_path)  # fmt: skip
+                      "--corrector-steps", 1, "-o", "dps.h5", cwd=tmp_path)  # fmt: skip
     assert refused.returncode == 2
     assert refused.stderr == (
         f"{PREFIX}sampler 'dps' has no option corrector_steps (its options: zeta, beta_min, "

@@ -1,0 +1,71 @@
+"""Nothing the user made is lost: `reconstruct` refuses, in one line and before any work, an
+output that is its own observation, a directory where a file goes, a file where a .zarr store
+goes, and an existing result without --overwrite; with --overwrite the result is replaced."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from posterior_diffusion.cli import main
+
+PREFIX = "posterior-diffusion: error: "
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def observation(tmp_path_factory):
+    path = tmp_path_factory.mktemp("obs") / "obs.h5"
+    assert main(["simulate-obs", str(path), "--forward-model", "noise", "--shape", "12", "12",
+                 "--prior", "gaussian", "--noise-std", "0.5", "--seed", "1"]) == 0  # fmt: skip
+    return path
+
+
+def reconstruct(observation, output, *flags) -> int:
+    return main(["reconstruct", str(observation), "--prior", "gaussian", "--num-samples", "2",
+                 "--steps", "4", "--no-progress", "-o", str(output), *flags])  # fmt: skip
+
+
+def refused(capsys, message: str) -> None:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(PREFIX) and message in err, err
+
+
+def test_the_observation_is_never_the_output(observation, capsys):
+    before = digest(observation)
+    for flags in ([], ["--overwrite"]):
+        assert reconstruct(observation, observation, *flags) == 2
+        refused(capsys, "is this run's input")
+    assert digest(observation) == before
+
+
+def test_an_existing_directory_is_not_replaced_by_a_file(observation, tmp_path, capsys):
+    folder = tmp_path / "out.h5"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    assert reconstruct(observation, folder, "--overwrite") == 2
+    refused(capsys, "is an existing directory")
+    assert (folder / "notes.txt").read_text() == "mine"
+
+
+def test_an_existing_file_is_not_replaced_by_a_store(observation, tmp_path, capsys):
+    path = tmp_path / "out.zarr"
+    path.write_text("mine")
+    assert reconstruct(observation, path, "--overwrite") == 2
+    refused(capsys, "is an existing file")
+    assert path.read_text() == "mine"
+
+
+def test_an_existing_result_needs_overwrite(observation, tmp_path, capsys):
+    out = tmp_path / "post.h5"
+    assert reconstruct(observation, out, "--seed", "1") == 0
+    first = digest(out)
+    assert reconstruct(observation, out, "--seed", "2") == 2
+    refused(capsys, "already exists; add --overwrite")
+    assert digest(out) == first and sorted(p.name for p in tmp_path.iterdir()) == ["post.h5"]
+    assert reconstruct(observation, out, "--seed", "2", "--overwrite") == 0
+    assert digest(out) != first
