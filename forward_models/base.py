@@ -84,6 +84,10 @@ class NoiseModel(torch.nn.Module):
         of a Gauss-Newton linearisation. 0 where an entry is unobserved."""
         raise NotImplementedError(f"{type(self).__name__} has no Gaussian approximation")
 
+    def data_problem(self, y: Tensor) -> str | None:
+        """Why data `y` cannot come from this noise model (one line), or None if they can."""
+        return None
+
     def independent_std(self) -> Tensor | None:
         """The std of each data entry, broadcastable to the data (0 where unobserved), when the
         noise is Gaussian and independent between entries; else None."""

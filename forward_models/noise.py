@@ -196,6 +196,17 @@ class PoissonNoise(NoiseModel):
             return t
         return torch.where(self.observed.to(t.device), t, 0.0)
 
+    def data_problem(self, y: Tensor) -> str | None:
+        counts = self._keep_observed(torch.nan_to_num(y, nan=0.0)).detach()
+        bad = ~torch.isfinite(counts) | (counts < 0) | (counts != torch.round(counts))
+        if bool(bad.any()):
+            first = counts[bad].flatten()[0].item()
+            return (
+                f"Poisson counts must be non-negative integers; {int(bad.sum())} observed "
+                f"entries are not (e.g. {first:g})"
+            )
+        return None
+
     def log_prob(self, y: Tensor, mean: Tensor) -> Tensor:
         y = self._keep_observed(y)  # NaN placeholders at unobserved pixels would poison gradients
         rate = mean.clamp_min(POISSON_MEAN_FLOOR)

@@ -18,6 +18,7 @@ from forward_models.base import ForwardModel
 from posterior_diffusion.distributed import Ranks, check_layout, launch
 from posterior_diffusion.io import (
     Observation,
+    ObservationError,
     check_observation,
     output_format,
     posterior_dataset,
@@ -189,6 +190,9 @@ def prepare(request: ReconstructionRequest) -> Ensemble:
     else:
         obs = read_observation(r.observation)
     model = observation_model(obs, r.forward_model)
+    problem = model.noise.data_problem(torch.as_tensor(obs.y, dtype=torch.float64))
+    if problem is not None:
+        raise ObservationError(obs.source, problem, "y")
     prior = _prior(r, model, obs)
     sampler = choose_sampler(r.sampler, model)
     options = dict(r.sampler_options or {})
