@@ -254,12 +254,19 @@ def reconstruct(request: ReconstructionRequest) -> xr.Dataset | None:
     ensemble = prepare(request)
     if request.sharded:
         return _reconstruct_sharded(ensemble)
-    journal = None
-    if request.journal_for is not None:
-        journal, _ = SampleJournal.start(
-            request.journal_for, ensemble.journal_settings(), request.resume
-        )
-    return ensemble.dataset(draw_members(ensemble, journal))
+    if request.journal_for is None:
+        return ensemble.dataset(draw_members(ensemble))
+    journal, resumed = SampleJournal.start(
+        request.journal_for, ensemble.journal_settings(), request.resume
+    )
+    try:
+        return ensemble.dataset(draw_members(ensemble, journal))
+    except Exception:
+        # A run refused or failed before it saved any member leaves nothing to resume: its
+        # journal would only make the next, corrected command ask for --resume.
+        if not resumed and journal.count() == 0:
+            remove_journal(request.journal_for)
+        raise
 
 
 def reconstruct_to_file(request: ReconstructionRequest) -> xr.Dataset | None:

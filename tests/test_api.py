@@ -115,7 +115,7 @@ def test_bad_power_spectrum_file_is_named(tmp_path):
         ({"num_samples": 0}, "number of samples must be >= 1"),
         ({"steps": 0}, "number of steps must be >= 1"),
         ({"batch_size": 0}, "batch size must be >= 1"),
-        ({"seed": -1}, "seed must be >= 0"),
+        ({"seed": -1}, r"seed must be in \[0, 2\*\*63\)"),
         ({"device": "toaster"}, "unknown device 'toaster'"),
         ({"sampler": "nosuch"}, "unknown sampler 'nosuch'"),
     ],

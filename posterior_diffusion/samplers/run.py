@@ -48,8 +48,8 @@ def check_run_settings(
         raise ValueError(f"number of steps must be >= 1, got {steps}")
     if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    if int(seed) < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+    if not 0 <= int(seed) < 2**63:  # the output records it as a 64-bit integer
+        raise ValueError(f"seed must be in [0, 2**63), got {seed}")
     try:
         kind = torch.device(device).type
     except (RuntimeError, TypeError):

@@ -69,3 +69,14 @@ def test_an_existing_result_needs_overwrite(observation, tmp_path, capsys):
     assert digest(out) == first and sorted(p.name for p in tmp_path.iterdir()) == ["post.h5"]
     assert reconstruct(observation, out, "--seed", "2", "--overwrite") == 0
     assert digest(out) != first
+
+
+@pytest.mark.parametrize("flags", [["--snr", "nan"], ["--corrector-steps", "-1"]])
+def test_a_run_refused_after_its_journal_leaves_nothing(observation, tmp_path, capsys, flags):
+    """Options whose values only the sampler checks are refused once the journal exists: it
+    goes again, so the corrected command runs without being told to --resume."""
+    out = tmp_path / "post.h5"
+    assert reconstruct(observation, out, *flags) == 2
+    refused(capsys, "corrector_steps must be >= 0 and snr > 0")
+    assert list(tmp_path.iterdir()) == []
+    assert reconstruct(observation, out) == 0

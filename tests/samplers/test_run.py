@@ -334,7 +334,8 @@ def test_the_sampler_is_chosen_by_the_model(model, counts_model):
         ((0, None, 0, None, "cpu"), "number of samples must be >= 1"),
         ((4, 0, 0, None, "cpu"), "number of steps must be >= 1"),
         ((4, None, 0, 0, "cpu"), "batch size must be >= 1"),
-        ((4, None, -1, None, "cpu"), "seed must be >= 0"),
+        ((4, None, -1, None, "cpu"), r"seed must be in \[0, 2\*\*63\)"),
+        ((4, None, 2**64, None, "cpu"), r"seed must be in \[0, 2\*\*63\)"),
         ((4, None, 0, None, "toaster"), "unknown device 'toaster'"),
     ],
 )
