@@ -4,6 +4,7 @@ with provenance."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -194,6 +195,7 @@ def prepare(request: ReconstructionRequest) -> Ensemble:
     if problem is not None:
         raise ObservationError(obs.source, problem, "y")
     _check_noise_scale(obs, model)
+    _check_output_size(r.num_samples, model.field_shape)
     prior = _prior(r, model, obs)
     sampler = choose_sampler(r.sampler, model)
     options = dict(r.sampler_options or {})
@@ -206,6 +208,22 @@ def prepare(request: ReconstructionRequest) -> Ensemble:
 # the field's std (the float64 floor, reached at 1e-10); at 1e-80 the whitened products overflow
 # and the data are silently ignored (error 4 std). 1e-30 leaves a margin.
 MIN_NOISE_TO_DATA = 1e-30
+
+
+def _check_output_size(num_samples: int, field_shape: tuple[int, ...]) -> None:
+    """Refuse an ensemble whose samples cannot be held in this machine's memory: the dataset is
+    assembled in memory before it is written, so such a run would sample for nothing."""
+    needed = int(num_samples) * math.prod(field_shape) * 8 * 2  # float64 samples, and a copy
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: no bound
+        return
+    if needed > total:
+        raise ValueError(
+            f"{num_samples} samples of shape {tuple(field_shape)} need about "
+            f"{needed / 2**30:.3g} GiB of memory for the output; this machine has "
+            f"{total / 2**30:.3g} GiB: ask for fewer samples"
+        )
 
 
 def _check_noise_scale(obs: Observation, model: ForwardModel) -> None:

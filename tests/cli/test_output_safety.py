@@ -80,3 +80,10 @@ def test_a_run_refused_after_its_journal_leaves_nothing(observation, tmp_path, c
     refused(capsys, "corrector_steps must be >= 0 and snr > 0")
     assert list(tmp_path.iterdir()) == []
     assert reconstruct(observation, out) == 0
+
+
+def test_an_ensemble_too_large_for_memory_is_refused_before_sampling(observation, tmp_path, capsys):
+    out = tmp_path / "post.h5"
+    assert reconstruct(observation, out, "--num-samples", str(10**12)) == 2
+    refused(capsys, "GiB of memory for the output; this machine has")
+    assert list(tmp_path.iterdir()) == []
