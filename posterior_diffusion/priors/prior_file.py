@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,12 @@ def load_record(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Tens
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, pickle with code in it, not a torch file at all
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise PriorFileError(f"{path}: not a loadable prior file ({reason[:160]})") from None
+        if "Weights only load failed" in str(err):
+            reason = "it holds pickled Python objects, which are never loaded: only tensors"
+        else:
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # torch colours some messages
+            reason = text.splitlines()[0][:160] if text else type(err).__name__
+        raise PriorFileError(f"{path}: not a loadable prior file ({reason})") from None
     record = content.get("prior", content) if isinstance(content, dict) else None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise PriorFileError(

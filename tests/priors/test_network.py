@@ -103,7 +103,9 @@ def test_corrupted_foreign_and_tampered_files_are_refused(prior_file, tmp_path):
     assert "not a posterior-diffusion prior" in one_line_error(foreign)
     code = tmp_path / "code.pt"
     torch.save({"prior": Path("x")}, code)  # a pickled object: refused by weights_only
-    assert "not a loadable prior file" in one_line_error(code)
+    message = one_line_error(code)
+    assert "not a loadable prior file (it holds pickled Python objects" in message
+    assert "\x1b" not in message and "trust the source" not in message
     record = torch.load(prior_file, weights_only=True)
     record["state_dict"]["net.stem.weight"][0, 0, 0, 0] += 1e-3
     tampered = tmp_path / "tampered.pt"
