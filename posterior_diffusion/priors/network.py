@@ -34,6 +34,10 @@ SIGMA_MIN_IN_STD = 1e-3
 PRECISIONS = ("fp32", "bf16")
 
 
+# Largest channel count or map side a prior file's metadata may declare.
+MAX_FIELD_SIDE = 65536
+
+
 class NetworkPrior(Prior):
     """D(x, sigma) from an `EDMPrecond` (or flow-matching) network, with its training metadata.
 
@@ -104,7 +108,27 @@ class NetworkPrior(Prior):
                 f"{path}: unknown training objective '{objective}' (this version knows: "
                 f"{', '.join(OBJECTIVES)})"
             )
+        shape = metadata["field_shape"]
+        if not (
+            isinstance(shape, list)
+            and len(shape) == 3
+            and all(isinstance(n, int) and 0 < n <= MAX_FIELD_SIDE for n in shape)
+        ):
+            raise PriorFileError(
+                f"{path}: metadata field_shape must be [C, H, W] of positive integers up to "
+                f"{MAX_FIELD_SIDE}, got {shape!r}"
+            )
         try:
+            # Built on the meta device first: a config asking for a network far larger than the
+            # file's weights is refused before anything is allocated.
+            with torch.device("meta"):
+                sized = NETWORKS[name](**network.get("config", {}))
+            wanted = sum(t.numel() for t in sized.state_dict().values())
+            stored = sum(t.numel() for k, t in state.items() if k.startswith("net."))
+            if wanted != stored:
+                raise ValueError(
+                    f"its config asks for {wanted} numbers, the file holds {stored} network weights"
+                )
             net = NETWORKS[name](**network.get("config", {}))
             base = None
             if metadata["hybrid"]:

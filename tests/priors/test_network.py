@@ -131,6 +131,18 @@ def test_unknown_network_and_wrong_weights_are_refused(tmp_path):
     meta = metadata(network={"name": "UNet", "config": bigger})
     path = save_record(make_record(precond.state_dict(), meta), tmp_path / "mismatch.pt")
     assert "weights do not fit network 'UNet'" in one_line_error(path)
+    # 40,000 channels would allocate ~100 GB before the weights are compared: refused at once.
+    huge = {**precond.net.config(), "base_channels": 40000}
+    meta = metadata(network={"name": "UNet", "config": huge})
+    path = save_record(make_record(precond.state_dict(), meta), tmp_path / "huge.pt")
+    assert "its config asks for" in one_line_error(path)
+    for shape in (64, [1, 16], [1, -16, 16], [1, 16, 10**9]):
+        meta = {
+            **metadata(network={"name": "UNet", "config": precond.net.config()}),
+            "field_shape": shape,
+        }
+        path = save_record(make_record(precond.state_dict(), meta), tmp_path / "shape.pt")
+        assert "metadata field_shape must be [C, H, W]" in one_line_error(path)
 
 
 def test_fields_the_prior_cannot_describe_are_refused(prior_file):
