@@ -61,7 +61,8 @@ def load_record(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Tens
     """(metadata, state_dict, checksum) from a prior file or a training checkpoint, validated.
 
     Raises:
-        PriorFileError: missing, unreadable, foreign, tampered or incomplete file.
+        PriorFileError: missing, unreadable, foreign, corrupted or incomplete file (the checksum
+            detects corruption, not deliberate edits: docs/reliability.md).
     """
     path = Path(path)
     if not path.is_file():
