@@ -6,6 +6,7 @@ never invert Sigma or A themselves.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from forward_models.base import ForwardModel
@@ -26,6 +27,10 @@ class WhitenedLinearGaussian:
 
     def B_adjoint(self, r: Tensor) -> Tensor:  # noqa: N802
         return self.model.A_adjoint(self.model.noise.whiten(r))
+
+    def observed(self) -> Tensor:
+        """Data entries that are observed (a nonzero whitening weight), shaped like y."""
+        return self.model.noise.whiten(torch.ones_like(self.y_white)) != 0
 
     def residual(self, x: Tensor) -> Tensor:
         """y_w - B x."""

@@ -93,7 +93,7 @@ def latent_component_weights(
     if latent is None:
         return None
     pi, parts = latent
-    observed = (likelihood.model.noise.whiten(torch.ones_like(likelihood.y_white)) != 0).flatten()
+    observed = likelihood.observed().flatten()
     n = int(observed.sum())
     pixels = math.prod(likelihood.model.field_shape)
     if max(n, pixels) > MAX_DENSE:

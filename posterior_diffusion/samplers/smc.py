@@ -221,7 +221,7 @@ def smc(
     shared = torch.Generator().manual_seed(rng.shared_seed())
     xi = torch.randn(likelihood.y_white.shape, generator=shared, dtype=torch.float64)
     # Only observed entries get noise: elsewhere it would sit in guided's CG residual for nothing.
-    observed = model.noise.whiten(torch.ones_like(likelihood.y_white)) != 0
+    observed = likelihood.observed()
     path = NoisedData(likelihood, xi.to(likelihood.y_white) * observed)
     sigma_floor = prior.sigma_min()
 

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from mixture_checks import assert_calibrated, spread_ok
+from mixture_checks import SHAPE, amplitude_posterior, assert_calibrated, spread_ok
 
 from forward_models.fourier import fourier_filter
 from posterior_diffusion.diagnostics import log_band_powers, log_total_power
@@ -32,15 +32,7 @@ from posterior_diffusion.references.problems import (
     problem_from_name,
 )
 
-SHAPE = (12, 16)
 PIXELS = SHAPE[0] * SHAPE[1]
-# The R1 noise levels were chosen on 24 x 32; on 12 x 16 the same noise leaves omega near the
-# prior's 50/50, so the problem used here has less noise (2.5 prior std instead of 5).
-NOISE = 2.5
-# Observation 6 of draw_observations(seed=0) on it: omega = (0.118, 0.882), the truth is in the
-# second component, and every prior draw is decisive about its component (p(k | x) < 1e-100 or
-# > 1 - 1e-100), so the only uncertainty about k is the data's.
-OBSERVATION = 6
 # Ensemble size of the metric checks: 12 x 16 exact draws are cheap, and at N = 1024 the
 # standard error of the log-power spread ratio is ~0.05, so a 1.4x wrong spread is ~7 of them.
 N = 1024
@@ -48,9 +40,7 @@ N = 1024
 
 @pytest.fixture(scope="module")
 def posterior():
-    prior, model = mixture_problem("amplitude", "mask", SHAPE, noise=NOISE)
-    truth, y = draw_observations(prior, model, OBSERVATION + 1, seed=0)[OBSERVATION]
-    return prior, model, truth, y, mixture_exact_posterior(prior, model, y)
+    return amplitude_posterior()
 
 
 @pytest.mark.parametrize("kind", PRIOR_KINDS)

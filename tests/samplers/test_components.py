@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 import torch
-from mixture_checks import assert_calibrated
+from mixture_checks import SHAPE, amplitude_posterior, assert_calibrated
 
 from posterior_diffusion.likelihood import WhitenedLinearGaussian
 from posterior_diffusion.references.compare import compare_to_reference, component_tv_tolerance
@@ -24,17 +24,12 @@ from posterior_diffusion.samplers.evidence import (
 )
 from posterior_diffusion.samplers.run import sample_posterior
 
-SHAPE = (12, 16)
-NOISE = 2.5  # as tests/references/test_mixture.py: omega (0.118, 0.882) for this observation
-OBSERVATION = 6
 N = 512
 
 
 @pytest.fixture(scope="module")
 def posterior():
-    prior, model = mixture_problem("amplitude", "mask", SHAPE, noise=NOISE)
-    truth, y = draw_observations(prior, model, OBSERVATION + 1, seed=0)[OBSERVATION]
-    return prior, model, truth, y, mixture_exact_posterior(prior, model, y)
+    return amplitude_posterior()
 
 
 @pytest.mark.parametrize(("kind", "model_kind"), [("amplitude", "lensing"), ("slope", "mask")])

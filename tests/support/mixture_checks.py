@@ -10,6 +10,25 @@ import torch
 
 from posterior_diffusion.diagnostics.coverage import coverage_curve
 from posterior_diffusion.references.compare import LEVELS, ReferenceComparison
+from posterior_diffusion.references.mixture import mixture_exact_posterior
+from posterior_diffusion.references.problems import draw_observations, mixture_problem
+
+# The two-component test problem: the amplitude mixture behind a mask on 12 x 16 pixels. The R1
+# noise levels were chosen on 24 x 32; on 12 x 16 the same noise leaves omega near the prior's
+# 50/50, so this one has less noise (2.5 prior std instead of 5). Observation 6 of
+# draw_observations(seed=0): omega = (0.118, 0.882), the truth in the second component, and
+# every prior draw decisive about its component (p(k | x) < 1e-100 or > 1 - 1e-100), so the only
+# uncertainty about k is the data's.
+SHAPE = (12, 16)
+NOISE = 2.5
+OBSERVATION = 6
+
+
+def amplitude_posterior():
+    """(prior, model, truth, y, exact posterior) of the two-component test problem."""
+    prior, model = mixture_problem("amplitude", "mask", SHAPE, noise=NOISE)
+    truth, y = draw_observations(prior, model, OBSERVATION + 1, seed=0)[OBSERVATION]
+    return prior, model, truth, y, mixture_exact_posterior(prior, model, y)
 
 
 def seeded(seed: int) -> torch.Generator:
