@@ -21,7 +21,7 @@ import torch
 from common import cpu_threads, result_header
 from hmc_references import load_reference
 
-from posterior_diffusion.diagnostics.global_stats import log_total_power
+from posterior_diffusion.diagnostics.global_stats import log_band_powers, log_total_power
 from posterior_diffusion.priors import GaussianPrior
 from posterior_diffusion.references.gaussian_problems import LEVELS, interval_coverage
 from posterior_diffusion.samplers.run import sample_posterior
@@ -33,12 +33,19 @@ def score(samples, reference, draws, truth) -> dict:
     z_draws = float((((draws.mean(0) - reference.mean) / reference.std) ** 2).mean().sqrt())
     found, covered = interval_coverage(samples, truth), interval_coverage(draws, truth)
     spread = float(log_total_power(samples).std() / log_total_power(draws).std())
+    bands, reference_bands = log_band_powers(samples), log_band_powers(draws)
+    # Where the sample ensemble's power sits, in units of the reference's spread.
+    offset = (log_total_power(samples).mean() - log_total_power(draws).mean()) / log_total_power(
+        draws
+    ).std()
     return {
         "std_ratio": ratio,
         "z_mean": z,
         "z_mean_reference_draws": z_draws,
         "coverage_minus_reference": [a - b for a, b in zip(found, covered, strict=True)],
         "log_power_spread_ratio": spread,
+        "log_power_offset": float(offset),
+        "band_power_spread_ratios": (bands.std(0) / reference_bands.std(0)).tolist(),
     }
 
 
@@ -67,7 +74,9 @@ def measure(
     print(
         f"{label} {sampler}: std ratio {row['std_ratio']:.3f}, z_mean {row['z_mean']:.3f} "
         f"(reference draws {row['z_mean_reference_draws']:.3f}), coverage - reference at "
-        f"{LEVELS}: {coverage}, log-power spread {row['log_power_spread_ratio']:.2f}, NFE "
+        f"{LEVELS}: {coverage}, log-power spread {row['log_power_spread_ratio']:.2f} (offset "
+        f"{row['log_power_offset']:+.2f} sd), band spreads "
+        f"{', '.join(f'{b:.2f}' for b in row['band_power_spread_ratios'])}, NFE "
         f"{row['nfe_per_sample']:.0f}",
         flush=True,
     )

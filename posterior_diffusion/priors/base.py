@@ -69,6 +69,13 @@ class Prior(torch.nn.Module):
 
         return x0_hat.detach(), cov
 
+    def stationary_power(self, field_shape: tuple[int, ...]) -> Tensor | None:
+        """P(|k|) of the fields this prior was built from, on the fft grid of `field_shape`
+        (C, H, W), shape (C, H, W), where it is known as a table (a network's training maps);
+        None otherwise. Samplers may use it for Cov[x0 | x_sigma] at noise levels where a learned
+        Jacobian is mostly the network's error (`samplers/guided.py`)."""
+        return None
+
     def latent_components(self) -> tuple[Tensor, list[Prior]] | None:
         """(weights pi_k, priors p(x | k)) when this prior is a mixture over a latent it can name
         (a parameter marginalised over a grid, the components of a mixture), else None.

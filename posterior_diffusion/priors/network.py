@@ -15,12 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .base import DRAW_STEPS, Prior
 from .draw import draw_fields
 from .gaussian import GaussianPrior
+from .power_spectrum import PowerSpectrumError, TabulatedPowerSpectrum, power_on_grid
 from .prior_file import PriorFileError, load_record
 
 # Sampling range in units of the data's standard deviation. 40 std is not pure noise for the
@@ -36,6 +38,34 @@ PRECISIONS = ("fp32", "bf16")
 
 # Largest channel count or map side a prior file's metadata may declare.
 MAX_FIELD_SIDE = 65536
+
+
+# Longest power-spectrum table a prior file's metadata may hold (rows per channel).
+MAX_POWER_ROWS = 65536
+
+
+def power_tables(record: Any, channels: int) -> list[TabulatedPowerSpectrum] | None:
+    """One `TabulatedPowerSpectrum` per channel from metadata {"k": [...], "power": [[...]]}
+    (None when absent). Raises PowerSpectrumError (one line) when malformed."""
+    if record is None:
+        return None
+    if not isinstance(record, dict) or set(record) != {"k", "power"}:
+        raise PowerSpectrumError("must be {'k': [...], 'power': [[...] per channel]}")
+    k, power = record["k"], record["power"]
+    if not (isinstance(k, list) and 2 <= len(k) <= MAX_POWER_ROWS):
+        raise PowerSpectrumError(f"k must be a list of 2 to {MAX_POWER_ROWS} numbers")
+    if not (isinstance(power, list) and len(power) == channels):
+        raise PowerSpectrumError(f"power must hold one row list per channel ({channels})")
+    if not all(isinstance(row, list) and len(row) == len(k) for row in power):
+        raise PowerSpectrumError(f"each channel's power must have {len(k)} numbers, as k")
+    try:
+        k_rows = np.asarray(k, dtype=np.float64)
+        rows = [np.asarray(row, dtype=np.float64) for row in power]
+    except (TypeError, ValueError):
+        raise PowerSpectrumError("k and power must be numbers") from None
+    if not (k_rows[0] == 0 and k_rows[-1] >= 0.5**0.5):  # any grid's |k| lies in [0, sqrt(1/2)]
+        raise PowerSpectrumError("k must run from 0 to at least sqrt(1/2) cycles/pixel")
+    return [TabulatedPowerSpectrum(k_rows, row, f"channel {c}") for c, row in enumerate(rows)]
 
 
 class NetworkPrior(Prior):
@@ -61,6 +91,8 @@ class NetworkPrior(Prior):
         self.field_shape = self.trained_shape if metadata["hybrid"] else None
         self.precision = "fp32"
         self.compiled = False
+        self.power_tables = power_tables(metadata.get("training_power"), self.trained_shape[0])
+        self._power_grids: dict[tuple[int, int], Tensor] = {}
 
     def configure(
         self, precision: str = "fp32", channels_last: bool = False, compile: bool | str = False
@@ -142,7 +174,10 @@ class NetworkPrior(Prior):
             raise PriorFileError(
                 f"{path}: weights do not fit network '{name}' ({reason})"
             ) from None
-        return cls(precond, metadata, source=str(path), checksum=checksum)
+        try:
+            return cls(precond, metadata, source=str(path), checksum=checksum)
+        except PowerSpectrumError as err:
+            raise PriorFileError(f"{path}: metadata training_power: {err}") from None
 
     def check_fields(
         self,
@@ -179,6 +214,17 @@ class NetworkPrior(Prior):
                     f"{self.source}: prior trained at {trained_scale} arcmin per pixel, the "
                     f"{where} has {pixel_scale_arcmin}"
                 )
+
+    def stationary_power(self, field_shape: tuple[int, ...]) -> Tensor | None:
+        """The training maps' power spectrum (metadata `training_power`) on this grid, per
+        channel; None for files trained before it was recorded."""
+        if self.power_tables is None:
+            return None
+        height, width = (int(n) for n in field_shape[-2:])
+        if (height, width) not in self._power_grids:
+            grids = [power_on_grid(table, height, width) for table in self.power_tables]
+            self._power_grids[height, width] = torch.from_numpy(np.stack(grids))
+        return self._power_grids[height, width]
 
     @property
     def condition(self) -> dict[str, Any] | None:
@@ -244,7 +290,8 @@ class NetworkPrior(Prior):
             "posterior_diffusion_version",
             "hybrid",
         )
-        extra = {"precision": self.precision} if self.precision != "fp32" else {}
+        extra = {"training_power_spectrum": self.power_tables is not None}
+        extra.update({"precision": self.precision} if self.precision != "fp32" else {})
         objective = self.metadata.get("objective", "edm")
         extra.update({"objective": objective} if objective != "edm" else {})
         if self.condition:  # called without theta: the marginal prior (ConditionedPrior adds it)

@@ -114,3 +114,31 @@ class PowerLawSpectrum:
     def __call__(self, k: np.ndarray) -> np.ndarray:
         k = np.asarray(k, dtype=np.float64)
         return self.amplitude * ((k**2 + self.core**2) / self.pivot**2) ** (self.slope / 2)
+
+
+def radial_table(power_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An fft-grid P (..., H, W) as rows (k, P(k)) that `TabulatedPowerSpectrum` reads on any
+    grid: P(0), then P averaged over |k| bins one fundamental wide (mean |k| per bin), then the
+    last bin's P again at the grid's corner |k| = sqrt(1/2), so every grid's corner is covered.
+
+    Returns:
+        k (B,) and P (..., B), P floored at 1e-12 of its maximum at k > 0 (a table's rows must
+        be positive there).
+    """
+    power_grid = np.asarray(power_grid, dtype=np.float64)
+    height, width = power_grid.shape[-2:]
+    k = frequency_magnitude(height, width)
+    step = 1.0 / max(height, width)
+    which = np.floor(k / step + 0.5).astype(int)  # bin b holds |k| in [(b - 1/2), (b + 1/2)) step
+    which[0, 0] = 0
+    bins = [b for b in np.unique(which) if b > 0]
+    rows_k = [0.0] + [float(k[which == b].mean()) for b in bins]
+    rows_p = [power_grid[..., 0, 0]] + [power_grid[..., which == b].mean(-1) for b in bins]
+    corner = 0.5**0.5
+    if rows_k[-1] < corner:
+        rows_k.append(corner)
+        rows_p.append(rows_p[-1])
+    power = np.stack(rows_p, axis=-1)
+    floor = 1e-12 * power[..., 1:].max()
+    power[..., 1:] = np.maximum(power[..., 1:], floor)
+    return np.asarray(rows_k), power

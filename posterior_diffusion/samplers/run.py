@@ -105,6 +105,9 @@ class CountingPrior(Prior):
 
         return x0_hat, counted
 
+    def stationary_power(self, field_shape: tuple[int, ...]) -> Tensor | None:
+        return self.inner.stationary_power(field_shape)
+
     def latent_components(self) -> tuple[Tensor, list[Prior]] | None:
         latent = self.inner.latent_components()
         if latent is None:

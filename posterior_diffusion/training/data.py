@@ -28,6 +28,7 @@ from posterior_diffusion.io.fields import (
     open_store,
     read_theta,
 )
+from posterior_diffusion.priors.power_spectrum import radial_table
 
 DATASET = "fields"
 THETA_DATASET = "theta"
@@ -75,7 +76,8 @@ def theta_statistics(theta: np.ndarray, indices: np.ndarray, names: Any, path: s
 
 
 def field_statistics(fields: Any, indices: np.ndarray, path: str) -> dict[str, Any]:
-    """Per-channel mean, global standard deviation and a checksum of the whole dataset.
+    """Per-channel mean, global standard deviation, power spectrum (`radial_table` rows, per
+    channel, of the mean-subtracted training maps) and a checksum of the whole dataset.
 
     The checksum is sha256 over every map's float32 little-endian bytes in file order: it names
     the data, whatever the container (HDF5 or zarr), chunking or compression.
@@ -83,7 +85,7 @@ def field_statistics(fields: Any, indices: np.ndarray, path: str) -> dict[str, A
     num = fields.shape[0]
     digest = hashlib.sha256()
     total = 0
-    channel_sum = channel_sq = None
+    channel_sum = channel_sq = power_sum = None
     selected = np.zeros(num, dtype=bool)
     selected[indices] = True
     for start in range(0, num, STATS_BLOCK):
@@ -93,14 +95,26 @@ def field_statistics(fields: Any, indices: np.ndarray, path: str) -> dict[str, A
         block = block[selected[start : start + STATS_BLOCK]]
         block = block[:, None] if block.ndim == 3 else block
         s, sq = block.sum((0, 2, 3)), np.square(block).sum((0, 2, 3))
+        power = np.square(np.abs(np.fft.fft2(block))).sum(0)
         channel_sum = s if channel_sum is None else channel_sum + s
         channel_sq = sq if channel_sq is None else channel_sq + sq
+        power_sum = power if power_sum is None else power_sum + power
         total += block.shape[0] * block.shape[2] * block.shape[3]
     mean = channel_sum / total
     variance = float((channel_sq / total - mean**2).mean())
     if not variance > 0:
         raise TrainingDataError(path, "is constant (zero variance)", DATASET)
-    return {"mean": mean.tolist(), "std": variance**0.5, "checksum": digest.hexdigest()}
+    pixels = fields.shape[-1] * fields.shape[-2]
+    maps = total // pixels
+    power = power_sum / (maps * pixels)
+    power[:, 0, 0] -= pixels * mean**2  # the mean is subtracted only from the k = 0 mode
+    k, table = radial_table(power)
+    return {
+        "mean": mean.tolist(),
+        "std": variance**0.5,
+        "checksum": digest.hexdigest(),
+        "power": {"k": k.tolist(), "power": table.tolist()},
+    }
 
 
 def augment(x: Tensor, periodic: bool) -> Tensor:
@@ -218,6 +232,7 @@ class FieldDataModule(L.LightningDataModule):
             "data_checksum": self.statistics["checksum"],
             "data_mean": self.statistics["mean"],
             "data_std": self.statistics["std"],
+            "training_power": self.statistics["power"],
             "periodic": bool(self.hparams.periodic),
             "num_train_maps": len(self.train_indices),
             "condition": self.condition,

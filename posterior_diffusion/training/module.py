@@ -257,6 +257,7 @@ _DATA_KEYS = (
     "data_checksum",
     "data_mean",
     "data_std",
+    "training_power",
     "periodic",
     "num_train_maps",
     "condition",

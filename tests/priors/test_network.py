@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 from pathlib import Path
 
@@ -292,3 +293,52 @@ def refused_reconstruct(obs, flags: list[str], tmp_path, capsys) -> str:
     assert code == 2 and len(err.splitlines()) == 1, err
     assert not output.exists()
     return err
+
+
+def flat_power(value: float = 0.5) -> dict:
+    return {"k": [0.0, 0.1, 0.5**0.5], "power": [[value, value, value]]}
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ({"k": [0.0, 0.5]}, "must be {"),
+        ({"k": [0.0, 0.1, 0.5**0.5], "power": [[1.0, 1.0]]}, "3 numbers, as k"),
+        ({"k": [0.0, 0.1, 0.5**0.5], "power": [[1.0] * 3, [1.0] * 3]}, "one row list per channel"),
+        ({"k": [0.0, 0.1, 0.5], "power": [[1.0] * 3]}, "at least sqrt(1/2)"),
+        ({"k": [0.0, 0.1, 0.5**0.5], "power": [[1.0, float("nan"), 1.0]]}, "NaN or inf"),
+        ({"k": [0.0, 0.1, 0.5**0.5], "power": [[1.0, "a", 1.0]]}, "must be numbers"),
+    ],
+)
+def test_malformed_training_power_is_refused_in_one_line(tmp_path, record, message):
+    path = write_prior(tmp_path / "p.pt", random_precond(), training_power=record)
+    assert message in one_line_error(path)
+
+
+def test_training_power_gives_the_guided_covariance_above_one_data_std(prior_file, tmp_path):
+    """Above GAUSSIAN_COVARIANCE_ABOVE_STD data std guided's covariance is P sigma^2/(P + sigma^2)
+    with the training spectrum (a flat one here: a multiple of the identity) and the network's D;
+    below, and for files without the spectrum, it is the network's own Tweedie covariance."""
+    guided_module = importlib.import_module("posterior_diffusion.samplers.guided")
+    plain = NetworkPrior.from_file(prior_file)
+    with_power = NetworkPrior.from_file(
+        write_prior(tmp_path / "power.pt", random_precond(), training_power=flat_power(0.5))
+    )
+    assert plain.identity()["training_power_spectrum"] is False
+    assert with_power.identity()["training_power_spectrum"] is True
+    x = torch.randn(2, *SHAPE, dtype=torch.float64)
+    v = torch.randn(2, *SHAPE, dtype=torch.float64)
+    high = 1.5 * with_power.data_std() * guided_module.GAUSSIAN_COVARIANCE_ABOVE_STD
+    x0_hat, cov = guided_module.tweedie_linearization(with_power)(x, high)
+    torch.testing.assert_close(x0_hat, with_power.denoise(x, high))
+    torch.testing.assert_close(cov(v), 0.5 * high**2 / (0.5 + high**2) * v)
+    learned = plain.linearize(x, high)[1](v)
+    assert (learned - 0.5 * high**2 / (0.5 + high**2) * v).abs().max() > 1e-3  # a control
+    low = 0.5 * with_power.data_std() * guided_module.GAUSSIAN_COVARIANCE_ABOVE_STD
+    torch.testing.assert_close(
+        guided_module.tweedie_linearization(with_power)(x, low)[1](v),
+        with_power.linearize(x, low)[1](v),
+    )
+    torch.testing.assert_close(
+        guided_module.tweedie_linearization(plain)(x, high)[1](v), plain.linearize(x, high)[1](v)
+    )

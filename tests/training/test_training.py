@@ -17,10 +17,12 @@ import pytest
 import torch
 from training_helpers import adam_steps, fixed_noise_loss, tiny_net, train_args
 
+from forward_models.fourier import frequency_magnitude
 from posterior_diffusion.cli import main
 from posterior_diffusion.networks.edm import EDMPrecond
 from posterior_diffusion.priors import GaussianPrior, default_power_spectrum
 from posterior_diffusion.priors.network import NetworkPrior
+from posterior_diffusion.priors.power_spectrum import power_on_grid, radial_table
 from posterior_diffusion.simulators import write_dataset_file
 from posterior_diffusion.training import FieldDataModule, TrainingDataError
 from posterior_diffusion.training.cli import intact
@@ -77,6 +79,7 @@ def test_train_writes_prior_and_resumes(grf_file, tmp_path):
     assert prior.metadata["data_kind"] == "grf"
     assert prior.metadata["field_shape"] == [1, 16, 16]
     assert len(prior.metadata["data_checksum"]) == 64
+    assert prior.stationary_power((1, 32, 16)).shape == (1, 32, 16)  # from training_power
     # Resume for one more step under another seed. Restored weights move by about one Adam step
     # (<= ~lr = 1e-3 per weight); a run that started afresh would sit at other initial weights.
     assert (
@@ -174,6 +177,32 @@ def test_statistics_and_split(grf_file, tmp_path):
     # The checksum names the numbers, not the container.
     assert h5.statistics["checksum"] == zr.statistics["checksum"]
     assert h5.describe()["data_kind"] == "grf"
+
+
+def test_training_power_is_the_spectrum_of_the_mean_subtracted_maps(grf_file, tmp_path):
+    """The recorded table matches the simulations' spectrum within its sampling error (bins of
+    n modes over M maps: relative std sqrt(2 / (n M)) or better), and a constant offset on
+    every map changes nothing."""
+    module = FieldDataModule(str(grf_file), val_fraction=0.25)
+    module.setup("fit")
+    table = module.describe()["training_power"]
+    k, measured = np.asarray(table["k"]), np.asarray(table["power"][0])
+    expected_k, expected = radial_table(power_on_grid(default_power_spectrum(), 16, 16))
+    np.testing.assert_allclose(k, expected_k)
+    which = np.floor(frequency_magnitude(16, 16) * 16 + 0.5)
+    modes = np.array([1] + [int((which == b).sum()) for b in range(1, len(k) - 1)])
+    modes = np.append(modes, modes[-1])  # the corner row repeats the last bin
+    tolerance = 5 * np.sqrt(2 / (modes * len(module.train_indices)))
+    assert np.all(np.abs(measured / expected - 1) < tolerance)
+    # Control: a spectrum 30% off fails the same check.
+    assert not np.all(np.abs(measured / (1.3 * expected) - 1) < tolerance)
+    shifted = tmp_path / "shifted.h5"
+    fields = np.asarray(h5py.File(grf_file)["fields"][:], dtype=np.float64)
+    write_dataset_file(shifted, (fields + 0.5).astype(np.float32), {"kind": "grf"})
+    module = FieldDataModule(str(shifted), val_fraction=0.25)
+    module.setup("fit")
+    moved = np.asarray(module.describe()["training_power"]["power"][0])
+    np.testing.assert_allclose(moved, measured, rtol=1e-3)
 
 
 def test_augmentation_is_a_symmetry_of_the_grid():
