@@ -1,6 +1,9 @@
 """The user's pipeline against HMC gold standards (R2, R3): a prior trained with
 `posterior-diffusion train` on lognormal simulations, then `guided` (mask + noise) and `linearized`
-(galaxy counts) on the references of `benchmarks/hmc_references.py`.
+(galaxy counts) on the references of `benchmarks/hmc_references.py`. Two fields, two priors:
+`--field mask` (the default: pixel variance 0.5, shift 1; cases lognormal_mask and
+lognormal_counts) and `--field lensing` (the package's convergence simulator at 1 arcmin, shift
+0.02; case lognormal_lensing, shear + mask + shape noise).
 
 The prior's own error is reported beside the posteriors' (prior draws' pixel std, skewness and
 0.1% / 99.9% quantiles against fresh simulations), since a posterior cannot be better than its
@@ -11,6 +14,11 @@ prior. The steps (24 x 32 maps, the `lognormal_problem` field: pixel variance 0.
     OMP_NUM_THREADS=1 python benchmarks/trained_lognormal.py \\
         --prior runs/lognormal_24x32/lightning_logs/version_0/prior.pt \\
         --json benchmarks/results_trained_lognormal_cpu.json
+    python benchmarks/trained_lognormal.py --field lensing --simulate data/lensing_24x32.h5
+    OMP_NUM_THREADS=1 posterior-diffusion train --config configs/train_lensing_24x32.yaml
+    OMP_NUM_THREADS=1 python benchmarks/trained_lognormal.py --field lensing \
+        --prior runs/lensing_24x32/lightning_logs/version_0/prior.pt \
+        --json benchmarks/results_trained_lensing_cpu.json
 """
 
 from __future__ import annotations
@@ -29,7 +37,8 @@ from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.references.gold_standard import lognormal_problem
 from posterior_diffusion.simulators import write_dataset_file
 
-CASES = {"lognormal_mask": "guided", "lognormal_counts": "linearized"}
+CASES = {"lognormal_mask": "guided", "lognormal_lensing": "guided", "lognormal_counts": "linearized"}
+FIELDS = {"mask": ("lognormal_mask", "lognormal_counts"), "lensing": ("lognormal_lensing",)}
 
 
 def one_point(maps: np.ndarray) -> dict[str, float]:
@@ -50,12 +59,14 @@ def main() -> None:
     parser.add_argument("--prior", type=Path)
     parser.add_argument("--references", type=Path, default=Path("benchmarks/references"))
     parser.add_argument("--members", type=int, default=128)
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--field", default="mask", choices=list(FIELDS))
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), help="default: the field's")
     parser.add_argument("--prior-draws", type=int, default=2048, help="for the prior check")
     parser.add_argument("--options", type=json.loads, default={}, help="sampler options, JSON")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    field = lognormal_problem("mask", (24, 32), seed=0)
+    field = lognormal_problem(args.field, (24, 32), seed=0)
+    cases = args.cases or FIELDS[args.field]
     if args.simulate:
         maps = field.simulate(args.num, seed=1234)
         write_dataset_file(args.simulate, maps.astype(np.float32), {"kind": "lognormal"})
@@ -72,7 +83,7 @@ def main() -> None:
         "prior_draws": one_point(draws.double().numpy()),
     }
     print("prior check:", results["prior_check"], flush=True)
-    for case, sampler in ((c, CASES[c]) for c in args.cases):
+    for case, sampler in ((c, CASES[c]) for c in cases):
         for path in sorted(args.references.glob(f"{case}_seed*.npz")):
             reference, problem = load_reference(path)
             results["rows"].append(

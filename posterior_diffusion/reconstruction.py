@@ -285,6 +285,8 @@ def reconstruct(request: ReconstructionRequest) -> xr.Dataset | None:
         if not resumed and journal.count() == 0:
             remove_journal(request.journal_for)
         raise
+    finally:
+        journal.release()
 
 
 def reconstruct_to_file(request: ReconstructionRequest) -> xr.Dataset | None:

@@ -34,12 +34,45 @@ def remove_journal(output: str | os.PathLike) -> None:
     remove_path(journal_path(output))
 
 
+def _try_lock(path: Path):
+    """An open file holding an exclusive advisory lock on `path`/lock, or None when another
+    process holds it. The kernel drops the lock when its process dies, so a journal whose lock is
+    free was left by a run that is over (killed or failed), and one whose lock is held is live.
+    Where flock does not exist (Windows), every journal counts as free."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return open(path / "lock", "a")  # noqa: SIM115 - held for the run, closed by release()
+    handle = open(path / "lock", "a")  # noqa: SIM115 - held for the run, closed by release()
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
 class SampleJournal:
     """The members of one run written so far (see the module docstring)."""
 
     def __init__(self, path: Path, fingerprint: dict[str, Any]):
         self.path, self.fingerprint = Path(path), fingerprint
         self._array = None
+        self._lock = None
+
+    def release(self) -> None:
+        """Let another run use this journal (a finished, failed or interrupted run's last step;
+        a killed process releases it anyway)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    @staticmethod
+    def _busy(path: Path, output: str | os.PathLike) -> JournalError:
+        return JournalError(
+            f"{path}: another run is writing {Path(output).name} now; wait for it to finish, "
+            "or choose another output"
+        )
 
     @classmethod
     def start(
@@ -53,10 +86,28 @@ class SampleJournal:
         """
         path = journal_path(output)
         fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
+        journal = cls(path, fingerprint)
         if not path.exists():
-            journal = cls(path, fingerprint)
-            journal._create()
+            try:
+                path.mkdir()
+            except FileExistsError:  # a run that started at the same moment
+                raise cls._busy(path, output) from None
+            journal._lock = _try_lock(path)
+            journal._write_settings()
             return journal, False
+        if not path.is_dir():
+            raise JournalError(f"{path}: is not a journal directory; move it away")
+        journal._lock = _try_lock(path)
+        if journal._lock is None:
+            raise cls._busy(path, output)
+        try:
+            return journal, journal._check_resumable(output, resume)
+        except JournalError:
+            journal.release()
+            raise
+
+    def _check_resumable(self, output: str | os.PathLike, resume: bool) -> bool:
+        path, fingerprint = self.path, self.fingerprint
         if not resume:
             raise JournalError(
                 f"{path}: an interrupted run of {Path(output).name} left its finished samples "
@@ -74,15 +125,14 @@ class SampleJournal:
                 f"{path}: the interrupted run had other settings ({', '.join(different)} "
                 "differ); rerun with those, or delete the journal to start again"
             )
-        return cls(path, fingerprint), True
+        return True
 
     @classmethod
     def join(cls, output: str | os.PathLike, fingerprint: dict[str, Any]) -> SampleJournal:
         """The journal rank 0 of a sharded run has already opened and checked."""
         return cls(journal_path(output), fingerprint)
 
-    def _create(self) -> None:
-        self.path.mkdir()
+    def _write_settings(self) -> None:
         with atomic_path(self.path / "run.json") as tmp:
             tmp.write_text(json.dumps(self.fingerprint, sort_keys=True, indent=1))
 

@@ -20,6 +20,7 @@ from posterior_diffusion.priors.prior_file import PriorFileError, make_record, s
 from posterior_diffusion.priors.resolve import resolve_prior
 from posterior_diffusion.rng import EnsembleRNG
 from posterior_diffusion.samplers import SAMPLERS
+from posterior_diffusion.samplers.run import sample_posterior
 
 SHAPE = (1, 16, 16)
 PACKAGE = Path(__file__).resolve().parents[2] / "posterior_diffusion"
@@ -342,3 +343,21 @@ def test_training_power_gives_the_guided_covariance_above_one_data_std(prior_fil
     torch.testing.assert_close(
         guided_module.tweedie_linearization(plain)(x, high)[1](v), plain.linearize(x, high)[1](v)
     )
+
+
+def test_a_network_prior_s_members_agree_across_batch_sizes_to_float32_rounding(prior_file):
+    """What docs/samplers.md promises for trained priors: a member drawn in another batch size is
+    the same draw up to float32 rounding in the network (its convolution kernels depend on the
+    batch), far below the posterior's spread; analytic priors are bit-identical (test_run.py)."""
+    prior = NetworkPrior.from_file(prior_file)
+    mask = torch.ones(16, 16)
+    mask[4:8, 4:12] = 0
+    model = ForwardModel(Mask(mask), GaussianNoise(0.01, mask), SHAPE, name="inpainting")
+    y = model.simulate(0.03 * torch.randn(SHAPE, dtype=torch.float64), torch.Generator())
+    runs = [
+        sample_posterior(prior, model, y, 4, steps=6, seed=3, batch_size=b, progress=False)[0]
+        for b in (1, 4)
+    ]
+    spread = runs[1].std(0).mean()
+    assert (runs[0] - runs[1]).abs().max() < 1e-4 * spread
+    assert (runs[1][0] - runs[1][1]).abs().max() > 0.1 * spread  # members are different draws
