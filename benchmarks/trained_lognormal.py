@@ -37,7 +37,11 @@ from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.references.gold_standard import lognormal_problem
 from posterior_diffusion.simulators import write_dataset_file
 
-CASES = {"lognormal_mask": "guided", "lognormal_lensing": "guided", "lognormal_counts": "linearized"}
+CASES = {
+    "lognormal_mask": "guided",
+    "lognormal_lensing": "guided",
+    "lognormal_counts": "linearized",
+}
 FIELDS = {"mask": ("lognormal_mask", "lognormal_counts"), "lensing": ("lognormal_lensing",)}
 
 
