@@ -26,6 +26,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         remove_path(tmp)
         raise
+    remove_stale_temporaries(path)
+
+
+def _process_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError):  # alive under another user, or cannot tell: keep it
+        return False
+    return False
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove `.NAME.partial-PID-*` and `.NAME.old-PID-*` siblings of `path` left by a process
+    killed mid-write (SIGKILL runs no cleanup), once `path` itself has been written; those of
+    live processes stay. Returns what was removed."""
+    path = Path(path)
+    removed = []
+    for kind in ("partial", "old"):
+        for leftover in path.parent.glob(f".{glob_escape(path.name)}.{kind}-*-*"):
+            pid = leftover.name[len(f".{path.name}.{kind}-") :].split("-")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and _process_is_gone(int(pid)):
+                remove_path(leftover)
+                removed.append(leftover)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """`name` with glob's special characters taken literally."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _replace(src: Path, dst: Path) -> None:

@@ -4,6 +4,9 @@ writes."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -282,6 +285,30 @@ def test_atomic_path_keeps_the_old_file_on_failure(tmp_path):
         tmp.write_text("new")
     assert path.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["out.h5"]
+
+
+def test_a_write_removes_what_a_killed_writer_left_and_keeps_a_live_one_s(tmp_path):
+    """SIGKILL during a final write leaves `.NAME.partial-PID-*`; the next successful write of
+    NAME (a --resume, say) removes it, but not the temporary of a process still running."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path = tmp_path / "out[1].zarr"  # glob characters in the name are taken literally
+    leftovers = [
+        tmp_path / f".{path.name}.partial-{dead.pid}-0a1b2c3d",
+        tmp_path / f".{path.name}.old-{dead.pid}-0a1b2c3d",
+    ]
+    leftovers[0].mkdir()
+    (leftovers[0] / "chunk").write_text("half")
+    leftovers[1].write_text("old")
+    live = tmp_path / f".{path.name}.partial-{os.getppid()}-0a1b2c3d"
+    live.write_text("another process is writing")
+    unrelated = tmp_path / ".other.h5.partial-1-0a1b2c3d"
+    unrelated.write_text("not ours")
+    with atomic_path(path) as tmp:
+        tmp.write_text("new")
+    assert path.read_text() == "new"
+    assert not any(p.exists() for p in leftovers)
+    assert live.exists() and unrelated.exists()
 
 
 def test_portable_attrs():
