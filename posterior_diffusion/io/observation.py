@@ -104,6 +104,26 @@ def _as_field(source: str, name: str, array: np.ndarray) -> np.ndarray:
     return array if array.ndim == 3 else array[None]
 
 
+# Further inputs of the forward models that hold one non-negative number per pixel (or one in
+# all), checked here so that a wrong one names the file and dataset before any work.
+PER_PIXEL_ARRAYS = ("n_gal_per_arcmin2",)
+
+
+def _check_per_pixel(src, name: str, value: np.ndarray, map_shape, kind: str) -> None:
+    """A dataset (kind "dataset") or root attribute holding one number or one per pixel."""
+    dataset, prefix = (name, "") if kind == "dataset" else (None, f"attribute '{name}' ")
+    if value.shape not in ((), tuple(map_shape)):
+        raise ObservationError(
+            src,
+            f"{prefix}has shape {tuple(value.shape)}; expected one number or (H, W) = "
+            f"{tuple(map_shape)} of 'y'",
+            dataset,
+        )
+    bad = int(np.count_nonzero(value < 0))
+    if bad:
+        raise ObservationError(src, f"{prefix}has {bad} negative values", dataset)
+
+
 def check_observation(obs: Observation) -> Observation:
     """A normalised copy of `obs` (float64 arrays, 3-D y and truth), or ObservationError."""
     src = obs.source
@@ -159,6 +179,15 @@ def check_observation(obs: Observation) -> Observation:
         truth = _as_field(src, "truth", _as_real_array(src, "truth", obs.truth))
 
     arrays = {name: _as_real_array(src, name, a) for name, a in obs.arrays.items()}
+    for name in PER_PIXEL_ARRAYS:
+        if name in arrays:
+            _check_per_pixel(src, name, arrays[name], y.shape[-2:], "dataset")
+        elif name in obs.attrs:
+            try:
+                value = _as_real_array(src, name, np.asarray(plain_attr(obs.attrs[name])))
+            except ObservationError as err:
+                raise ObservationError(src, f"attribute '{name}' {err.problem}") from None
+            _check_per_pixel(src, name, value, y.shape[-2:], "attribute")
     return Observation(
         y=y,
         mask=mask,
