@@ -60,6 +60,7 @@ def reconstruct(
     theta: Mapping[str, float] | Sequence[float] | None = None,
     guidance: float = 0.0,
     theta_grid: Mapping[str, tuple[float, float, int]] | None = None,
+    allow_long_run: bool = False,
 ) -> xr.Dataset | None:
     """Posterior samples of the field behind an observation, with provenance, in memory.
 
@@ -103,6 +104,8 @@ def reconstruct(
             marginalise over that product grid with equal weights (a `ParameterGridPrior`);
             `guided` weighs each point by its evidence, and the output's provenance holds the
             weights, a posterior over the grid (docs/conditional_priors.md).
+        allow_long_run: start a run estimated (from one timed batch of prior evaluations) to
+            take longer than a week; without it such a run is refused before it starts.
 
     Returns:
         Dataset with `samples` (sample, [channel,] y, x), `mean`, `std` (ddof=1), `observation`,
@@ -136,6 +139,7 @@ def reconstruct(
         theta=theta,
         guidance=guidance,
         theta_grid=theta_grid,
+        allow_long_run=allow_long_run,
     )
     return reconstruction.reconstruct(request)
 

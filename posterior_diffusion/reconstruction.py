@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -88,6 +89,7 @@ class ReconstructionRequest:
     guidance: float = 0.0
     theta_grid: Mapping[str, tuple[float, float, int]] | None = None
     overwrite: bool = False  # replace an existing output (reconstruct_to_file)
+    allow_long_run: bool = False  # start a run estimated to take longer than LONG_RUN_SECONDS
 
     @property
     def sharded(self) -> bool:
@@ -200,7 +202,52 @@ def prepare(request: ReconstructionRequest) -> Ensemble:
     sampler = choose_sampler(r.sampler, model)
     options = dict(r.sampler_options or {})
     get_sampler(sampler).check_options(options)
+    if not r.allow_long_run:
+        _check_run_time(r, model, prior, sampler)
     return Ensemble(r, obs, model, prior, sampler, options)
+
+
+# A run estimated to take longer than this is refused unless allowed, so that a slip in
+# --num-samples does not start weeks of sampling. Runs under TIMED_ABOVE_EVALUATIONS member
+# evaluations (minutes to hours) are not timed at all.
+LONG_RUN_SECONDS = 7 * 24 * 3600
+TIMED_ABOVE_EVALUATIONS = 10**6
+# Prior evaluations per member and step: guided measured 2-4 (one denoiser call plus covariance
+# products), so this errs long for the others.
+EVALUATIONS_PER_STEP = 4
+
+
+def _check_run_time(r: ReconstructionRequest, model: ForwardModel, prior: Prior, sampler: str):
+    steps = r.steps if r.steps is not None else get_sampler(sampler).default_steps
+    per_sample = int(steps) * EVALUATIONS_PER_STEP
+    evaluations = int(r.num_samples) * per_sample
+    if evaluations < TIMED_ABOVE_EVALUATIONS:
+        return
+    batch = min(int(r.batch_size or 64), int(r.num_samples))
+    seconds = _seconds_per_member_evaluation(prior, model.field_shape, r.device, batch)
+    estimate = evaluations * seconds
+    if estimate > LONG_RUN_SECONDS:
+        raise ValueError(
+            f"{r.num_samples} samples would take about {estimate / 86400:.3g} days here "
+            f"({seconds * 1e3:.3g} ms per member and prior evaluation, timed on one batch of "
+            f"{batch}; about {per_sample} evaluations per sample): add --allow-long-run to "
+            "start anyway, or ask for fewer samples"
+        )
+
+
+def _seconds_per_member_evaluation(prior: Prior, field_shape, device: str, batch: int) -> float:
+    """Wall time of one denoiser call on `batch` members, per member (after a warm-up call)."""
+    x = torch.zeros((batch, *field_shape), dtype=torch.float64, device=device)
+    prior = prior.to(device)
+    with torch.no_grad():
+        prior.denoise(x, prior.sigma_min())  # warm-up: lazy initialisation, kernel selection
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        prior.denoise(x, prior.sigma_min())
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / batch
 
 
 # Gaussian noise below this fraction of the observed data's RMS is refused. Measured (16 x 16,

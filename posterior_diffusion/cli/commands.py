@@ -38,6 +38,7 @@ def reconstruct(args: argparse.Namespace, command: str) -> int:
             guidance=args.guidance,
             theta_grid=args.theta_grid,
             overwrite=args.overwrite,
+            allow_long_run=args.allow_long_run,
         )
     except api.ReconstructionInterrupted as stop:
         say(_interrupted(stop, args.output))

@@ -312,6 +312,12 @@ def _add_reconstruct(sub) -> None:
         help="replace an existing output (never the observation itself, nor a thing of the "
         "other kind: a directory where a file goes)",
     )
+    rec.add_argument(
+        "--allow-long-run",
+        action="store_true",
+        help="start even if the run is estimated to take more than a week (estimated from one "
+        "timed batch of prior evaluations when it needs over a million)",
+    )
     rec.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -87,3 +87,20 @@ def test_an_ensemble_too_large_for_memory_is_refused_before_sampling(observation
     assert reconstruct(observation, out, "--num-samples", str(10**12)) == 2
     refused(capsys, "GiB of memory for the output; this machine has")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_estimated_to_take_weeks_is_refused_unless_allowed(
+    observation, tmp_path, capsys, monkeypatch
+):
+    """The bounds are lowered so that a tiny run counts as long: no timing is asserted, only
+    that the estimate is made, stated in one line, and that --allow-long-run overrides it."""
+    import posterior_diffusion.reconstruction as reconstruction
+
+    monkeypatch.setattr(reconstruction, "TIMED_ABOVE_EVALUATIONS", 1)
+    monkeypatch.setattr(reconstruction, "LONG_RUN_SECONDS", 0.0)
+    out = tmp_path / "out" / "post.h5"
+    out.parent.mkdir()
+    assert reconstruct(observation, out) == 2
+    refused(capsys, "2 samples would take about")
+    assert not any(out.parent.iterdir())
+    assert reconstruct(observation, out, "--allow-long-run") == 0 and out.exists()
