@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from ctrl_c import pytest_configure, pytest_runtest_teardown  # noqa: F401 - hooks: Ctrl-C stops
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

@@ -230,7 +230,8 @@ def _add_reconstruct(sub) -> None:
         "--batch-size",
         type=int,
         metavar="B",
-        help="members sampled at once (default: up to 64, as many as fit in memory)",
+        help="members sampled at once (default: an eighth of the ensemble, 8 to 64, on the CPU; up "
+        "to 64 on a GPU; as many as fit in memory)",
     )
     rec.add_argument(
         "--precision",

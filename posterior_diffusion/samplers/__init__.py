@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .dps import dps
 from .guided import guided, prepare_guided
-from .linearized import linearized
+from .linearized import linearized, prepare_linearized
 from .smc import smc
 from .split_gibbs import split_gibbs
 from .unconditional import prior_ode, prior_sde
@@ -28,8 +28,9 @@ class SamplerSpec:
     # Members depend on each other (importance weights, resampling): the sampler draws the whole
     # ensemble in one call, and a run that needs some members draws all and keeps those.
     ensemble: bool = False
-    # Ensemble-level work done once per run, before any batch: prepare(prior, model, y) returns
-    # (keyword arguments for every batch's call, diagnostics for the output's provenance).
+    # Ensemble-level work done once per run, before any batch: prepare(prior, model, y, seed,
+    # steps, options) returns (keyword arguments for every batch's call, diagnostics for the
+    # output's provenance); it may draw only from streams of `seed`, never of members.
     prepare: Callable | None = None
     prepared: tuple[str, ...] = ()  # the keyword arguments `prepare` supplies (not user options)
 
@@ -90,6 +91,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "non-Gaussian observations such as galaxy counts; approximate (docs/samplers.md)",
         default_steps=48,
         options=("iterations", "pilot_members", "cg_rtol", "cg_max_iter"),
+        prepare=prepare_linearized,
+        prepared=("point",),
     ),
     "dps": SamplerSpec(
         dps,

@@ -59,12 +59,13 @@ def misfit_guard(likelihood: WhitenedLinearGaussian, x0_hat: Tensor, step: Tenso
 # error (its Jacobian's trace was negative for 47-95% of inputs at sigma_max), while
 # Cov[x0 | x_sigma] itself tends to the prior covariance; there, for a prior that knows the power
 # spectrum P of its training maps, guidance uses P sigma^2 / (P + sigma^2), a Gaussian field's
-# Cov[x0 | x_sigma], and only the network's D. Measured on a trained lognormal prior against HMC
-# (24 x 32, mask + noise, N = 128, three observations; docs/samplers.md): std ratio 1.08-1.12
-# and log-power spread / HMC's 1.56-2.18 with the learned Jacobian at every level; 1.009-1.010
-# and 0.83-1.08 with this. Switching at 0.4 or 4 data std gave std ratios 0.997-1.007 and spreads
-# 0.83-1.11 there, but at 0.4 narrowed galaxy-count intervals further (std ratio 0.92-0.94).
-GAUSSIAN_COVARIANCE_ABOVE_STD = 1.0
+# Cov[x0 | x_sigma], and only the network's D. Below, the network's Jacobian is kept: it carries
+# what a Gaussian misses where the field is far from Gaussian (peaks up to ~10 data std).
+# Measured with trained priors against HMC (24 x 32, N = 128, docs/samplers.md): lognormal + mask
+# std ratio 1.08-1.12 and log-power spread / HMC's 1.56-2.18 with the learned Jacobian at every
+# level; switching at 10 data std gave 1.001-1.005 and 0.88-1.12. Switching at 1 data std did as
+# well there but widened lensing posteriors (std ratio 1.15 against 1.03-1.04 at 6-10).
+GAUSSIAN_COVARIANCE_ABOVE_STD = 10.0
 
 
 def tweedie_linearization(
@@ -118,7 +119,7 @@ def conditional_denoiser(
 
 
 def prepare_guided(
-    prior: Prior, model: ForwardModel, y: Tensor
+    prior: Prior, model: ForwardModel, y: Tensor, seed: int, steps: int, options: dict
 ) -> tuple[dict[str, ComponentWeights], dict]:
     """Once per run: the latent components' weights (if the prior names components), so that
     every batch draws from the same omega without recomputing it."""

@@ -43,6 +43,41 @@ def linearized_model(model: ForwardModel, y: Tensor, point: Tensor) -> tuple[For
     return ForwardModel(operator, noise, model.field_shape, name=f"linearized {model.name}"), data
 
 
+def linearization_point(
+    prior: Prior,
+    model: ForwardModel,
+    y: Tensor,
+    seed: int,
+    steps: int = 48,
+    iterations: int = 3,
+    pilot_members: int = 16,
+    cg_rtol: float = 1e-3,
+    cg_max_iter: int = 3,
+) -> Tensor:
+    """The iterated linearisation point: the prior mean, then `iterations` times the mean of a
+    pilot ensemble of the model linearised at the previous point (streams from `seed` only)."""
+    shape = model.field_shape
+    with torch.no_grad():  # the prior mean: E[x0 | x_sigma] as sigma grows, from x_sigma = 0
+        zero = torch.zeros((1, *shape), dtype=torch.float64, device=y.device)
+        point = prior.denoise(zero, prior.sigma_max())[0]
+    shared = EnsembleRNG(seed, [], y.device).shared_seed()
+    for i in range(iterations):
+        linear, data = linearized_model(model, y, point)
+        pilot = EnsembleRNG(shared + i, range(pilot_members), y.device)
+        point = guided(prior, linear, data, pilot, steps, cg_rtol=cg_rtol, cg_max_iter=cg_max_iter)
+        point = point.mean(0)
+    return point
+
+
+def prepare_linearized(
+    prior: Prior, model: ForwardModel, y: Tensor, seed: int, steps: int, options: dict
+) -> tuple[dict, dict]:
+    """Once per run: the linearisation point, shared by every batch (so the pilot ensembles are
+    drawn once, not once per batch)."""
+    point = linearization_point(prior, model, y, seed, steps, **options)
+    return {"point": point}, {}
+
+
 def linearized(
     prior: Prior,
     model: ForwardModel,
@@ -55,16 +90,13 @@ def linearized(
     pilot_members: int = 16,
     cg_rtol: float = 1e-3,
     cg_max_iter: int = 3,
+    point: Tensor | None = None,
 ) -> Tensor:
-    """`guided` on the model linearised at the (iterated) posterior mean."""
-    shape = model.field_shape
-    with torch.no_grad():  # the prior mean: E[x0 | x_sigma] as sigma grows, from x_sigma = 0
-        zero = torch.zeros((1, *shape), dtype=torch.float64, device=y.device)
-        point = prior.denoise(zero, prior.sigma_max())[0]
-    options = {"cg_rtol": cg_rtol, "cg_max_iter": cg_max_iter}
-    for i in range(iterations):
-        linear, data = linearized_model(model, y, point)
-        pilot = EnsembleRNG(rng.shared_seed() + i, range(pilot_members), rng.device)
-        point = guided(prior, linear, data, pilot, steps, **options).mean(0)
+    """`guided` on the model linearised at the (iterated) posterior mean `point`
+    (`linearization_point`, computed here when not given)."""
+    if point is None:
+        point = linearization_point(prior, model, y, rng.seed, steps, iterations, pilot_members,
+                                    cg_rtol, cg_max_iter)  # fmt: skip
     linear, data = linearized_model(model, y, point)
-    return guided(prior, linear, data, rng, steps, callback, **options)
+    return guided(prior, linear, data, rng, steps, callback, cg_rtol=cg_rtol,
+                  cg_max_iter=cg_max_iter)  # fmt: skip

@@ -316,7 +316,7 @@ def test_malformed_training_power_is_refused_in_one_line(tmp_path, record, messa
     assert message in one_line_error(path)
 
 
-def test_training_power_gives_the_guided_covariance_above_one_data_std(prior_file, tmp_path):
+def test_training_power_gives_the_guided_covariance_at_high_noise(prior_file, tmp_path):
     """Above GAUSSIAN_COVARIANCE_ABOVE_STD data std guided's covariance is P sigma^2/(P + sigma^2)
     with the training spectrum (a flat one here: a multiple of the identity) and the network's D;
     below, and for files without the spectrum, it is the network's own Tweedie covariance."""

@@ -17,6 +17,7 @@ from posterior_diffusion.samplers.run import (
     SamplingInterrupted,
     check_run_settings,
     choose_sampler,
+    default_batch_size,
     sample_posterior,
 )
 
@@ -384,3 +385,14 @@ def test_divergence_names_the_member_step_and_sigma(prior, model, y, poison):
     assert re.search(r"at step \d+, sigma = [\d.e-]+, in member\(s\) 1 \(1 of 3 in the batch\)$",
                      message), message  # fmt: skip
     assert ("NaN/inf" if poison == "nan" else "|x| >") in message
+
+
+def test_cpu_runs_are_saved_in_about_eight_batches_by_default(prior, model, y):
+    """A kill loses at most one batch: by default a CPU ensemble goes in batches of an eighth of
+    it (8 to 64 members), a GPU one in batches of up to 64."""
+    assert [default_batch_size(n, "cpu") for n in (1, 5, 64, 256, 4096)] == [1, 5, 8, 32, 64]
+    assert [default_batch_size(n, "cuda") for n in (5, 64, 4096)] == [5, 64, 64]
+    saved = []
+    _, info = sample_posterior(prior, model, y, 24, steps=4, progress=False,
+                               on_batch=lambda members, batch: saved.append(members))  # fmt: skip
+    assert info["batch_size"] == 8 and saved == [list(range(i, i + 8)) for i in (0, 8, 16)]
