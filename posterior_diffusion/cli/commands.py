@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
 from posterior_diffusion import api
+from posterior_diffusion.io.atomic import check_output_target
 
 from .errors import EXIT_INTERRUPTED, EXIT_OK, UsageError, say
 from .parser import forward_model_attrs, sampler_options
@@ -66,9 +68,17 @@ def _interrupted(stop: api.ReconstructionInterrupted, output: str) -> str:
     )
 
 
+def _check_output(args: argparse.Namespace, output, directory: bool, *inputs) -> None:
+    """Refuse, before any work, an output that is an input, a thing of the other kind, or an
+    existing output without --overwrite (one line, exit 2)."""
+    if output is not None:
+        check_output_target(output, directory, args.overwrite, inputs)
+
+
 def simulate_obs(args: argparse.Namespace, command: str) -> int:
     if args.mask and args.mask_border is not None:
         raise UsageError("--mask-border cannot be combined with --mask (put the border in FILE)")
+    _check_output(args, args.output, False, args.mask, args.power_spectrum, args.prior)
     api.simulate_observation_to_file(
         args.output,
         args.forward_model,
@@ -88,6 +98,7 @@ def simulate_obs(args: argparse.Namespace, command: str) -> int:
 
 
 def simulate(args: argparse.Namespace, command: str) -> int:
+    _check_output(args, args.output, Path(args.output).suffix == ".zarr", args.power_spectrum)
     fields = api.simulate_fields_to_file(
         args.output,
         args.kind,
@@ -114,6 +125,7 @@ def simulate(args: argparse.Namespace, command: str) -> int:
 
 
 def log_likelihood(args: argparse.Namespace, command: str) -> int:
+    _check_output(args, args.output, False, args.file, args.prior, args.power_spectrum)
     check = api.check_model(
         args.file,
         dataset=args.dataset,
@@ -199,6 +211,9 @@ def calibrate(args: argparse.Namespace, command: str) -> int:
 
 
 def report(args: argparse.Namespace, command: str) -> int:
+    from posterior_diffusion.reporting.posterior_report import default_report_dir
+
+    _check_output(args, args.output or default_report_dir(args.posterior), True, args.posterior)
     summary = api.report_posterior(args.posterior, args.output, command=command)
     print(f"wrote a report of {args.posterior} to {summary['report_directory']}")
     return EXIT_OK

@@ -307,12 +307,7 @@ def _add_reconstruct(sub) -> None:
         metavar="OUT",
         help="result file: .h5, .hdf5, .nc (netCDF-4) or .zarr (default: posterior.h5)",
     )
-    rec.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing output (never the observation itself, nor a thing of the "
-        "other kind: a directory where a file goes)",
-    )
+    _add_overwrite_flag(rec)
     rec.add_argument(
         "--allow-long-run",
         action="store_true",
@@ -338,6 +333,16 @@ def _add_simulate_obs(sub) -> None:
     _add_mask_flags(sim)
     _add_forward_model_flags(sim)
     _add_seed_flag(sim)
+    _add_overwrite_flag(sim)
+
+
+def _add_overwrite_flag(parser) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output (never an input of the command, nor a thing of the "
+        "other kind: a directory where a file goes)",
+    )
 
 
 def _add_simulate(sub) -> None:
@@ -349,6 +354,7 @@ def _add_simulate(sub) -> None:
     fields.add_argument("kind", metavar="KIND", help="grf, lognormal, convergence or density")
     fields.add_argument("output", metavar="OUT", help="file to write (.h5, .hdf5 or .zarr)")
     fields.add_argument("--num", type=int, default=1, metavar="N", help="maps (default: 1)")
+    _add_overwrite_flag(fields)
     _add_shape_flag(fields, "map size [pixels]; density needs H = W")
     _add_seed_flag(fields)
     fields.add_argument(
@@ -414,6 +420,7 @@ def _add_log_likelihood(sub) -> None:
     _add_seed_flag(check)
     _add_device_flag(check)
     check.add_argument("-o", "--output", metavar="OUT.json", help="also write the result as JSON")
+    _add_overwrite_flag(check)
     check.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -480,3 +487,4 @@ def _add_report(sub) -> None:
         metavar="DIR",
         help="report directory (default: <POSTERIOR stem>_report next to the file)",
     )
+    _add_overwrite_flag(rep)

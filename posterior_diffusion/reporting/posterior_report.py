@@ -117,6 +117,12 @@ def _lensing_eb(
     return agg.eb_modes([eb_terms(samples, y, forward, observed, variance)])
 
 
+def default_report_dir(posterior: str | os.PathLike) -> Path:
+    """`<posterior stem>_report` next to the posterior file."""
+    path = Path(posterior)
+    return path.with_name(f"{path.stem}_report")
+
+
 def write_posterior_report(
     posterior: str | os.PathLike,
     output_dir: str | os.PathLike | None = None,
@@ -131,7 +137,7 @@ def write_posterior_report(
             path,
             f"variable 'samples' holds {samples.shape[0]} sample(s); a report needs at least 2",
         )
-    folder = Path(output_dir) if output_dir is not None else path.with_name(f"{path.stem}_report")
+    folder = Path(output_dir) if output_dir is not None else default_report_dir(path)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder}: exists and is not a directory")
     if not folder.resolve().parent.is_dir():

@@ -328,8 +328,9 @@ def test_real_ctrl_c_keeps_completed_members(obs_dir, tmp_path):
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
+    # Waits for the progress bar, not for a clock: a loaded machine only makes this slower.
+    while True:
+        assert proc.poll() is None, "the run ended before two members were done"
         counts = re.findall(rb"(\d+)/\d+ \[", bytes(progress))
         if counts and int(counts[-1]) >= 2 * steps + 1:  # two members done, the third started
             break

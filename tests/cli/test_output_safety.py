@@ -104,3 +104,48 @@ def test_a_run_estimated_to_take_weeks_is_refused_unless_allowed(
     refused(capsys, "2 samples would take about")
     assert not any(out.parent.iterdir())
     assert reconstruct(observation, out, "--allow-long-run") == 0 and out.exists()
+
+
+def other_commands(folder, observation) -> dict[str, tuple[list[str], object, bool]]:
+    """command -> (arguments writing OUT, OUT, whether OUT is a directory)."""
+    fields = folder / "fields.h5"
+    if not fields.exists():
+        assert main(["simulate", "grf", str(fields), "--num", "2", "--shape", "8", "8"]) == 0
+    posterior = folder / "post.h5"
+    if not posterior.exists():
+        assert reconstruct(observation, posterior) == 0
+    return {
+        "simulate-obs": (["simulate-obs", str(folder / "o.h5"), "--forward-model", "noise",
+                          "--shape", "8", "8", "--prior", "gaussian", "--noise-std", "0.5"],
+                         folder / "o.h5", False),
+        "simulate": (["simulate", "grf", str(folder / "s.h5"), "--num", "2", "--shape", "8", "8"],
+                     folder / "s.h5", False),
+        "simulate .zarr": (["simulate", "grf", str(folder / "s.zarr"), "--num", "2", "--shape",
+                            "8", "8"], folder / "s.zarr", True),
+        "log-likelihood": (["log-likelihood", str(fields), "--prior", "gaussian", "--reference",
+                            "0", "--probes", "exact", "--no-progress", "-o", str(folder / "l.json")],
+                           folder / "l.json", False),
+        "report": (["report", str(posterior), "-o", str(folder / "rep")], folder / "rep", True),
+        "report (default folder)": (["report", str(posterior)], folder / "post_report", True),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["simulate-obs", "simulate", "simulate .zarr", "log-likelihood", "report",
+     "report (default folder)"],
+)  # fmt: skip
+def test_every_command_refuses_to_replace_an_existing_output(observation, tmp_path, capsys, name):
+    """What the user has is kept: a second run on an existing output is refused in one line
+    (exit 2), its content untouched, until --overwrite; an input is never the output."""
+    args, out, directory = other_commands(tmp_path, observation)[name]
+    assert main(args) == 0
+    marker = (out / "index.html") if directory and name.startswith("report") else out
+    if not directory:
+        before = digest(marker)
+    capsys.readouterr()
+    assert main(args) == 2
+    refused(capsys, f"{out}: already exists; add --overwrite to replace it")
+    if not directory:
+        assert digest(marker) == before
+    assert main([*args, "--overwrite"]) == 0
