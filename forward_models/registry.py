@@ -160,6 +160,11 @@ def build_blur(
     return _gaussian(operator, shape, arrays, "blur")
 
 
+# The largest field a forward model may derive from its data (a downsampled observation is a
+# factor^2 larger field): 2^28 values, 2 GiB per float64 field, 16384 x 16384 pixels.
+MAX_FIELD_PIXELS = 2**28
+
+
 def build_downsample(
     attrs: Mapping[str, Any], arrays: Mapping[str, Tensor], y_shape: tuple
 ) -> ForwardModel:
@@ -172,6 +177,11 @@ def build_downsample(
         )
     c, h, w = y_shape
     f = int(factor)
+    if c * h * f * w * f > MAX_FIELD_PIXELS:
+        raise ForwardModelError(
+            f"forward model 'downsample': downsample_factor {f} makes the field {h * f} x {w * f} "
+            f"pixels; at most {MAX_FIELD_PIXELS} pixels are supported"
+        )
     return _gaussian(Downsample(f), (c, h * f, w * f), arrays, "downsample")
 
 

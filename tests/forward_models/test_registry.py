@@ -158,6 +158,19 @@ def test_invalid_values_raise_forward_model_error():
         )
 
 
+def test_a_derived_field_too_large_is_refused_before_allocation():
+    """downsample_factor = 100000 on 8 x 10 data asks for a 800000 x 1000000 field (6 TB of
+    float64): refused by size, in one line, before anything is allocated; the largest allowed
+    factor builds."""
+    with pytest.raises(ForwardModelError, match=r"makes the field 800000 x 1000000 pixels"):
+        build_forward_model("downsample", {"downsample_factor": 100000}, {"noise_std": 0.1},
+                            (1, 8, 10))  # fmt: skip
+    largest = int(math.isqrt(registry.MAX_FIELD_PIXELS // 80))
+    model = build_forward_model("downsample", {"downsample_factor": largest}, {"noise_std": 0.1},
+                                (1, 8, 10))  # fmt: skip
+    assert model.field_shape == (1, 8 * largest, 10 * largest)
+
+
 def test_unknown_name_lists_known_names():
     with pytest.raises(ForwardModelError, match="unknown forward model 'tomography'") as info:
         build_forward_model("tomography", {}, {}, (1, 8, 10))
