@@ -7,6 +7,8 @@ with one ensemble member per generator of `rng`. `sampling.sample_posterior` run
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +18,44 @@ from .linearized import linearized, prepare_linearized
 from .smc import smc
 from .split_gibbs import split_gibbs
 from .unconditional import prior_ode, prior_sde
+
+
+def _number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count(minimum: int) -> tuple[str, Callable]:
+    return (
+        f"an integer >= {minimum}",
+        lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= minimum,
+    )
+
+
+def _interval(low: float, high: float, closed_high: bool) -> tuple[str, Callable]:
+    bracket = "]" if closed_high else ")"
+    return (
+        f"a number in ({low:g}, {high:g}{bracket}",
+        lambda v: _number(v) and low < v and (v <= high if closed_high else v < high),
+    )
+
+
+_POSITIVE = ("a number > 0", lambda v: _number(v) and v > 0)
+# What each sampler option's value must be, checked with its name before any work or file
+# (a bad value used to surface only inside the sampler, after the run's journal existed).
+OPTION_RULES: dict[str, tuple[str, Callable]] = {
+    **{name: _POSITIVE for name in ("sigma_min", "sigma_max", "cg_rtol", "snr", "rho_max",
+                                     "restart_factor", "zeta", "beta_min", "beta_max", "rho")},
+    "cg_max_iter": _count(1),
+    "corrector_steps": _count(0),
+    "prior_steps": _count(1),
+    "restart_steps_per_decade": _count(1),
+    "prior_steps_per_decade": _count(1),
+    "max_levels": _count(1),
+    "iterations": _count(0),
+    "pilot_members": _count(1),
+    "cess_target": _interval(0, 1, closed_high=False),
+    "resample_below": _interval(0, 1, closed_high=True),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -42,6 +82,11 @@ class SamplerSpec:
                 f"sampler '{self.function.__name__}' has no option {', '.join(unknown)} "
                 f"(its options: {', '.join(self.options) or 'none'})"
             )
+        for name, value in options.items():
+            if name in OPTION_RULES and not OPTION_RULES[name][1](value):
+                raise ValueError(
+                    f"sampler option {name} must be {OPTION_RULES[name][0]}, got {value!r}"
+                )
 
 
 SAMPLERS: dict[str, SamplerSpec] = {

@@ -71,13 +71,21 @@ def test_an_existing_result_needs_overwrite(observation, tmp_path, capsys):
     assert digest(out) != first
 
 
-@pytest.mark.parametrize("flags", [["--snr", "nan"], ["--corrector-steps", "-1"]])
-def test_a_run_refused_after_its_journal_leaves_nothing(observation, tmp_path, capsys, flags):
-    """Options whose values only the sampler checks are refused once the journal exists: it
-    goes again, so the corrected command runs without being told to --resume."""
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--snr", "nan"], "sampler option snr must be a number > 0, got nan"),
+        (["--corrector-steps", "-1"], "sampler option corrector_steps must be an integer >= 0"),
+    ],
+)
+def test_a_bad_sampler_option_value_is_refused_before_any_file(
+    observation, tmp_path, capsys, flags, message
+):
+    """Option values are checked with their names before the journal or any file exists, so
+    the corrected command runs without being told to --resume."""
     out = tmp_path / "post.h5"
     assert reconstruct(observation, out, *flags) == 2
-    refused(capsys, "corrector_steps must be >= 0 and snr > 0")
+    refused(capsys, message)
     assert list(tmp_path.iterdir()) == []
     assert reconstruct(observation, out) == 0
 

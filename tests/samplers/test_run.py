@@ -116,9 +116,13 @@ def test_corrector_members_do_not_depend_on_batch_size(prior, model, y, sampler)
     np.testing.assert_allclose(samples, reference, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("options", [{"corrector_steps": -1}, {"corrector_steps": 1, "snr": 0}])
-def test_bad_corrector_settings_are_refused(prior, model, y, options):
-    with pytest.raises(ValueError, match="corrector_steps must be >= 0 and snr > 0"):
+@pytest.mark.parametrize(
+    "options, message",
+    [({"corrector_steps": -1}, "corrector_steps must be an integer >= 0"),
+     ({"corrector_steps": 1, "snr": 0}, "snr must be a number > 0")],
+)  # fmt: skip
+def test_bad_corrector_settings_are_refused(prior, model, y, options, message):
+    with pytest.raises(ValueError, match=message):
         run(prior, model, y, "guided", options=options)
 
 
@@ -396,3 +400,23 @@ def test_cpu_runs_are_saved_in_about_eight_batches_by_default(prior, model, y):
     _, info = sample_posterior(prior, model, y, 24, steps=4, progress=False,
                                on_batch=lambda members, batch: saved.append(members))  # fmt: skip
     assert info["batch_size"] == 8 and saved == [list(range(i, i + 8)) for i in (0, 8, 16)]
+
+
+@pytest.mark.parametrize(
+    "sampler, options, message",
+    [
+        ("guided", {"cg_max_iter": 0}, "cg_max_iter must be an integer >= 1, got 0"),
+        ("guided", {"cg_rtol": float("inf")}, "cg_rtol must be a number > 0, got inf"),
+        ("guided", {"corrector_steps": 1.5}, "corrector_steps must be an integer >= 0"),
+        ("smc", {"cess_target": 1.0}, "cess_target must be a number in (0, 1), got 1.0"),
+        ("linearized", {"pilot_members": 0}, "pilot_members must be an integer >= 1"),
+        ("dps", {"zeta": -1.0}, "zeta must be a number > 0"),
+    ],
+)
+def test_option_values_are_checked_with_the_names(sampler, options, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SAMPLERS[sampler].check_options(options)
+
+
+def test_numpy_numbers_are_valid_option_values():
+    SAMPLERS["guided"].check_options({"cg_max_iter": np.int64(2), "snr": np.float64(0.1)})
