@@ -10,6 +10,7 @@ Gaussian part's grid, so to the training size.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,6 +67,26 @@ def power_tables(record: Any, channels: int) -> list[TabulatedPowerSpectrum] | N
     if not (k_rows[0] == 0 and k_rows[-1] >= 0.5**0.5):  # any grid's |k| lies in [0, sqrt(1/2)]
         raise PowerSpectrumError("k must run from 0 to at least sqrt(1/2) cycles/pixel")
     return [TabulatedPowerSpectrum(k_rows, row, f"channel {c}") for c, row in enumerate(rows)]
+
+
+def _check_numbers(metadata: dict[str, Any], channels: int, path) -> None:
+    """The normalisation numbers a sampler relies on: finite, and positive where they are
+    scales, so that a damaged or edited file fails here in one line, not as a divergence."""
+    for key in ("data_std", "sigma_data"):
+        value = metadata[key]
+        if not (isinstance(value, int | float) and not isinstance(value, bool)):
+            raise PriorFileError(f"{path}: metadata {key} must be a number, got {value!r}")
+        if not (math.isfinite(value) and value > 0):
+            raise PriorFileError(f"{path}: metadata {key} must be finite and > 0, got {value!r}")
+    mean = metadata.get("data_mean")
+    if mean is not None and not (
+        isinstance(mean, list)
+        and len(mean) == channels
+        and all(isinstance(m, int | float) and math.isfinite(m) for m in mean)
+    ):
+        raise PriorFileError(
+            f"{path}: metadata data_mean must be {channels} finite number(s), got {mean!r}"
+        )
 
 
 class NetworkPrior(Prior):
@@ -150,6 +171,7 @@ class NetworkPrior(Prior):
                 f"{path}: metadata field_shape must be [C, H, W] of positive integers up to "
                 f"{MAX_FIELD_SIDE}, got {shape!r}"
             )
+        _check_numbers(metadata, int(shape[0]), path)
         try:
             # Built on the meta device first: a config asking for a network far larger than the
             # file's weights is refused before anything is allocated.

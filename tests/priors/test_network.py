@@ -361,3 +361,20 @@ def test_a_network_prior_s_members_agree_across_batch_sizes_to_float32_rounding(
     spread = runs[1].std(0).mean()
     assert (runs[0] - runs[1]).abs().max() < 1e-4 * spread
     assert (runs[1][0] - runs[1][1]).abs().max() > 0.1 * spread  # members are different draws
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("sigma_data", float("nan"), "metadata sigma_data must be finite and > 0, got nan"),
+        ("data_std", -1.0, "metadata data_std must be finite and > 0, got -1.0"),
+        ("data_std", "x", "metadata data_std must be a number, got 'x'"),
+        ("data_mean", [float("inf")], "metadata data_mean must be 1 finite number(s)"),
+        ("data_mean", [0.0, 0.0], "metadata data_mean must be 1 finite number(s)"),
+    ],
+)
+def test_meaningless_normalisation_numbers_are_refused_in_one_line(tmp_path, key, value, message):
+    """Before, sigma_data = NaN diverged in the sampler (exit 1), data_std = -1 gave a traceback
+    and data_mean = inf ran (exit 0)."""
+    path = write_prior(tmp_path / "p.pt", random_precond(), **{key: value})
+    assert message in one_line_error(path)
