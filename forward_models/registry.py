@@ -12,6 +12,7 @@ group "posterior_diffusion.forward_models"; they are loaded only when an unknown
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -109,6 +110,23 @@ def _float_attr(attrs: Mapping[str, Any], key: str, model: str) -> float:
         ) from err
 
 
+# A PSF or smoothing scale beyond this many map sides leaves only the map mean (every other
+# mode is damped below float64's reach), and larger values overflow the kernel's arithmetic.
+MAX_SCALE_IN_MAP_SIDES = 100
+
+
+def _length_attr(attrs: Mapping[str, Any], key: str, model: str, y_shape: tuple) -> float:
+    """A length attribute in pixels: finite, > 0 and at most MAX_SCALE_IN_MAP_SIDES map sides."""
+    value = _float_attr(attrs, key, model)
+    limit = MAX_SCALE_IN_MAP_SIDES * max(int(n) for n in y_shape[-2:])
+    if not (math.isfinite(value) and 0 < value <= limit):
+        raise ForwardModelError(
+            f"forward model '{model}': attribute '{key}' must be > 0 and at most {limit:g} pixels "
+            f"({MAX_SCALE_IN_MAP_SIDES} map sides), got {value:g}"
+        )
+    return value
+
+
 def _array(arrays: Mapping[str, Tensor], key: str, model: str) -> Tensor:
     if key not in arrays:
         raise ForwardModelError(f"forward model '{model}' needs the dataset '{key}'")
@@ -156,7 +174,7 @@ def build_blur(
     if "psf" in arrays:
         operator = Blur(torch.as_tensor(arrays["psf"]), shape)
     else:
-        operator = Blur.gaussian(_float_attr(attrs, "psf_fwhm_pixels", "blur"), shape)
+        operator = Blur.gaussian(_length_attr(attrs, "psf_fwhm_pixels", "blur", shape), shape)
     return _gaussian(operator, shape, arrays, "blur")
 
 
@@ -202,7 +220,7 @@ def build_smoothing(
     key = "smoothing_radius_pixels"
     if key not in attrs and kind == "gaussian" and "smoothing_sigma_pixels" in attrs:
         key = "smoothing_sigma_pixels"
-    radius = _float_attr(attrs, key, "smoothing")
+    radius = _length_attr(attrs, key, "smoothing", y_shape)
     shape = tuple(y_shape)
     return _gaussian(Smoothing(kind, radius, shape), shape, arrays, "smoothing")
 

@@ -171,6 +171,15 @@ def test_a_derived_field_too_large_is_refused_before_allocation():
     assert model.field_shape == (1, 8 * largest, 10 * largest)
 
 
+@pytest.mark.parametrize("value", [1e300, float("nan"), -2.0, 0.0])
+@pytest.mark.parametrize("name, key", [("blur", "psf_fwhm_pixels"),
+                                       ("smoothing", "smoothing_radius_pixels")])  # fmt: skip
+def test_a_psf_or_smoothing_scale_without_meaning_is_refused(name, key, value):
+    """Before, psf_fwhm_pixels = 1e300 overflowed with a traceback."""
+    with pytest.raises(ForwardModelError, match=f"'{key}' must be > 0 and at most 1000 pixels"):
+        build_forward_model(name, {key: value}, {"noise_std": 0.1}, (1, 8, 10))
+
+
 def test_unknown_name_lists_known_names():
     with pytest.raises(ForwardModelError, match="unknown forward model 'tomography'") as info:
         build_forward_model("tomography", {}, {}, (1, 8, 10))
