@@ -129,11 +129,11 @@ class CountingPrior(Prior):
         return self.inner.identity()
 
 
-# Most members per batch by default. On the CPU, throughput is flat from 8 members up (the
-# README's main job, 64 x 64 default prior, one thread: 16 samples in 21.7 s at batch 16, 20.4 s
-# at 8, 24.9 s at 4), so there an ensemble goes in about 8 batches of at least 8, each saved to
-# the resume journal as it finishes: a kill loses at most an eighth of it. A GPU is only busy
-# with full batches, so it takes up to 64 at once.
+# Most members per batch by default. On the CPU, large batches gain nothing (the README's main
+# job, 64 x 64 default prior: one thread, 16 samples in 21.7 s at batch 16, 20.4 s at 8, 24.9 s
+# at 4; two threads, all 64 samples in 88.9 s at batch 64 and 55.5 s at 8), so there an ensemble
+# goes in about 8 batches of at least 8, each saved to the resume journal as it finishes: a kill
+# loses at most an eighth of it. A GPU is only busy with full batches: up to 64 at once.
 MAX_DEFAULT_BATCH = 64
 
 
