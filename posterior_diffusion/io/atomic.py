@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 import shutil
@@ -46,17 +47,12 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     removed = []
     for kind in ("partial", "old"):
-        for leftover in path.parent.glob(f".{glob_escape(path.name)}.{kind}-*-*"):
+        for leftover in path.parent.glob(f".{glob.escape(path.name)}.{kind}-*-*"):
             pid = leftover.name[len(f".{path.name}.{kind}-") :].split("-")[0]
             if pid.isdigit() and int(pid) != os.getpid() and _process_is_gone(int(pid)):
                 remove_path(leftover)
                 removed.append(leftover)
     return removed
-
-
-def glob_escape(name: str) -> str:
-    """`name` with glob's special characters taken literally."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _replace(src: Path, dst: Path) -> None:
