@@ -93,6 +93,8 @@ class SampleJournal:
             except FileExistsError:  # a run that started at the same moment
                 raise cls._busy(path, output) from None
             journal._lock = _try_lock(path)
+            if journal._lock is None:  # another run found the new folder and locked it first
+                raise cls._busy(path, output)
             journal._write_settings()
             return journal, False
         if not path.is_dir():
@@ -100,6 +102,11 @@ class SampleJournal:
         journal._lock = _try_lock(path)
         if journal._lock is None:
             raise cls._busy(path, output)
+        if not (path / "run.json").exists() and journal.count() == 0:
+            # Made by a run that died (or lost the lock) before writing its settings: it holds
+            # nothing, so this run takes it over as a new journal.
+            journal._write_settings()
+            return journal, False
         try:
             return journal, journal._check_resumable(output, resume)
         except JournalError:
@@ -131,6 +138,19 @@ class SampleJournal:
     def join(cls, output: str | os.PathLike, fingerprint: dict[str, Any]) -> SampleJournal:
         """The journal rank 0 of a sharded run has already opened and checked."""
         return cls(journal_path(output), fingerprint)
+
+    def batch_size_change(self, batch_size: int) -> int | None:
+        """Record this run's batch size; return the earlier run's when it was another (members
+        drawn by a trained network then agree with an uninterrupted run's to float32 rounding,
+        not bit for bit), else None."""
+        file = self.path / "batch.json"
+        try:
+            earlier = int(json.loads(file.read_text())["batch_size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            earlier = None
+        with atomic_path(file) as tmp:
+            tmp.write_text(json.dumps({"batch_size": int(batch_size)}))
+        return earlier if earlier is not None and earlier != int(batch_size) else None
 
     def _write_settings(self) -> None:
         with atomic_path(self.path / "run.json") as tmp:

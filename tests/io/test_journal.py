@@ -103,3 +103,24 @@ def test_a_live_run_s_journal_is_locked_and_a_dead_one_s_is_not(tmp_path):
     journal_path(tmp_path / "x.h5").write_text("not a journal")
     with pytest.raises(JournalError, match="is not a journal directory"):
         SampleJournal.start(tmp_path / "x.h5", SETTINGS, resume=True)
+
+
+def test_a_journal_folder_without_settings_or_members_is_taken_over(tmp_path):
+    """A run that died between creating the folder and writing its settings (or a run that lost
+    the lock race to this one) left an empty journal: a new run starts there without --resume."""
+    output = tmp_path / "out.h5"
+    journal_path(output).mkdir()
+    journal, resumed = SampleJournal.start(output, SETTINGS, resume=False)
+    assert not resumed and (journal.path / "run.json").exists()
+    journal.release()
+
+
+def test_the_journal_reports_a_changed_batch_size(tmp_path):
+    journal, _ = SampleJournal.start(tmp_path / "out.h5", SETTINGS, resume=False)
+    assert journal.batch_size_change(8) is None  # a new run
+    journal.release()
+    again, _ = SampleJournal.start(tmp_path / "out.h5", SETTINGS, resume=True)
+    assert again.batch_size_change(8) is None  # same size: bit-identical members
+    assert again.batch_size_change(4) == 8
+    assert again.batch_size_change(4) is None
+    again.release()

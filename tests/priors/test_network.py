@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -361,6 +362,35 @@ def test_a_network_prior_s_members_agree_across_batch_sizes_to_float32_rounding(
     spread = runs[1].std(0).mean()
     assert (runs[0] - runs[1]).abs().max() < 1e-4 * spread
     assert (runs[1][0] - runs[1][1]).abs().max() > 0.1 * spread  # members are different draws
+
+
+def test_a_resumed_run_with_another_batch_size_says_what_it_guarantees(tmp_path, prior_file):
+    """The resume check states the tolerance for trained priors; analytic ones stay silent
+    (bit-identical), as does a resumed run that keeps the batch size."""
+    from types import SimpleNamespace
+
+    from posterior_diffusion.io.journal import SampleJournal
+    from posterior_diffusion.reconstruction import BatchSizeWarning, _note_batch_size
+
+    def resumed_with(prior, batch_size):
+        journal, _ = SampleJournal.start(tmp_path / "out.h5", {"s": 1}, resume=True)
+        request = SimpleNamespace(batch_size=batch_size, device="cpu")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _note_batch_size(journal, SimpleNamespace(request=request, num_samples=64, prior=prior))
+        journal.release()
+        return [w for w in caught if issubclass(w.category, BatchSizeWarning)]
+
+    first, _ = SampleJournal.start(tmp_path / "out.h5", {"s": 1}, resume=False)
+    first.batch_size_change(8)  # the default for 64 members on a CPU
+    first.record([0], torch.zeros(1, *SHAPE).numpy(), 64)
+    first.release()
+    network = NetworkPrior.from_file(prior_file)
+    assert resumed_with(network, None) == []
+    (warning,) = resumed_with(network, 4)
+    assert "batches of 8, this one of 4" in str(warning.message)
+    assert "1e-4 of the posterior std" in str(warning.message)
+    assert resumed_with(GaussianPrior(default_power_spectrum(), SHAPE), 2) == []
 
 
 @pytest.mark.parametrize(
