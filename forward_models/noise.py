@@ -220,6 +220,20 @@ class PoissonNoise(NoiseModel):
         # Fisher information of a Poisson count about its mean is 1 / mean.
         return self._keep_observed(mean.clamp_min(POISSON_MEAN_FLOOR).sqrt())
 
+    def gaussian_site(self, y: Tensor, member_means: Tensor) -> tuple[Tensor, Tensor]:
+        """A Gaussian stand-in N(data; mean, std^2) for the counts y, fitted to the spread of the
+        means `member_means` (M, ...) of an ensemble close to the posterior: its curvature is the
+        Fisher information averaged over the members, 1 / std^2 = E[1 / mean], and its slope at
+        the members' average mean m equals theirs, E[y / mean - 1]; so data = y + m - std^2.
+
+        At a single point (the Gauss-Newton stand-in, data = y) the stand-in's mean sits about
+        one count low per pixel, which matters where counts are few (docs/samplers.md).
+        """
+        means = member_means.clamp_min(POISSON_MEAN_FLOOR)
+        variance = 1.0 / (1.0 / means).mean(0)
+        data = y + means.mean(0) - variance
+        return self._keep_observed(data), self._keep_observed(variance.sqrt())
+
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {"noise": "PoissonNoise"}
         if self.observed is not None:

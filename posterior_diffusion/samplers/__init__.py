@@ -55,6 +55,7 @@ OPTION_RULES: dict[str, tuple[str, Callable]] = {
     "pilot_members": _count(1),
     "cess_target": _interval(0, 1, closed_high=False),
     "resample_below": _interval(0, 1, closed_high=True),
+    "site": ("averaged or point", lambda v: v in ("averaged", "point")),
 }  # fmt: skip
 
 
@@ -135,9 +136,9 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "guided on the model linearised at the posterior mean (Gauss-Newton) for nonlinear or "
         "non-Gaussian observations such as galaxy counts; approximate (docs/samplers.md)",
         default_steps=48,
-        options=("iterations", "pilot_members", "cg_rtol", "cg_max_iter"),
+        options=("iterations", "pilot_members", "cg_rtol", "cg_max_iter", "site"),
         prepare=prepare_linearized,
-        prepared=("point",),
+        prepared=("point", "members"),
     ),
     "dps": SamplerSpec(
         dps,

@@ -26,10 +26,18 @@ from .common import StepCallback
 from .guided import guided
 
 
-def linearized_model(model: ForwardModel, y: Tensor, point: Tensor) -> tuple[ForwardModel, Tensor]:
-    """The linear Gaussian model at `point` (C, H, W) and its data y - A(p) + J p."""
+def linearized_model(
+    model: ForwardModel, y: Tensor, point: Tensor, members: Tensor | None = None
+) -> tuple[ForwardModel, Tensor]:
+    """The linear Gaussian model at `point` (C, H, W) and its data y - A(p) + J p; with a pilot
+    ensemble `members` (M, C, H, W), the noise model's stand-in fitted to their spread where it
+    has one (`gaussian_site`)."""
     operator = LinearizedOperator(model.operator, point)
-    std = model.noise.gaussian_std(operator.offset)
+    if members is not None and hasattr(model.noise, "gaussian_site"):
+        with torch.no_grad():
+            y, std = model.noise.gaussian_site(y, model.operator.A(members))
+    else:
+        std = model.noise.gaussian_std(operator.offset)
     # Entries whose mean sits at a floor (a clamped Poisson rate) would get a near-zero std: their
     # enormous whitened residual would end guided's CG at once. They carry no usable slope.
     observed = std > 0
@@ -43,6 +51,9 @@ def linearized_model(model: ForwardModel, y: Tensor, point: Tensor) -> tuple[For
     return ForwardModel(operator, noise, model.field_shape, name=f"linearized {model.name}"), data
 
 
+SITES = ("averaged", "point")
+
+
 def linearization_point(
     prior: Prior,
     model: ForwardModel,
@@ -50,32 +61,38 @@ def linearization_point(
     seed: int,
     steps: int = 48,
     iterations: int = 3,
-    pilot_members: int = 16,
+    pilot_members: int = 32,
     cg_rtol: float = 1e-3,
     cg_max_iter: int = 3,
-) -> Tensor:
+    site: str = "averaged",
+) -> tuple[Tensor, Tensor | None]:
     """The iterated linearisation point: the prior mean, then `iterations` times the mean of a
-    pilot ensemble of the model linearised at the previous point (streams from `seed` only)."""
+    pilot ensemble of the model linearised at the previous point (streams from `seed` only).
+    Returns the point and, for `site="averaged"`, the last pilot ensemble (else None)."""
+    if site not in SITES:
+        raise ValueError(f"sampler option site must be one of {', '.join(SITES)}, got {site!r}")
     shape = model.field_shape
     with torch.no_grad():  # the prior mean: E[x0 | x_sigma] as sigma grows, from x_sigma = 0
         zero = torch.zeros((1, *shape), dtype=torch.float64, device=y.device)
         point = prior.denoise(zero, prior.sigma_max())[0]
     shared = EnsembleRNG(seed, [], y.device).shared_seed()
+    members = None
     for i in range(iterations):
-        linear, data = linearized_model(model, y, point)
+        linear, data = linearized_model(model, y, point, members)
         pilot = EnsembleRNG(shared + i, range(pilot_members), y.device)
-        point = guided(prior, linear, data, pilot, steps, cg_rtol=cg_rtol, cg_max_iter=cg_max_iter)
-        point = point.mean(0)
-    return point
+        draws = guided(prior, linear, data, pilot, steps, cg_rtol=cg_rtol, cg_max_iter=cg_max_iter)
+        point = draws.mean(0)
+        members = draws if site == "averaged" else None
+    return point, members
 
 
 def prepare_linearized(
     prior: Prior, model: ForwardModel, y: Tensor, seed: int, steps: int, options: dict
 ) -> tuple[dict, dict]:
-    """Once per run: the linearisation point, shared by every batch (so the pilot ensembles are
-    drawn once, not once per batch)."""
-    point = linearization_point(prior, model, y, seed, steps, **options)
-    return {"point": point}, {}
+    """Once per run: the linearisation point (and pilot ensemble), shared by every batch (so the
+    pilot ensembles are drawn once, not once per batch)."""
+    point, members = linearization_point(prior, model, y, seed, steps, **options)
+    return {"point": point, "members": members}, {}
 
 
 def linearized(
@@ -87,16 +104,19 @@ def linearized(
     callback: StepCallback | None = None,
     *,
     iterations: int = 3,
-    pilot_members: int = 16,
+    pilot_members: int = 32,
     cg_rtol: float = 1e-3,
     cg_max_iter: int = 3,
+    site: str = "averaged",
     point: Tensor | None = None,
+    members: Tensor | None = None,
 ) -> Tensor:
     """`guided` on the model linearised at the (iterated) posterior mean `point`
-    (`linearization_point`, computed here when not given)."""
+    (`linearization_point`, computed here when not given), with the noise's stand-in fitted to
+    the pilot ensemble `members` where `site="averaged"`."""
     if point is None:
-        point = linearization_point(prior, model, y, rng.seed, steps, iterations, pilot_members,
-                                    cg_rtol, cg_max_iter)  # fmt: skip
-    linear, data = linearized_model(model, y, point)
+        point, members = linearization_point(prior, model, y, rng.seed, steps, iterations,
+                                             pilot_members, cg_rtol, cg_max_iter, site)  # fmt: skip
+    linear, data = linearized_model(model, y, point, members)
     return guided(prior, linear, data, rng, steps, callback, cg_rtol=cg_rtol,
                   cg_max_iter=cg_max_iter)  # fmt: skip
