@@ -1,9 +1,11 @@
-"""Does a trained prior draw maps like its training set? P(k) and one-point statistics.
+"""Does a trained prior draw maps like its training set? P(k), one-point statistics, peaks.
 
 Draws N maps from the prior (reverse SDE, `prior_sde`) and compares them with N held-out
 simulations of the same kind: the ratio of mean power spectra per k bin (with its sample-variance
-error), and mean, standard deviation, skewness and the 0.1% / 99.9% quantiles of pixel values.
-Prints a markdown table (docs/default_prior.md's).
+error), mean, standard deviation, skewness and the 0.1% / 99.9% quantiles of pixel values, and
+peak counts per map in bins of height over the simulations' pixel std (signal-to-noise bins of a
+noiseless map). Prints markdown tables (docs/default_prior.md's) and issue 17's bar: P(k) within
+3% per bin, std within 2%, skewness within 10%, quantiles within 5%, peaks within 2 sigma.
 
     python benchmarks/prior_samples.py --prior posterior_diffusion/data/default_prior.pt \
         --kind convergence --num 64
@@ -49,6 +51,41 @@ def moments(maps: np.ndarray) -> dict[str, float]:
     }
 
 
+PEAK_EDGES = (0.0, 1.0, 2.0, 3.0, 5.0, np.inf)  # height / the simulations' pixel std
+
+
+def peaks_per_map(maps: np.ndarray, scale: float) -> np.ndarray:
+    """(M, H, W) -> (M, bins): local maxima (8 periodic neighbours) per height bin, heights
+    (x - map mean) / scale with one `scale` for every map, so both sets share the bins."""
+    height = (maps - maps.mean(axis=(-2, -1), keepdims=True)) / scale
+    is_peak = np.ones(maps.shape, dtype=bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                is_peak &= height > np.roll(height, (dy, dx), axis=(-2, -1))
+    edges = PEAK_EDGES
+    return np.stack(
+        [(is_peak & (height >= lo) & (height < hi)).sum(axis=(-2, -1))
+         for lo, hi in zip(edges[:-1], edges[1:], strict=True)], axis=1
+    ).astype(np.float64)  # fmt: skip
+
+
+def bar(ratio, rel_err, stats, peak_z) -> dict[str, bool]:
+    sim, pri = stats["simulations"], stats["prior"]
+    return {
+        "P(k) within 3% in every bin": bool(np.all(np.abs(ratio - 1) <= 0.03)),
+        "P(k) consistent with 1 within 2 errors in every bin": bool(
+            np.all(np.abs(ratio - 1) <= 2 * rel_err)
+        ),
+        "pixel std within 2%": abs(pri["std"] / sim["std"] - 1) <= 0.02,
+        "skewness within 10%": abs(pri["skewness"] / sim["skewness"] - 1) <= 0.10,
+        "0.1% and 99.9% quantiles within 5%": all(
+            abs(pri[q] / sim[q] - 1) <= 0.05 for q in ("q0.001", "q0.999")
+        ),
+        "peak counts within 2 sigma in every bin": bool(np.all(np.abs(peak_z) <= 2)),
+    }
+
+
 def main() -> None:
     args = parse()
     prior = NetworkPrior.from_file(args.prior)
@@ -76,6 +113,11 @@ def main() -> None:
     )
     ratio = p_prior_mean / p_sim_mean
     stats = {"simulations": moments(sims), "prior": moments(drawn)}
+    scale = float(sims.std())
+    peaks_sim, peaks_prior = peaks_per_map(sims, scale), peaks_per_map(drawn, scale)
+    peak_err = np.sqrt((peaks_sim.var(0) + peaks_prior.var(0)) / args.num)
+    peak_z = (peaks_prior.mean(0) - peaks_sim.mean(0)) / np.where(peak_err > 0, peak_err, np.inf)
+    checks = bar(ratio, rel_err, stats, peak_z)
     print(
         f"\n{args.num} maps each; prior {args.prior}; {args.steps} SDE steps, "
         f"{seconds / args.num:.2f} s per map\n"
@@ -88,6 +130,14 @@ def main() -> None:
     print("|---|---|---|")
     for key in stats["simulations"]:
         print(f"| {key} | {stats['simulations'][key]:.4g} | {stats['prior'][key]:.4g} |")
+    print("\n| peak height / sim std | peaks per map, simulations | prior samples | z |")
+    print("|---|---|---|---|")
+    for i, (lo, hi) in enumerate(zip(PEAK_EDGES[:-1], PEAK_EDGES[1:], strict=True)):
+        print(f"| [{lo:g}, {hi:g}) | {peaks_sim[:, i].mean():.2f} | {peaks_prior[:, i].mean():.2f} "
+              f"| {peak_z[i]:+.1f} |")  # fmt: skip
+    print("\nissue 17's bar:")
+    for name, ok in checks.items():
+        print(f"  {'pass' if ok else 'FAIL'}  {name}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
@@ -97,6 +147,11 @@ def main() -> None:
                     "ratio": ratio.tolist(),
                     "ratio_error": rel_err.tolist(),
                     "stats": stats,
+                    "peak_edges": [float(e) if np.isfinite(e) else None for e in PEAK_EDGES],
+                    "peaks_per_map": {"simulations": peaks_sim.mean(0).tolist(),
+                                      "prior": peaks_prior.mean(0).tolist(),
+                                      "z": peak_z.tolist()},  # fmt: skip
+                    "bar": checks,
                     "seconds_per_map": seconds / args.num,
                 },
                 f,
