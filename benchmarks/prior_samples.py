@@ -148,9 +148,11 @@ def main() -> None:
                     "ratio_error": rel_err.tolist(),
                     "stats": stats,
                     "peak_edges": [float(e) if np.isfinite(e) else None for e in PEAK_EDGES],
-                    "peaks_per_map": {"simulations": peaks_sim.mean(0).tolist(),
-                                      "prior": peaks_prior.mean(0).tolist(),
-                                      "z": peak_z.tolist()},  # fmt: skip
+                    "peaks_per_map": {
+                        "simulations": peaks_sim.mean(0).tolist(),
+                        "prior": peaks_prior.mean(0).tolist(),
+                        "z": peak_z.tolist(),
+                    },  # fmt: skip
                     "bar": checks,
                     "seconds_per_map": seconds / args.num,
                 },

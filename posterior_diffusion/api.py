@@ -17,7 +17,13 @@ import numpy as np
 import xarray as xr
 
 from forward_models.base import ForwardModel
-from posterior_diffusion import model_check_file, observing, reconstruction, simulated_fields
+from posterior_diffusion import (
+    catalog_observation,
+    model_check_file,
+    observing,
+    reconstruction,
+    simulated_fields,
+)
 from posterior_diffusion.calibration import (
     CalibrationInterrupted,
     CalibrationRequest,
@@ -28,6 +34,8 @@ from posterior_diffusion.io import Observation, check_observation_path
 from posterior_diffusion.model_check_file import FileCheck
 from posterior_diffusion.priors import Prior
 from posterior_diffusion.reconstruction import ReconstructionInterrupted, ReconstructionRequest
+from posterior_diffusion.sky.binning import BinnedShear
+from posterior_diffusion.sky.catalog import DEFAULT_COLUMNS, ColumnMap
 
 
 def observation_model(
@@ -251,6 +259,37 @@ def simulate_observation_to_file(
     obs = observing.simulate_observation(forward_model, **options)
     obs.write(output)
     return obs
+
+
+def bin_catalog(
+    catalog: str | os.PathLike, columns: ColumnMap = DEFAULT_COLUMNS, **options: Any
+) -> tuple[Observation, BinnedShear]:
+    """A lensing observation binned from a shear catalogue on the sky (docs/sky.md).
+
+    Args:
+        catalog: FITS binary table, CSV or ECSV file (read by astropy.table).
+        columns: which columns hold ra, dec, e1, e2 and, optionally, weight, m, c1, c2.
+        **options: `pixel_scale_arcmin`, `shape` (H, W), `centre` (RA, Dec) [deg] or `header`
+            (a FITS image whose WCS sets the grid); `sigma_e` (default: estimated),
+            `m_global`, `flip_e1`, `flip_e2`, `command` (provenance).
+
+    Returns:
+        The observation (y: weighted mean shear (2, H, W); mask; per-pixel noise_std; dataset
+        n_galaxies; attributes forward_model='lensing', pixel_scale_arcmin, wcs_header and the
+        binning settings as JSON) and the binning's maps and numbers.
+    """
+    return catalog_observation.binned_observation(catalog, columns, **options)
+
+
+def bin_catalog_to_file(
+    catalog: str | os.PathLike, output: str | os.PathLike, **options: Any
+) -> tuple[Observation, BinnedShear]:
+    """`bin_catalog` written to an OBS.h5 file (validated, atomic), as `posterior-diffusion
+    bin-catalog` runs it: the output path is checked before the catalogue is read."""
+    check_observation_path(output)
+    obs, binned = bin_catalog(catalog, **options)
+    obs.write(output)
+    return obs, binned
 
 
 def observe_field(

@@ -97,6 +97,33 @@ def simulate_obs(args: argparse.Namespace, command: str) -> int:
     return EXIT_OK
 
 
+def bin_catalog(args: argparse.Namespace, command: str) -> int:
+    _check_output(args, args.output, False, args.catalog, args.header)
+    obs, binned = api.bin_catalog_to_file(
+        args.catalog,
+        args.output,
+        columns=api.ColumnMap(
+            args.ra, args.dec, args.e1, args.e2, args.weight, args.m, args.c1, args.c2
+        ),  # fmt: skip
+        pixel_scale_arcmin=args.pixel_scale,
+        shape=args.shape,
+        centre=args.center,
+        header=args.header,
+        sigma_e=args.sigma_e,
+        m_global=args.m_global,
+        flip_e1=args.flip_e1,
+        flip_e2=args.flip_e2,
+        command=command,
+    )
+    h, w = obs.y.shape[-2:]
+    print(
+        f"wrote {args.output}: {int(binned.counts.sum())} galaxies on {h} x {w} pixels "
+        f"({int(binned.mask.sum())} observed), sigma_e {binned.sigma_e:.4g} "
+        f"({binned.sigma_e_source}); {binned.galaxies_left_out} off the grid or of zero weight"
+    )
+    return EXIT_OK
+
+
 def simulate(args: argparse.Namespace, command: str) -> int:
     _check_output(args, args.output, Path(args.output).suffix == ".zarr", args.power_spectrum)
     fields = api.simulate_fields_to_file(
@@ -236,6 +263,7 @@ def _read_mask(path: str) -> np.ndarray:
 COMMANDS = {
     "reconstruct": reconstruct,
     "simulate-obs": simulate_obs,
+    "bin-catalog": bin_catalog,
     "simulate": simulate,
     "log-likelihood": log_likelihood,
     "calibrate": calibrate,

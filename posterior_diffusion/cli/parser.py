@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_reconstruct(sub)
     _add_simulate_obs(sub)
+    _add_bin_catalog(sub)
     _add_simulate(sub)
     _add_log_likelihood(sub)
     # Listed for --help only: main() hands `train ...` to LightningCLI before this parser runs.
@@ -334,6 +335,56 @@ def _add_simulate_obs(sub) -> None:
     _add_forward_model_flags(sim)
     _add_seed_flag(sim)
     _add_overwrite_flag(sim)
+
+
+def _add_bin_catalog(sub) -> None:
+    cat = sub.add_parser(
+        "bin-catalog",
+        help="bin a shear catalogue on the sky into a lensing observation file",
+        description="Bin a shear catalogue (FITS table, CSV or ECSV) onto a TAN sky grid: "
+        "weighted mean shear, per-pixel noise, galaxy counts, mask and WCS (docs/sky.md).",
+    )
+    cat.add_argument("catalog", metavar="CAT", help="shear catalogue (.fits, .csv, .ecsv)")
+    cat.add_argument("-o", "--output", metavar="OBS", required=True, help="observation file (.h5)")
+    for name, default, what in (
+        ("ra", "ra", "right ascension [deg, or the column's angle unit]"),
+        ("dec", "dec", "declination [deg, or the column's angle unit]"),
+        ("e1", "e1", "ellipticity component 1"),
+        ("e2", "e2", "ellipticity component 2"),
+    ):
+        cat.add_argument(
+            f"--{name}", default=default, metavar="COL", help=f"{what} (default: {default})"
+        )
+    cat.add_argument("--weight", metavar="COL", help="per-galaxy weight (default: all 1)")
+    cat.add_argument("--m", metavar="COL", help="per-galaxy multiplicative bias m")
+    cat.add_argument("--c1", metavar="COL", help="per-galaxy additive bias of e1")
+    cat.add_argument("--c2", metavar="COL", help="per-galaxy additive bias of e2")
+    cat.add_argument("--m-global", type=float, metavar="M", help="one multiplicative bias for all")
+    cat.add_argument("--flip-e1", action="store_true", help="negate e1 (a mirrored convention)")
+    cat.add_argument("--flip-e2", action="store_true", help="negate e2 (a mirrored convention)")
+    cat.add_argument("--pixel-scale", type=float, metavar="ARCMIN", help="pixel side (default: 1)")
+    cat.add_argument(
+        "--shape",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="pixels (default: the smallest multiple of 8 holding every galaxy)",
+    )
+    cat.add_argument(
+        "--center",
+        type=float,
+        nargs=2,
+        metavar=("RA", "DEC"),
+        help="grid centre [deg] (default: the galaxies' mean direction)",
+    )
+    cat.add_argument("--header", metavar="FITS", help="take the whole grid from this image's WCS")
+    cat.add_argument(
+        "--sigma-e",
+        type=float,
+        metavar="S",
+        help="shape noise per component (default: estimated from the catalogue)",
+    )
+    _add_overwrite_flag(cat)
 
 
 def _add_overwrite_flag(parser) -> None:
