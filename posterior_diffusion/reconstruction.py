@@ -23,9 +23,9 @@ from posterior_diffusion.io import (
     Observation,
     ObservationError,
     check_observation,
-    output_format,
     posterior_dataset,
     read_observation,
+    result_format,
     write_dataset,
 )
 from posterior_diffusion.io.atomic import check_output_target
@@ -347,7 +347,7 @@ def reconstruct_to_file(request: ReconstructionRequest) -> xr.Dataset | None:
     the journal stays for a resumed run, or goes when it holds none.
     """
     output = request.journal_for
-    container = output_format(output)
+    container = result_format(output)
     # A resumed run replaces what its interrupted run wrote; an interrupted run's journal beside
     # an existing output is left to the journal's own check (it asks for --resume).
     replaceable = request.overwrite or request.resume or journal_path(output).exists()

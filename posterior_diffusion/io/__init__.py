@@ -6,6 +6,7 @@ from posterior_diffusion.io.fields import (
     FieldFileError,
     output_format,
     read_fields,
+    result_format,
     write_fields,
 )
 from posterior_diffusion.io.observation import (
@@ -33,6 +34,7 @@ __all__ = [
     "data_dims",
     "field_dims",
     "output_format",
+    "result_format",
     "posterior_dataset",
     "read_fields",
     "read_observation",

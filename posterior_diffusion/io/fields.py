@@ -62,6 +62,29 @@ def output_format(path: str | os.PathLike) -> str:
     return container
 
 
+RESULT_SUFFIXES = (".fits", ".fit")  # posterior results only (io/fits_result.py)
+
+
+def result_format(path: str | os.PathLike) -> str:
+    """'hdf5', 'zarr' or 'fits' for a posterior result to write, checked like `output_format`."""
+    if Path(path).suffix.lower() in RESULT_SUFFIXES:
+        parent = Path(path).parent
+        if not parent.is_dir():
+            raise FieldFileError(path, f"output directory '{parent}' does not exist")
+        return "fits"
+    try:
+        return output_format(path)
+    except FieldFileError as err:
+        if Path(path).parent.is_dir():  # the suffix: name the FITS option too
+            suffix = Path(path).suffix.lower()
+            shown = f"'{suffix}'" if suffix else "no suffix"
+            formats = ", ".join([*SUFFIXES, ".fits"])
+            raise FieldFileError(
+                path, f"unsupported output format ({shown}); use one of {formats}"
+            ) from None
+        raise err
+
+
 def open_store(path: str | os.PathLike) -> Any:
     """The file's root group, read-only (h5py.File or zarr.Group); the caller closes an h5py
     file. `open_file` closes it for you."""

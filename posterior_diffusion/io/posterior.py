@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from posterior_diffusion.io.attrs import plain_attr
-from posterior_diffusion.io.fields import FieldFileError, file_format
+from posterior_diffusion.io.fields import RESULT_SUFFIXES, FieldFileError, file_format
+from posterior_diffusion.io.fits_result import read_posterior_fits
 from posterior_diffusion.io.observation import Observation
+from posterior_diffusion.sky.grid import SkyGridError, grid_from_header_text
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -90,7 +92,27 @@ def posterior_dataset(
             observation.mask.astype(np.uint8),
             {"long_name": "1 = observed"},
         )
-    return xr.Dataset(variables, attrs=dict(attrs or {}))
+    return xr.Dataset(variables, coords=sky_coordinates(observation, field_shape),
+                      attrs=dict(attrs or {}))  # fmt: skip
+
+
+def sky_coordinates(observation: Observation, field_shape: tuple[int, int, int]) -> dict[str, Any]:
+    """2-D RA/Dec coordinates (y, x) of the pixel centres when the observation carries a sky grid
+    (`wcs_header`, as `bin-catalog` writes it) of the field's size; else none."""
+    text = observation.attrs.get("wcs_header")
+    if not text:
+        return {}
+    try:
+        grid = grid_from_header_text(str(text), f"{observation.source}: attribute 'wcs_header'")
+    except SkyGridError:
+        return {}  # kept as provenance; a result without coordinates is still a result
+    if tuple(grid.shape) != tuple(field_shape[-2:]):
+        return {}
+    ra, dec = grid.radec()
+    return {
+        "ra": (("y", "x"), ra, {"units": "deg", "long_name": "right ascension (ICRS)"}),
+        "dec": (("y", "x"), dec, {"units": "deg", "long_name": "declination (ICRS)"}),
+    }
 
 
 def _field(ds: xr.Dataset, name: str) -> np.ndarray:
@@ -110,6 +132,10 @@ def read_posterior(path: str | os.PathLike) -> dict[str, Any]:
         FieldFileError: not a posterior file as `reconstruct` writes them, or NaN/inf samples.
     """
     path = Path(path)
+    if path.suffix.lower() in RESULT_SUFFIXES:
+        if not path.is_file():
+            raise FieldFileError(path, "no such file")
+        return read_posterior_fits(path)
     container = file_format(path)
     import xarray as xr
 
