@@ -306,7 +306,8 @@ def _add_reconstruct(sub) -> None:
         "--output",
         default="posterior.h5",
         metavar="OUT",
-        help="result file: .h5, .hdf5, .nc (netCDF-4) or .zarr (default: posterior.h5)",
+        help="result file: .h5, .hdf5, .nc (netCDF-4), .zarr, or .fits (images with the sky WCS) "
+        "(default: posterior.h5)",
     )
     _add_overwrite_flag(rec)
     rec.add_argument(
