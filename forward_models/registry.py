@@ -76,6 +76,7 @@ class ForwardModelSpec:
         default_mask: a simulation's mask when none is asked for: (fraction of pixels lost to
             holes, border width as a share of min(H, W)).
         data_labels: names of the data channels, for figures (() : "data").
+        field_label: what the field is, for colour bars ("" : "field value").
         shear_data: the data are shear (gamma1, gamma2), so E/B-mode diagnostics apply.
     """
 
@@ -84,6 +85,7 @@ class ForwardModelSpec:
     data_shape: DataShape = same_shape
     default_mask: tuple[float, float] = (0.0, 0.0)
     data_labels: tuple[str, ...] = ()
+    field_label: str = ""
     shear_data: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -326,6 +328,7 @@ _SPECS: dict[str, ForwardModelSpec] = {
         data_shape=shear_shape,
         default_mask=(0.1, 1 / 16),
         data_labels=("gamma 1", "gamma 2"),
+        field_label="convergence kappa",
         shear_data=True,
     ),
     "galaxy_counts": ForwardModelSpec(
@@ -425,6 +428,12 @@ def data_labels(name: str | None, channels: int) -> list[str]:
     spec = _SPECS.get(name) if name else None
     labels = list(spec.data_labels) if spec else []
     return labels if len(labels) == channels else ["data"] * channels
+
+
+def field_label(name: str | None) -> str:
+    """What the field behind data of model `name` is, for colour bars ("field value" unnamed)."""
+    spec = _SPECS.get(name) if name else None
+    return spec.field_label if spec and spec.field_label else "field value"
 
 
 def parameter_table() -> dict[str, list[tuple[str, Parameter]]]:

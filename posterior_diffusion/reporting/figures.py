@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 from scipy import stats
 
-from forward_models.registry import data_labels
+from forward_models.registry import data_labels, field_label
 
 from .style import (
     DIVERGING_CMAP,
@@ -47,21 +47,25 @@ def panels(maps: dict[str, np.ndarray], forward_model: str, title: str) -> Figur
     heads = [_first_channel(s) for s in maps["samples_head"]]
     fields = [mean, *heads] + ([_first_channel(truth)] if truth is not None else [])
     low, high = field_limits(*fields)
+    field = field_label(forward_model)
+    # A few extreme pixels (a massive peak's spread) must not set the whole std panel's range.
+    finite = std[np.isfinite(std)]
+    std_high = float(np.quantile(finite, 0.995)) if finite.size and finite.max() > 0 else None
     specs: list[tuple] = []  # (array, title, colour-bar label, cmap, vmin, vmax, hidden)
     if truth is not None:
-        specs.append((_first_channel(truth), "truth", "field value", None, low, high, None))
+        specs.append((_first_channel(truth), "truth", field, None, low, high, None))
     names = data_labels(forward_model, len(y))
     for c in range(min(len(y), 2)):
         label = f"observation ({names[c]})" if len(y) > 1 else "observation"
         specs.append((y[c], label, "data value", None, None, None, hidden))
-    specs.append((mean, "posterior mean", "field value", None, low, high, None))
-    specs.append((std, "posterior std", "field value", STD_CMAP, 0.0, None, None))
+    specs.append((mean, "posterior mean", field, None, low, high, None))
+    specs.append((std, "posterior std", f"std of {field}", STD_CMAP, 0.0, std_high, None))
     for i, head in enumerate(heads):
-        specs.append((head, f"posterior sample {i + 1}", "field value", None, low, high, None))
+        specs.append((head, f"posterior sample {i + 1}", field, None, low, high, None))
     if truth is not None:
         residual = _first_channel(truth) - mean
         limit = symmetric_limit(residual)
-        specs.append((residual, "truth - mean", "field value", DIVERGING_CMAP, -limit, limit, None))
+        specs.append((residual, "truth - mean", field, DIVERGING_CMAP, -limit, limit, None))
     if maps.get("z_map") is not None:
         z = _first_channel(maps["z_map"])
         specs.append((z, "z = (truth - mean) / std", "z", DIVERGING_CMAP, -4.0, 4.0, None))
