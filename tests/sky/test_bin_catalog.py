@@ -268,3 +268,21 @@ def test_results_carry_the_sky_grid_in_fits_and_as_ra_dec_coordinates(tmp_path, 
     np.testing.assert_allclose(ds["ra"].values, ra, atol=1e-10)
     assert ds["dec"].attrs["units"] == "deg"
     ds.close()
+
+
+@pytest.mark.parametrize(
+    "change, options, message",
+    [
+        ({}, {"centre": (100.0, 50.0), "shape": (8, 8)}, "no galaxy with positive weight falls"),
+        ({"DEC": [0.0, 95.0]}, {}, "Dec outside \\[-90, 90\\]"),
+        ({"m": [0.0, -1.0]}, {}, "m must be > -1"),
+        ({"RA": [1.0, 1.01] * u.m}, {}, "unit m is not an angle"),
+    ],
+)
+def test_catalogues_without_meaning_are_refused_in_one_line(tmp_path, change, options, message):
+    columns = {"RA": [1.0, 1.01], "DEC": [0.0, 0.01], "e1": [0.1, 0.2], "e2": [0.0, 0.1],
+               "m": [0.0, 0.1], **change}  # fmt: skip
+    Table(columns).write(tmp_path / "cat.fits")
+    with pytest.raises(ValueError, match=message) as err:
+        api.bin_catalog(tmp_path / "cat.fits", ColumnMap("RA", "DEC", m="m"), **options)
+    assert "cat.fits" in str(err.value) and "\n" not in str(err.value)
