@@ -32,6 +32,18 @@ class WhitenedLinearGaussian:
         """Data entries that are observed (a nonzero whitening weight), shaped like y."""
         return self.model.noise.whiten(torch.ones_like(self.y_white)) != 0
 
+    def precision_diagonal(self) -> Tensor | None:
+        """Sigma^{-1} per data entry (0 where unobserved) when the noise is independent between
+        entries, else None."""
+        if self.model.noise.independent_std() is None:
+            return None
+        return self.model.noise.whiten(torch.ones_like(self.y_white)).square()
+
+    def mean_row_norm2(self) -> float:
+        """The mean of |A^T e_i|^2 over observed data entries i (1 for a mask or shear)."""
+        observed = self.observed().to(self.y_white.dtype)
+        return float(self.model.A_adjoint(observed).square().sum() / observed.sum().clamp_min(1))
+
     def residual(self, x: Tensor) -> Tensor:
         """y_w - B x."""
         return self.y_white - self.B(x)

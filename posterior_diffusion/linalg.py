@@ -39,8 +39,12 @@ def conjugate_gradient_with_image(
     rtol: float = 1e-6,
     max_iter: int = 100,
     curvature_floor: float = 0.0,
+    preconditioner: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor | None, int]:
     """CG where `matvec(v)` returns (M v, L v) for some linear L; returns x, L x and the matvecs.
+
+    `preconditioner(r)` applies P^{-1} for a symmetric positive P close to M (preconditioned CG;
+    the stopping rule stays on the unpreconditioned residual). None: plain CG.
 
     L x is carried along by the same recurrences as x, so when computing M v already yields L v
     (as C B^T v inside B C B^T v), L x costs no extra product.
@@ -56,8 +60,11 @@ def conjugate_gradient_with_image(
         m_x, image = matvec(x)
         r, matvecs = b - m_x, 1
     threshold = rtol**2 * batch_dot(b, b)
-    p = r.clone()
-    rs = batch_dot(r, r)
+    precondition = preconditioner or (lambda v: v)
+    z = precondition(r)
+    p = z.clone()
+    rs = batch_dot(r, r)  # the residual's norm, for the stopping rule
+    rz = rs if preconditioner is None else batch_dot(r, z)
     # A learned denoiser's Jacobian is only nearly symmetric positive: a member that meets
     # non-positive curvature keeps its last iterate instead of stepping along a bad direction.
     stopped = torch.zeros_like(rs, dtype=torch.bool)
@@ -71,13 +78,19 @@ def conjugate_gradient_with_image(
         curved = p_mp > curvature_floor * batch_dot(p, p)
         stopped = stopped | (active & ~curved)
         active = active & curved
-        alpha = torch.where(active, rs / torch.where(p_mp > 0, p_mp, torch.ones_like(p_mp)), 0)
+        alpha = torch.where(active, rz / torch.where(p_mp > 0, p_mp, torch.ones_like(p_mp)), 0)
         x = x + alpha * p
         if image_p is not None:
             image = alpha * image_p if image is None else image + alpha * image_p
         r = r - alpha * mp
         rs_new = batch_dot(r, r)
-        beta = torch.where(active, rs_new / torch.where(rs > 0, rs, torch.ones_like(rs)), 0)
-        p = torch.where(active, r + beta * p, p)
+        if preconditioner is None:
+            z, rz_new = r, rs_new
+        else:
+            z = precondition(r)
+            rz_new = batch_dot(r, z)
+        beta = torch.where(active, rz_new / torch.where(rz > 0, rz, torch.ones_like(rz)), 0)
+        p = torch.where(active, z + beta * p, p)
         rs = torch.where(active, rs_new, rs)
+        rz = torch.where(active, rz_new, rz)
     return x, image, matvecs

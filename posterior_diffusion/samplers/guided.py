@@ -85,6 +85,42 @@ def tweedie_linearization(
     return linearize
 
 
+def noise_preconditioner(
+    prior: Prior, likelihood: WhitenedLinearGaussian, field_shape: tuple[int, ...]
+) -> Callable[[float], Callable[[Tensor], Tensor]] | None:
+    """sigma -> r -> r / (1 + c(sigma) s / noise_std^2): a diagonal (Jacobi) preconditioner for
+    guided's I + B C B^T when the noise differs between data entries; None when it is the same
+    everywhere (plain CG then, as measured before) or not independent per entry.
+
+    c(sigma) is the mean of Cov[x0 | x_sigma]'s diagonal for a stationary field (P sigma^2 /
+    (P + sigma^2) averaged over the grid, P the prior's spectrum, or white at its pixel variance)
+    and s the operator's mean squared row norm. Without it, three warm-started CG iterations per
+    step left a posterior 21% too wide where a 20x noise map is largest (docs/samplers.md).
+    """
+    w2 = likelihood.precision_diagonal()
+    if w2 is None or not bool((w2 > 0).any()):
+        return None
+    seen = w2[w2 > 0]
+    if float(seen.max()) <= float(seen.min()) * (1 + 1e-9):
+        return None
+    row_norm2 = likelihood.mean_row_norm2()
+    power = prior.stationary_power(tuple(field_shape))
+    try:
+        variance = prior.data_std() ** 2
+    except NotImplementedError:  # a prior without a scale: plain CG
+        return None
+
+    def at(sigma: float) -> Callable[[Tensor], Tensor]:
+        if power is None:
+            mean_cov = variance * sigma**2 / (variance + sigma**2)
+        else:
+            mean_cov = float((power * sigma**2 / (power + sigma**2)).mean())
+        diagonal = 1.0 + mean_cov * row_norm2 * w2
+        return lambda r: r / diagonal
+
+    return at
+
+
 def conditional_denoiser(
     prior: Prior,
     likelihood: WhitenedLinearGaussian,
@@ -94,8 +130,13 @@ def conditional_denoiser(
     """x, sigma -> D_y(x, sigma); CG warm-starts from the previous call's solution."""
     warm: dict[str, Tensor] = {}
     linearize = tweedie_linearization(prior)
+    preconditioner = None  # made on the first call, when the field's shape is known
+    made = False
 
     def denoise_given_y(x: Tensor, sigma: float) -> Tensor:
+        nonlocal preconditioner, made
+        if not made:
+            preconditioner, made = noise_preconditioner(prior, likelihood, x.shape[-3:]), True
         x0_hat, cov = linearize(x, sigma)
 
         def matvec(v: Tensor) -> tuple[Tensor, Tensor]:
@@ -109,6 +150,7 @@ def conditional_denoiser(
             cg_rtol,
             cg_max_iter,
             curvature_floor=CURVATURE_FLOOR,
+            preconditioner=None if preconditioner is None else preconditioner(sigma),
         )
         warm["u"] = u
         if cov_bt_u is None:

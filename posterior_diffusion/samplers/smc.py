@@ -148,6 +148,13 @@ class TemperedLikelihood:
     def residual(self, x: Tensor) -> Tensor:
         return self.y_white - self.B(x)
 
+    def precision_diagonal(self) -> Tensor | None:
+        base = self.path.likelihood.precision_diagonal()
+        return None if base is None else self.beta * base
+
+    def mean_row_norm2(self) -> float:
+        return self.path.likelihood.mean_row_norm2()
+
     def log_likelihood(self, x: Tensor) -> Tensor:
         return -0.5 * self.residual(x).flatten(1).square().sum(1)
 
