@@ -69,6 +69,7 @@ def reconstruct(
     guidance: float = 0.0,
     theta_grid: Mapping[str, tuple[float, float, int]] | None = None,
     allow_long_run: bool = False,
+    pad: int | None = None,
 ) -> xr.Dataset | None:
     """Posterior samples of the field behind an observation, with provenance, in memory.
 
@@ -114,6 +115,10 @@ def reconstruct(
             weights, a posterior over the grid (docs/conditional_priors.md).
         allow_long_run: start a run estimated (from one timed batch of prior evaluations) to
             take longer than a week; without it such a run is refused before it starts.
+        pad: survey edges: sample on a periodic grid this many pixels larger (bottom and right,
+            rounded up to multiples of 8; unobserved there) and crop back. None: on for sky
+            inputs (an observation with a `wcs_header`), by the prior's correlation length;
+            off otherwise. 0: off (docs/sky.md).
 
     Returns:
         Dataset with `samples` (sample, [channel,] y, x), `mean`, `std` (ddof=1), `observation`,
@@ -148,6 +153,7 @@ def reconstruct(
         guidance=guidance,
         theta_grid=theta_grid,
         allow_long_run=allow_long_run,
+        pad=pad,
     )
     return reconstruction.reconstruct(request)
 
@@ -166,7 +172,7 @@ def reconstruct_to_file(
 
     Args:
         observation: as in `reconstruct`.
-        output: result file: .h5, .hdf5, .nc (netCDF-4) or .zarr.
+        output: result file: .h5, .hdf5, .nc (netCDF-4), .zarr or .fits.
         resume: continue from the journal a killed or interrupted run left beside `output`.
         **options: the other arguments of `reconstruct` (not journal_for: it is `output`), and
             `overwrite=True` to replace an existing output. The output is never the

@@ -31,6 +31,12 @@ from posterior_diffusion.io import (
 from posterior_diffusion.io.atomic import check_output_target
 from posterior_diffusion.io.journal import JournalError, SampleJournal, journal_path, remove_journal
 from posterior_diffusion.observing import observation_model, pixel_scale
+from posterior_diffusion.padding import (
+    correlation_length,
+    pad_observation,
+    padded_shape,
+    prior_spectrum,
+)
 from posterior_diffusion.priors import Prior
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.priors.resolve import condition_prior, resolve_prior
@@ -91,6 +97,7 @@ class ReconstructionRequest:
     guidance: float = 0.0
     theta_grid: Mapping[str, tuple[float, float, int]] | None = None
     overwrite: bool = False  # replace an existing output (reconstruct_to_file)
+    pad: int | None = None  # survey-edge padding [pixels]; None: automatic (sky inputs only)
     allow_long_run: bool = False  # start a run estimated to take longer than LONG_RUN_SECONDS
 
     @property
@@ -118,10 +125,27 @@ class Ensemble:
     prior: Prior
     sampler: str
     options: dict[str, Any]
+    padded: Observation | None = None  # the observation on the padded grid, when padded
 
     @property
     def num_samples(self) -> int:
         return int(self.request.num_samples)
+
+    @property
+    def field_shape(self) -> tuple[int, int, int]:
+        """The shape of the fields written out: the model's, cropped back to the observation's
+        grid when the model runs on a padded one."""
+        c, h, w = self.model.field_shape
+        if self.padded is None:
+            return (c, h, w)
+        return (c, *self.observation.y.shape[-2:])
+
+    def padding_pixels(self) -> list[int] | None:
+        """Pixels added below and to the right, or None."""
+        if self.padded is None:
+            return None
+        (h, w), (ph, pw) = self.observation.y.shape[-2:], self.padded.y.shape[-2:]
+        return [ph - h, pw - w]
 
     def journal_settings(self) -> dict[str, Any]:
         """What decides every member's draw: a resumed run must share it."""
@@ -135,6 +159,7 @@ class Ensemble:
             "options": self.options,
             "seed": int(r.seed),
             "device_type": torch.device(r.device).type,  # CPU and CUDA streams differ
+            "padding": self.padding_pixels(),
         }
 
     def draw(
@@ -145,10 +170,16 @@ class Ensemble:
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Samples of `members` and the sampler's info; `on_batch` gets each finished batch."""
         r = self.request
-        return sample_posterior(
+        observed = self.observation if self.padded is None else self.padded
+        _, h, w = self.field_shape
+        crop = None if self.padded is None else (lambda t: t[..., :h, :w].contiguous())
+        if crop is not None and on_batch is not None:
+            save = on_batch
+            on_batch = lambda members, batch: save(members, crop(batch))  # noqa: E731
+        samples, info = sample_posterior(
             self.prior,
             self.model,
-            torch.from_numpy(self.observation.y),
+            torch.from_numpy(observed.y),
             self.num_samples,
             sampler=self.sampler,
             steps=r.steps,
@@ -161,6 +192,7 @@ class Ensemble:
             options=self.options,
             memory_share=1.0 / ranks.local_world_size if ranks else 1.0,
         )
+        return (samples if crop is None else crop(samples)), info
 
     def dataset(self, draws: Draws) -> xr.Dataset:
         """The posterior dataset of `draws`, with provenance."""
@@ -177,12 +209,13 @@ class Ensemble:
                 "num_samples_completed": int(draws.samples.shape[0]),
                 "interrupted": int(draws.interrupted),
                 "resumed_members": draws.resumed,
-                "field_shape": list(self.model.field_shape),
+                "field_shape": list(self.field_shape),
                 "data_shape": list(self.model.data_shape),
+                "padding": self.padding_pixels(),
                 "observation_attrs": obs.attrs,
             },
         )
-        return posterior_dataset(draws.samples, obs, self.model.field_shape, attrs)
+        return posterior_dataset(draws.samples, obs, self.field_shape, attrs)
 
 
 def prepare(request: ReconstructionRequest) -> Ensemble:
@@ -199,6 +232,9 @@ def prepare(request: ReconstructionRequest) -> Ensemble:
     if problem is not None:
         raise ObservationError(obs.source, problem, "y")
     _check_noise_scale(obs, model)
+    padded = _padded(r, obs, model)
+    if padded is not None:
+        model = observation_model(padded, r.forward_model)
     _check_output_size(r.num_samples, model.field_shape)
     prior = _prior(r, model, obs)
     sampler = choose_sampler(r.sampler, model)
@@ -206,7 +242,31 @@ def prepare(request: ReconstructionRequest) -> Ensemble:
     get_sampler(sampler).check_options(options)
     if not r.allow_long_run:
         _check_run_time(r, model, prior, sampler)
-    return Ensemble(r, obs, model, prior, sampler, options)
+    return Ensemble(r, obs, model, prior, sampler, options, padded)
+
+
+def _padded(r: ReconstructionRequest, obs: Observation, model: ForwardModel) -> Observation | None:
+    """The observation on a padded periodic grid (docs/sky.md, "Survey edges"), or None: padding
+    is on by default for sky inputs (a `wcs_header`), `r.pad` pixels when given (0: off)."""
+    if r.pad is not None and (int(r.pad) != r.pad or r.pad < 0):
+        raise ValueError(f"--pad must be a whole number of pixels >= 0, got {r.pad}")
+    if r.pad == 0 or (r.pad is None and not obs.attrs.get("wcs_header")):
+        return None
+    if tuple(model.data_shape[-2:]) != tuple(model.field_shape[-2:]):
+        if r.pad is None:
+            return None
+        raise ValueError(f"--pad needs data on the field's grid; '{model.name}' changes it")
+    if isinstance(r.prior, Prior) or isinstance(r.forward_model, ForwardModel):
+        if r.pad is None:
+            return None
+        raise ValueError("--pad needs the prior and forward model by name (they are rebuilt "
+                         "on the padded grid)")  # fmt: skip
+    shape = tuple(obs.y.shape[-2:])
+    pad = r.pad
+    if pad is None:
+        spectrum = prior_spectrum(r.prior, r.power_spectrum)
+        pad = correlation_length(spectrum, shape) if spectrum else max(shape) // 2
+    return pad_observation(obs, padded_shape(shape, int(pad)))
 
 
 # A run estimated to take longer than this is refused unless allowed, so that a slip in
@@ -378,7 +438,7 @@ def draw_members(ensemble: Ensemble, journal: SampleJournal | None = None) -> Dr
         ReconstructionInterrupted: Ctrl-C; carries the completed members, earlier ones included.
     """
     n = ensemble.num_samples
-    earlier = {} if journal is None else journal.completed(n, ensemble.model.field_shape)
+    earlier = {} if journal is None else journal.completed(n, ensemble.field_shape)
     todo = [i for i in range(n) if i not in earlier]
     try:
         samples, info = ensemble.draw(todo, _saver(journal, n))
@@ -476,7 +536,7 @@ def _open_shared_journal(ensemble: Ensemble, ranks: Ranks) -> tuple[SampleJourna
         try:
             journal, _ = SampleJournal.start(r.journal_for, settings, r.resume)
             _note_batch_size(journal, ensemble)
-            held = journal.completed(ensemble.num_samples, ensemble.model.field_shape)
+            held = journal.completed(ensemble.num_samples, ensemble.field_shape)
             opened = (None, sorted(held))
         except ValueError as err:
             opened = (str(err), [])
@@ -509,7 +569,7 @@ def _draw_share(
 def _every_member(journal: SampleJournal, ensemble: Ensemble) -> np.ndarray:
     """All members of the run, read back from the journal in member order."""
     n = ensemble.num_samples
-    found = journal.completed(n, ensemble.model.field_shape)
+    found = journal.completed(n, ensemble.field_shape)
     if len(found) != n:
         missing = sorted(set(range(n)) - set(found))
         raise RuntimeError(f"{journal.path}: members {missing[:10]} were not written")

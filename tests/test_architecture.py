@@ -25,7 +25,7 @@ FLOORS = [
      "posterior_diffusion.model_check", "posterior_diffusion.training"],
     ["posterior_diffusion.reconstruction", "posterior_diffusion.observing",
      "posterior_diffusion.simulated_fields", "posterior_diffusion.model_check_file",
-     "posterior_diffusion.catalog_observation"],
+     "posterior_diffusion.catalog_observation", "posterior_diffusion.padding"],
     ["posterior_diffusion.calibration", "posterior_diffusion.reporting"],
     ["posterior_diffusion.api", "posterior_diffusion"],
     ["posterior_diffusion.cli"],

@@ -41,6 +41,7 @@ def reconstruct(args: argparse.Namespace, command: str) -> int:
             theta_grid=args.theta_grid,
             overwrite=args.overwrite,
             allow_long_run=args.allow_long_run,
+            pad=args.pad,
         )
     except api.ReconstructionInterrupted as stop:
         say(_interrupted(stop, args.output))

@@ -311,6 +311,13 @@ def _add_reconstruct(sub) -> None:
     )
     _add_overwrite_flag(rec)
     rec.add_argument(
+        "--pad",
+        type=int,
+        metavar="PIXELS",
+        help="survey edges: sample on a periodic grid this much larger, unobserved there, and "
+        "crop back (default: by the prior's correlation length for sky inputs, else 0)",
+    )
+    rec.add_argument(
         "--allow-long-run",
         action="store_true",
         help="start even if the run is estimated to take more than a week (estimated from one "
