@@ -183,3 +183,28 @@ def test_only_the_registry_knows_models_by_name():
     assert compares_model_names('if model.name == "lensing":\n    pass', names) == ["lensing"]
     wrong = {module_name(path): compares_model_names(path.read_text(), names) for path in SOURCES}
     assert not {k: v for k, v in wrong.items() if v}
+
+
+# Import name -> distribution name, for the packages whose names differ or that are allowed.
+DISTRIBUTIONS = {"yaml": "pyyaml"}
+
+
+def test_every_third_party_import_of_the_packages_is_a_declared_dependency():
+    """`pip install -e .` (the README's main command) must bring everything the packages import:
+    a module only a dev extra brought once broke that command on a fresh clone (astropy)."""
+    import re
+    import sys
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=\[ ;]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
+    own = {"posterior_diffusion", "forward_models"}
+    missing = set()
+    for path in [*SOURCES, *sorted((ROOT / "forward_models").rglob("*.py"))]:
+        for module, _ in imports(path, module_name(path)):
+            top = module.split(".")[0]
+            if not top or top in own or top in sys.stdlib_module_names:
+                continue
+            if DISTRIBUTIONS.get(top, top).lower() not in declared:
+                missing.add(f"{top} ({path.relative_to(ROOT)})")
+    assert not missing, sorted(missing)
