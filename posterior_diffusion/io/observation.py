@@ -12,6 +12,7 @@ import numpy as np
 
 from posterior_diffusion.io.atomic import atomic_path
 from posterior_diffusion.io.attrs import plain_attr, portable_attrs
+from posterior_diffusion.io.fits_observation import is_fits_observation, read_fits_observation
 
 OBSERVATION_SUFFIXES = (".h5", ".hdf5")
 
@@ -231,6 +232,8 @@ def read_observation(path: str | os.PathLike) -> Observation:
         ObservationError: with a one-line message naming the file, the dataset and the problem.
     """
     path = Path(path)
+    if is_fits_observation(path):
+        return _read_fits(path)
     problem = _open_error(path)
     if problem:
         raise ObservationError(path, problem)
@@ -257,6 +260,20 @@ def read_observation(path: str | os.PathLike) -> Observation:
                     raise ObservationError(path, f"cannot read ({error})", name) from None
     except OSError as error:
         raise ObservationError(path, f"cannot read ({error})") from None
+    return _checked(path, datasets, attrs)
+
+
+def _read_fits(path: Path) -> Observation:
+    """A FITS observation (io/fits_observation.py), checked like an HDF5 one."""
+    if not path.is_file():
+        raise ObservationError(path, "no such file" if not path.exists() else "is not a file")
+    datasets, attrs, problem = read_fits_observation(path, MAX_DATASET_BYTES)
+    if problem:
+        raise ObservationError(path, problem)
+    return _checked(path, datasets, attrs)
+
+
+def _checked(path: Path, datasets: dict[str, np.ndarray], attrs: dict[str, Any]) -> Observation:
     if "y" not in datasets:
         raise ObservationError(path, "missing (every observation needs the data 'y')", "y")
     known = ("y", "mask", "noise_std", "truth")
