@@ -32,7 +32,12 @@ def _first_channel(array: np.ndarray) -> np.ndarray:
     return array[0] if array.ndim == 3 else array
 
 
-def panels(maps: dict[str, np.ndarray], forward_model: str, title: str) -> Figure:
+def panels(
+    maps: dict[str, np.ndarray],
+    forward_model: str,
+    title: str,
+    pixel_scale_arcmin: float | None = None,
+) -> Figure:
     """Truth, observation, posterior mean, std, two samples, residual and z-score maps.
 
     `maps` holds mean, std, samples_head (2, C, H, W) and optionally y, truth, mask, z_map.
@@ -76,7 +81,8 @@ def panels(maps: dict[str, np.ndarray], forward_model: str, title: str) -> Figur
     for ax, (array, name, label, cmap, vmin, vmax, hide) in zip(
         axes, specs, strict=False
     ):  # spare axes are switched off
-        show_image(fig, ax, array, name, label, cmap or "viridis", vmin, vmax, hide)
+        show_image(fig, ax, array, name, label, cmap or "viridis", vmin, vmax, hide,
+                   pixel_scale_arcmin)  # fmt: skip
     for ax in axes[len(specs) :]:
         ax.set_axis_off()
     fig.suptitle(title)

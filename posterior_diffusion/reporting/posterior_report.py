@@ -117,6 +117,17 @@ def _lensing_eb(
     return agg.eb_modes([eb_terms(samples, y, forward, observed, variance)])
 
 
+def pixel_scale_of(attrs: dict[str, Any]) -> float | None:
+    """The observation's pixel side in arcmin, from a result's attributes, or None."""
+    nested = attrs.get("observation_attrs")
+    try:
+        nested = json.loads(nested) if isinstance(nested, str) else (nested or {})
+        scale = float(nested.get("pixel_scale_arcmin"))
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return scale if np.isfinite(scale) and scale > 0 else None
+
+
 def default_report_dir(posterior: str | os.PathLike) -> Path:
     """`<posterior stem>_report` next to the posterior file."""
     path = Path(posterior)
@@ -257,7 +268,7 @@ def write_posterior_report(
             "Observation (grey: unobserved), posterior mean and standard deviation, two samples"
             + ("; truth, residual and z-score map" if truth is not None else "")
             + ".",
-            lambda: figures.panels(maps, model, panel_title),
+            lambda: figures.panels(maps, model, panel_title, pixel_scale_of(post["attrs"])),
         ),
     )
     prov_keys = (

@@ -52,14 +52,21 @@ def show_image(
     vmin: float | None = None,
     vmax: float | None = None,
     hidden: np.ndarray | None = None,
+    pixel_scale_arcmin: float | None = None,
 ) -> None:
-    """imshow with pixel-labelled axes and a labelled colour bar; `hidden` pixels (True) grey."""
+    """imshow with axes in arcmin (when the pixel scale is known) or pixels, and a labelled colour
+    bar; `hidden` pixels (True) grey."""
     values = np.ma.masked_where(hidden, array) if hidden is not None else array
     colours = matplotlib.colormaps[cmap].with_extremes(bad=BAD_COLOUR)
-    image = ax.imshow(values, cmap=colours, vmin=vmin, vmax=vmax)
+    extent, unit = None, PIXELS
+    if pixel_scale_arcmin:
+        height, width = np.shape(array)[-2:]
+        extent = (0.0, width * pixel_scale_arcmin, height * pixel_scale_arcmin, 0.0)
+        unit = "[arcmin]"
+    image = ax.imshow(values, cmap=colours, vmin=vmin, vmax=vmax, extent=extent)
     ax.set_title(title)
-    ax.set_xlabel(f"x {PIXELS}")
-    ax.set_ylabel(f"y {PIXELS}")
+    ax.set_xlabel(f"x {unit}")
+    ax.set_ylabel(f"y {unit}")
     fig.colorbar(image, ax=ax, label=label, shrink=0.9)
 
 

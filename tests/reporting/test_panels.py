@@ -33,3 +33,18 @@ def test_lensing_maps_are_labelled_kappa_and_the_std_range_ignores_a_hot_pixel()
     assert high >= np.quantile(maps["std"], 0.99)
     label, _ = colour_bar(figures.panels(maps, "noise", "test"), "posterior mean")
     assert label == "field value"
+
+
+def test_map_axes_are_in_arcmin_when_the_pixel_scale_is_known():
+    from posterior_diffusion.reporting.posterior_report import pixel_scale_of
+
+    maps = maps_with_a_hot_spot((16, 24))
+    fig = figures.panels(maps, "lensing", "test", pixel_scale_arcmin=0.5)
+    (ax,) = [a for a in fig.axes if a.get_title() == "posterior mean"]
+    assert ax.get_xlabel() == "x [arcmin]" and ax.get_xlim() == (0.0, 12.0)
+    assert pixel_scale_of({"observation_attrs": '{"pixel_scale_arcmin": 0.5}'}) == 0.5
+    assert pixel_scale_of({"observation_attrs": "{}"}) is None
+    (ax,) = [
+        a for a in figures.panels(maps, "noise", "t").axes if a.get_title() == "posterior mean"
+    ]
+    assert ax.get_xlabel() == "x [pixels]"
