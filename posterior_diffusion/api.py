@@ -24,6 +24,7 @@ from posterior_diffusion import (
     reconstruction,
     simulated_fields,
 )
+from posterior_diffusion import peak_catalog as peak_tables
 from posterior_diffusion.calibration import (
     CalibrationInterrupted,
     CalibrationRequest,
@@ -296,6 +297,31 @@ def bin_catalog_to_file(
     obs, binned = bin_catalog(catalog, **options)
     obs.write(output)
     return obs, binned
+
+
+def peak_catalog(
+    posterior: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    smoothing: float = 2.0,
+    radius: float = 2.0,
+    min_snr: float = 3.0,
+    command: str | None = None,
+):
+    """The peak catalogue of a posterior file (an astropy Table), written to `output` (.ecsv or
+    .fits, atomically) when given.
+
+    Peaks are the local maxima of the posterior mean smoothed by a Gaussian of std `smoothing`
+    whose smoothed mean / std exceeds `min_snr`; for each, `probability` is the fraction of
+    smoothed samples with a local maximum within `radius`, and `height_p16/median/p84` the
+    distribution of those maxima's heights. Lengths are in arcmin when the observation gives
+    `pixel_scale_arcmin`, else in pixels; `ra`/`dec` columns when it has a sky grid.
+    """
+    if output is not None:
+        peak_tables.check_table_path(output)
+    table = peak_tables.peak_table(posterior, smoothing, radius, min_snr, command)
+    if output is not None:
+        peak_tables.write_peak_table(table, output)
+    return table
 
 
 def observe_field(

@@ -261,6 +261,16 @@ def _read_mask(path: str) -> np.ndarray:
         raise UsageError(f"{path}: cannot read mask as a .npy array ({reason})") from None
 
 
+def peaks(args: argparse.Namespace, command: str) -> int:
+    _check_output(args, args.output, False, args.posterior)
+    table = api.peak_catalog(
+        args.posterior, args.output, smoothing=args.smoothing, radius=args.radius,
+        min_snr=args.min_snr, command=command,
+    )  # fmt: skip
+    print(f"wrote {len(table)} peaks to {args.output}")
+    return EXIT_OK
+
+
 COMMANDS = {
     "reconstruct": reconstruct,
     "simulate-obs": simulate_obs,
@@ -269,4 +279,5 @@ COMMANDS = {
     "log-likelihood": log_likelihood,
     "calibrate": calibrate,
     "report": report,
+    "peaks": peaks,
 }

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_calibrate(sub)
     _add_report(sub)
+    _add_peaks(sub)
     return parser
 
 
@@ -393,6 +394,27 @@ def _add_bin_catalog(sub) -> None:
         help="shape noise per component (default: estimated from the catalogue)",
     )
     _add_overwrite_flag(cat)
+
+
+def _add_peaks(sub) -> None:
+    peaks = sub.add_parser(
+        "peaks",
+        help="peak catalogue of a posterior: positions, probability, height distribution",
+        description="Peaks of the smoothed posterior mean of POSTERIOR, each with the fraction of "
+        "samples that have a peak within --radius and the distribution of its height (docs/sky.md).",
+    )
+    peaks.add_argument("posterior", metavar="POSTERIOR", help="result of reconstruct")
+    peaks.add_argument("-o", "--output", metavar="OUT", required=True, help=".ecsv or .fits table")
+    for flag, default, what in (
+        ("--smoothing", 2.0, "Gaussian smoothing std"),
+        ("--radius", 2.0, "match radius in each sample"),
+    ):
+        peaks.add_argument(flag, type=float, default=default, metavar="ARCMIN",
+                           help=f"{what}, arcmin; pixels without a pixel scale "
+                           f"(default: {default:g})")  # fmt: skip
+    peaks.add_argument("--min-snr", type=float, default=3.0, metavar="NU",
+                       help="candidates: smoothed mean / smoothed std above NU (default: 3)")  # fmt: skip
+    _add_overwrite_flag(peaks)
 
 
 def _add_overwrite_flag(parser) -> None:
