@@ -80,6 +80,39 @@ class Shear(ForwardOperator):
         return {"operator": "Shear", "shape": list(self.shape)}
 
 
+# Reduced shear diverges at kappa = 1 (strong lensing, outside this model); kappa is capped here
+# so that a sampler's trial fields keep finite data.
+REDUCED_SHEAR_MAX_KAPPA = 0.9
+
+
+class ReducedShear(ForwardOperator):
+    """Convergence (..., 1, H, W) -> reduced shear g = gamma / (1 - kappa) (..., 2, H, W), with
+    kappa capped at REDUCED_SHEAR_MAX_KAPPA: what galaxy ellipticities measure (nonlinear; the
+    `linearized` sampler takes it through its Jacobian).
+
+    Args:
+        shape: (H, W) of the convergence map in pixels.
+    """
+
+    is_linear = False
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shear = Shear(shape)
+        self.shape = self.shear.shape
+
+    def data_shape(self, field_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        return self.shear.data_shape(field_shape)
+
+    def A(self, x: Tensor) -> Tensor:  # noqa: N802
+        kappa = torch.clamp(x, max=REDUCED_SHEAR_MAX_KAPPA)
+        return self.shear.A(x) / (1.0 - kappa)
+
+    def params(self) -> dict[str, Any]:
+        return {"operator": "ReducedShear", "shape": list(self.shape),
+                "max_kappa": REDUCED_SHEAR_MAX_KAPPA}  # fmt: skip
+
+
 def kaiser_squires(gamma: Tensor) -> tuple[Tensor, Tensor]:
     """Kaiser & Squires (1993): shear (..., 2, H, W) -> (kappa_E, kappa_B), each (..., 1, H, W).
 

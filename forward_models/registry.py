@@ -28,7 +28,7 @@ from forward_models.compose import Compose
 from forward_models.downsample import Downsample
 from forward_models.galaxy_counts import GalaxyCounts
 from forward_models.identity import Identity
-from forward_models.lensing import Shear, shape_noise_sigma
+from forward_models.lensing import ReducedShear, Shear, shape_noise_sigma
 from forward_models.mask import Mask, as_binary_mask
 from forward_models.noise import GaussianNoise, PoissonNoise
 from forward_models.smoothing import KINDS, Smoothing
@@ -242,9 +242,11 @@ def build_lensing(
             f"forward model 'lensing' needs shear data of shape (2, H, W), got {tuple(y_shape)}"
         )
     mask = _mask(arrays, "lensing")
-    operator: ForwardOperator = (
-        Shear((h, w)) if mask is None else Compose(Shear((h, w)), Mask(mask))
-    )
+    reduced = int(attrs.get("reduced_shear", 0))
+    if reduced not in (0, 1):
+        raise ForwardModelError(f"'reduced_shear' must be 0 or 1, got {attrs.get('reduced_shear')}")
+    shear: ForwardOperator = ReducedShear((h, w)) if reduced else Shear((h, w))
+    operator: ForwardOperator = shear if mask is None else Compose(shear, Mask(mask))
     n_gal = arrays.get("n_gal_per_arcmin2", attrs.get("n_gal_per_arcmin2"))
     if n_gal is None or "sigma_e" not in attrs or "pixel_scale_arcmin" not in attrs:
         if "noise_std" not in arrays:
@@ -324,6 +326,9 @@ _SPECS: dict[str, ForwardModelSpec] = {
             Parameter("sigma_e", float, 0.26, "", "ellipticity dispersion per component", "S"),
             Parameter("n_gal_per_arcmin2", float, 30.0, "arcmin^-2", "source galaxy density", "N"),
             Parameter("pixel_scale_arcmin", float, 1.0, "arcmin", "pixel side", "ARCMIN"),
+            Parameter(
+                "reduced_shear", int, 0, "", "1: data are reduced shear gamma / (1 - kappa)", "0|1"
+            ),  # fmt: skip
         ),
         data_shape=shear_shape,
         default_mask=(0.1, 1 / 16),

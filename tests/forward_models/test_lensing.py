@@ -179,3 +179,31 @@ def test_shape_noise_sigma():
         shape_noise_sigma(0.3, 10.0, -1.0)
     with pytest.raises(ValueError):
         shape_noise_sigma(0.3, torch.tensor([1.0, -1.0]), 1.0)
+
+
+def test_reduced_shear_its_linearisation_and_the_lensing_option(tmp_path):
+    """g = gamma / (1 - kappa): equal to the shear for small kappa, 1/(1 - kappa) larger at a
+    peak; its Jacobian products match finite differences and are adjoint to each other; the
+    lensing model takes `reduced_shear = 1`, which makes it nonlinear (sampled by `linearized`)."""
+    from forward_models.lensing import ReducedShear
+    from forward_models.linearized import LinearizedOperator
+    from forward_models.registry import build_lensing
+
+    g = torch.Generator().manual_seed(0)
+    kappa = 0.05 * torch.randn(1, 12, 10, generator=g, dtype=torch.float64)
+    kappa[0, 5, 5] = 0.5  # a massive peak
+    reduced, shear = ReducedShear((12, 10)).A(kappa), Shear((12, 10)).A(kappa)
+    torch.testing.assert_close(reduced[:, 5, 5], shear[:, 5, 5] / 0.5)
+    linear = LinearizedOperator(ReducedShear((12, 10)), kappa)
+    v = torch.randn(3, 1, 12, 10, generator=g, dtype=torch.float64)
+    u = torch.randn(3, 2, 12, 10, generator=g, dtype=torch.float64)
+    step = 1e-6
+    finite = (
+        ReducedShear((12, 10)).A(kappa + step * v) - ReducedShear((12, 10)).A(kappa - step * v)
+    ) / (2 * step)
+    torch.testing.assert_close(linear.A(v), finite, rtol=0, atol=1e-8)
+    assert abs(float((linear.A(v) * u).sum() - (v * linear.A_adjoint(u)).sum())) < 1e-10
+    attrs = {"sigma_e": 0.26, "n_gal_per_arcmin2": 30.0, "pixel_scale_arcmin": 1.0}
+    assert build_lensing(attrs, {}, (2, 12, 10)).is_linear_gaussian
+    model = build_lensing({**attrs, "reduced_shear": 1}, {}, (2, 12, 10))
+    assert not model.is_linear_gaussian and model.params()["operator"] == "ReducedShear"
