@@ -331,3 +331,20 @@ def test_a_fits_observation_with_a_wcs_gives_the_hdf5_one_s_posterior(tmp_path, 
     (tmp_path / "bad.fits").write_bytes(b"SIMPLE  = nonsense")
     code, err = run_cli("reconstruct", str(tmp_path / "bad.fits"), "-o", str(tmp_path / "c.h5"))
     assert code == 2 and "bad.fits" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("cat.fits", b"not a fits file at all", "cannot read as fits"),
+        ("cat.csv", b"ra,dec,e1,e2\n", "the catalogue has no rows"),
+        ("cat.txt", b"ra dec e1 e2\n", "unknown catalogue format"),
+    ],
+)
+def test_unreadable_empty_or_unknown_catalogues_are_refused_in_one_line(
+    tmp_path, name, content, message
+):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(CatalogError, match=message) as err:
+        api.bin_catalog(tmp_path / name)
+    assert name in str(err.value) and "\n" not in str(err.value)
