@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from posterior_diffusion.diagnostics import power_spectrum
+from posterior_diffusion.diagnostics.peaks import local_maxima
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.rng import EnsembleRNG
 from posterior_diffusion.samplers.unconditional import prior_sde
@@ -58,11 +59,7 @@ def peaks_per_map(maps: np.ndarray, scale: float) -> np.ndarray:
     """(M, H, W) -> (M, bins): local maxima (8 periodic neighbours) per height bin, heights
     (x - map mean) / scale with one `scale` for every map, so both sets share the bins."""
     height = (maps - maps.mean(axis=(-2, -1), keepdims=True)) / scale
-    is_peak = np.ones(maps.shape, dtype=bool)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dy or dx:
-                is_peak &= height > np.roll(height, (dy, dx), axis=(-2, -1))
+    is_peak = local_maxima(height)
     edges = PEAK_EDGES
     return np.stack(
         [(is_peak & (height >= lo) & (height < hi)).sum(axis=(-2, -1))

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
+from posterior_diffusion.defaults import MAP_SIDE_MULTIPLE
 from posterior_diffusion.io import Observation
 from posterior_diffusion.provenance import file_sha256, provenance
 from posterior_diffusion.sky.binning import BinnedShear, bin_shear
@@ -20,9 +21,6 @@ from posterior_diffusion.sky.catalog import DEFAULT_COLUMNS, ColumnMap, ShearCat
 from posterior_diffusion.sky.grid import SkyGrid, SkyGridError
 
 DEFAULT_PIXEL_SCALE_ARCMIN = 1.0
-# Map sides are rounded up to a multiple of this: the trained priors' U-Nets halve the map
-# three times (docs/training.md).
-SIDE_MULTIPLE = 8
 
 
 def catalog_centre(catalog: ShearCatalog) -> tuple[float, float]:
@@ -43,7 +41,7 @@ def catalog_centre(catalog: ShearCatalog) -> tuple[float, float]:
 def fitting_shape(
     catalog: ShearCatalog, centre: tuple[float, float], scale: float
 ) -> tuple[int, int]:
-    """The smallest (H, W), sides multiples of SIDE_MULTIPLE, centred on `centre`, that holds every
+    """The smallest (H, W), sides multiples of MAP_SIDE_MULTIPLE, centred on `centre`, that holds every
     galaxy with positive weight."""
     probe = SkyGrid.centred(centre[0], centre[1], scale, (2, 2))
     keep = catalog.weight > 0
@@ -54,7 +52,7 @@ def fitting_shape(
     half_x, half_y = np.abs(x - 0.5).max() + 0.5, np.abs(y - 0.5).max() + 0.5
 
     def side(half: float) -> int:
-        return max(SIDE_MULTIPLE, SIDE_MULTIPLE * math.ceil(2 * half / SIDE_MULTIPLE))
+        return max(MAP_SIDE_MULTIPLE, MAP_SIDE_MULTIPLE * math.ceil(2 * half / MAP_SIDE_MULTIPLE))
 
     return side(half_y), side(half_x)
 

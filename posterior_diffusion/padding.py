@@ -15,14 +15,13 @@ from dataclasses import replace
 
 import numpy as np
 
+from posterior_diffusion.defaults import MAP_SIDE_MULTIPLE
 from posterior_diffusion.io import Observation
 from posterior_diffusion.priors import Prior, default_power_spectrum
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.priors.power_spectrum import TabulatedPowerSpectrum, power_on_grid
 
 CORRELATION_LEFT = 0.05
-# Padded sides are rounded up to a multiple of this (the trained priors' U-Nets need it).
-SIDE_MULTIPLE = 8
 
 
 def correlation_length(spectrum: Callable[[np.ndarray], np.ndarray], shape: tuple[int, int]) -> int:
@@ -56,10 +55,10 @@ def prior_spectrum(
 
 
 def padded_shape(shape: tuple[int, int], pad: int) -> tuple[int, int]:
-    """Each side plus `pad`, rounded up to a multiple of SIDE_MULTIPLE (unchanged when pad = 0)."""
+    """Each side plus `pad`, rounded up to a multiple of MAP_SIDE_MULTIPLE (unchanged when pad = 0)."""
     if pad <= 0:
         return tuple(shape)
-    return tuple(SIDE_MULTIPLE * math.ceil((int(n) + pad) / SIDE_MULTIPLE) for n in shape)
+    return tuple(MAP_SIDE_MULTIPLE * math.ceil((int(n) + pad) / MAP_SIDE_MULTIPLE) for n in shape)
 
 
 def pad_observation(obs: Observation, shape: tuple[int, int]) -> Observation:

@@ -3,10 +3,8 @@ with sky positions when the observation had a sky grid (docs/sky.md, "Peak catal
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from astropy.table import Table
@@ -14,18 +12,11 @@ from astropy.table import Table
 from posterior_diffusion.diagnostics.peaks import peak_catalogue
 from posterior_diffusion.io import read_posterior
 from posterior_diffusion.io.atomic import atomic_path
+from posterior_diffusion.io.attrs import observation_attrs
 from posterior_diffusion.provenance import file_sha256, package_version
 from posterior_diffusion.sky.grid import SkyGridError, grid_from_header_text
 
 TABLE_FORMATS = {".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits"}
-
-
-def _observation_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    nested = attrs.get("observation_attrs") or "{}"
-    try:
-        return json.loads(nested) if isinstance(nested, str) else dict(nested)
-    except (TypeError, ValueError):
-        return {}
 
 
 def peak_table(
@@ -47,7 +38,7 @@ def peak_table(
             f"{posterior}: peaks need one-channel fields and at least 2 samples, got "
             f"{samples.shape[0]} samples of {samples.shape[1]} channel(s)"
         )
-    obs_attrs = _observation_attrs(post["attrs"])
+    obs_attrs = observation_attrs(post["attrs"])
     scale = obs_attrs.get("pixel_scale_arcmin")
     scale = float(scale) if scale else None
     unit = "arcmin" if scale else "pixel"

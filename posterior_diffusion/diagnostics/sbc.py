@@ -16,6 +16,7 @@ import numpy as np
 from scipy import stats
 
 from ._arrays import as_numpy, batch_tests
+from .peaks import local_maxima
 from .spectra import power_spectrum
 
 
@@ -46,11 +47,7 @@ def peak_counts(maps: np.ndarray, thresholds=(0.0, 1.0, 2.0)) -> np.ndarray:
     height = (maps - maps.mean(axis=(-2, -1), keepdims=True)) / maps.std(
         axis=(-2, -1), keepdims=True
     )
-    is_peak = np.ones(maps.shape, dtype=bool)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dy or dx:
-                is_peak &= height > np.roll(height, (dy, dx), axis=(-2, -1))
+    is_peak = local_maxima(height)
     flat_h = height.reshape(maps.shape[0], -1)
     flat_p = is_peak.reshape(maps.shape[0], -1)
     return np.stack([(flat_p & (flat_h > nu)).sum(axis=1) for nu in thresholds], axis=1).astype(

@@ -72,3 +72,16 @@ def plain_attr(value: Any) -> Any:
     if isinstance(value, list):
         return [plain_attr(v) for v in value]
     return value
+
+
+def observation_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The observation's root attributes that `reconstruct` keeps in a result's
+    `observation_attrs` (a JSON string in files, a dict in memory); {} when absent or unreadable."""
+    nested = attrs.get("observation_attrs")
+    if isinstance(nested, Mapping):
+        return dict(nested)
+    try:
+        parsed = json.loads(nested) if isinstance(nested, (str, bytes)) else {}
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}

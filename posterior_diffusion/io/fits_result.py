@@ -18,7 +18,7 @@ import numpy as np
 from astropy.io import fits
 
 from posterior_diffusion.io.atomic import atomic_path
-from posterior_diffusion.io.attrs import plain_attr, portable_attrs
+from posterior_diffusion.io.attrs import observation_attrs, plain_attr, portable_attrs
 from posterior_diffusion.io.fields import FieldFileError
 from posterior_diffusion.sky.grid import SkyGridError, grid_from_header_text
 
@@ -43,11 +43,7 @@ HEADER_KEYS = {
 def sky_header(attrs: dict[str, Any], spatial_shape: tuple[int, int]) -> fits.Header | None:
     """The WCS header of the observation's grid (its `wcs_header` attribute, kept by reconstruct
     in `observation_attrs`) when it matches `spatial_shape`, else None."""
-    text = attrs.get("wcs_header")
-    if text is None and "observation_attrs" in attrs:
-        nested = attrs["observation_attrs"]
-        nested = json.loads(nested) if isinstance(nested, str) else nested
-        text = (nested or {}).get("wcs_header")
+    text = attrs.get("wcs_header") or observation_attrs(attrs).get("wcs_header")
     if not text:
         return None
     try:

@@ -27,6 +27,7 @@ from posterior_diffusion.calibration.held_out import (
     zscore_terms,
 )
 from posterior_diffusion.diagnostics import coverage_per_test, expected_coverage
+from posterior_diffusion.io.attrs import observation_attrs
 from posterior_diffusion.io.fields import FieldFileError
 from posterior_diffusion.io.posterior import read_posterior
 
@@ -119,11 +120,9 @@ def _lensing_eb(
 
 def pixel_scale_of(attrs: dict[str, Any]) -> float | None:
     """The observation's pixel side in arcmin, from a result's attributes, or None."""
-    nested = attrs.get("observation_attrs")
     try:
-        nested = json.loads(nested) if isinstance(nested, str) else (nested or {})
-        scale = float(nested.get("pixel_scale_arcmin"))
-    except (TypeError, ValueError, AttributeError):
+        scale = float(observation_attrs(attrs).get("pixel_scale_arcmin"))
+    except (TypeError, ValueError):
         return None
     return scale if np.isfinite(scale) and scale > 0 else None
 
