@@ -1,7 +1,13 @@
 """Calibration diagnostics: pure functions of posterior samples and truths (numpy or torch in,
 numpy out)."""
 
-from .coverage import coverage_curve, coverage_map, coverage_per_test, expected_coverage
+from .coverage import (
+    coverage_curve,
+    coverage_map,
+    coverage_per_test,
+    expected_coverage,
+    single_test_band,
+)
 from .global_stats import band_edges, log_band_powers, log_total_power
 from .lensing import EBPower, eb_maps, eb_noise_power, eb_power, residual_eb_power
 from .moments import gaussian_w2, std_ratio, z_mean
@@ -39,6 +45,7 @@ __all__ = [
     "eb_power",
     "ecp_curve",
     "expected_coverage",
+    "single_test_band",
     "gaussian_w2",
     "k_bin_edges",
     "log_band_powers",

@@ -51,6 +51,41 @@ def coverage_per_test(
     return levels, inside.mean(axis=2)
 
 
+def single_test_band(
+    samples: np.ndarray, levels=DEFAULT_LEVELS, max_members: int = 64
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Where one test's pixel coverage falls if the sampler is calibrated, and how often.
+
+    Calibrated means the truth is one more draw from the posterior the samples come from. So each
+    of M samples in turn plays the truth, its intervals made from the other N - 1: the truth's
+    coverage is exchangeable with theirs, with the map's own pixel correlations (a binomial band
+    over pixels is far too narrow), and lies between their smallest and largest with probability
+    (M - 1) / (M + 1). The band is shifted by the expectation's change from N - 1 to N samples.
+    M = min(N, `max_members`), the members evenly spaced.
+
+    Args:
+        samples: (N, ...) of one test, N >= 3.
+
+    Returns:
+        low, high (L,), and the band's probability (M - 1) / (M + 1).
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    n = samples.shape[0]
+    if n < 3:
+        raise ValueError(f"a single-test coverage band needs >= 3 samples, got {n}")
+    levels = np.atleast_1d(np.asarray(levels, dtype=np.float64))
+    flat = samples.reshape(n, -1)
+    chosen = np.unique(np.linspace(0, n - 1, min(n, max_members)).round().astype(int))
+    coverages = np.stack(
+        [_inside(np.delete(flat, j, axis=0)[None], flat[j][None], levels)[:, 0].mean(axis=1)
+         for j in chosen]
+    )  # fmt: skip
+    shift = expected_coverage(levels, n) - expected_coverage(levels, n - 1)
+    low, high = coverages.min(axis=0) + shift, coverages.max(axis=0) + shift
+    m = len(chosen)
+    return np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0), (m - 1) / (m + 1)
+
+
 def coverage_curve(
     samples, truth, levels=DEFAULT_LEVELS, batched: bool | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

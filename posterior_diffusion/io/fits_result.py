@@ -2,8 +2,9 @@
 provenance in the header and a table; read back as `read_posterior` returns them.
 
 HDUs: PRIMARY (posterior mean), STD, one image per quantile (Q0.025, Q0.16, Q0.5, Q0.84,
-Q0.975: `QUANTILES`), SAMPLES (the ensemble, one plane per member), OBSERVED (the data), MASK
-and TRUTH when present, and PROVENANCE (a table of every attribute, key and value as text).
+Q0.975: `QUANTILES`), SAMPLES (the ensemble, one plane per member), OBSERVED (the data), MASK,
+NOISESTD (a per-pixel noise map) and TRUTH when present, and PROVENANCE (a table of every
+attribute, key and value as text).
 Multi-channel fields add a CHANNEL axis after the two sky axes. Conventions: docs/sky.md.
 """
 
@@ -102,6 +103,10 @@ def write_posterior_fits(ds: xr.Dataset, path: str | os.PathLike) -> None:
     if "mask" in ds:
         mask = np.asarray(ds["mask"].values, dtype=np.uint8)
         hdus.append(_image(mask, sky if mask.shape == spatial else None, "MASK"))
+    if "noise_std" in ds:
+        noise = np.asarray(ds["noise_std"].values, dtype=np.float64)
+        hdus.append(_image(noise, sky if noise.shape[-2:] == spatial else None, "NOISESTD",
+                           "DATACHAN"))  # fmt: skip
     if "truth" in ds:
         hdus.append(_image(np.asarray(ds["truth"].values, dtype=np.float64), sky, "TRUTH"))
     keys = sorted(attrs)
@@ -124,7 +129,7 @@ def _card_value(value: Any) -> Any:
 
 def read_posterior_fits(path: Path) -> dict[str, Any]:
     """What `read_posterior` returns, from a FITS result: samples (N, C, H, W), y, truth, mask,
-    attrs (from PROVENANCE)."""
+    noise_std, attrs (from PROVENANCE)."""
     try:
         with fits.open(path) as hdus:
             names = {hdu.name for hdu in hdus}
@@ -141,6 +146,9 @@ def read_posterior_fits(path: Path) -> dict[str, Any]:
                 out["truth"] = truth[None] if truth.ndim == 2 else truth
             if "MASK" in names:
                 out["mask"] = np.asarray(hdus["MASK"].data, dtype=np.float64)
+            if "NOISESTD" in names:
+                noise = np.asarray(hdus["NOISESTD"].data, dtype=np.float64)
+                out["noise_std"] = noise if noise.ndim == 3 else noise[None]
             attrs = {}
             if "PROVENANCE" in names:
                 table = hdus["PROVENANCE"].data

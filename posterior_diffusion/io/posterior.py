@@ -92,6 +92,13 @@ def posterior_dataset(
             observation.mask.astype(np.uint8),
             {"long_name": "1 = observed"},
         )
+    noise = observation.noise_std
+    if noise is not None and np.ndim(noise) >= 2:  # a map; a scalar stays in the provenance
+        variables["noise_std"] = (
+            ddims,
+            _squeeze(np.broadcast_to(noise, observation.y.shape).astype(np.float64), ddims),
+            {"long_name": "noise standard deviation of the observed data"},
+        )
     return xr.Dataset(variables, coords=sky_coordinates(observation, field_shape),
                       attrs=dict(attrs or {}))  # fmt: skip
 
@@ -126,7 +133,8 @@ def _field(ds: xr.Dataset, name: str) -> np.ndarray:
 
 
 def read_posterior(path: str | os.PathLike) -> dict[str, Any]:
-    """samples (N, C, H, W), y (C', H', W'), optional truth (C, H, W) and mask, and attributes.
+    """samples (N, C, H, W), y (C', H', W'), optional truth (C, H, W), mask and noise_std (as y),
+    and attributes.
 
     Raises:
         FieldFileError: not a posterior file as `reconstruct` writes them, or NaN/inf samples.
@@ -179,4 +187,7 @@ def read_posterior(path: str | os.PathLike) -> dict[str, Any]:
             )
     if "mask" in ds:
         out["mask"] = np.asarray(ds["mask"].values, dtype=np.float64)
+    if "noise_std" in ds:
+        noise = np.asarray(ds["noise_std"].values, dtype=np.float64)
+        out["noise_std"] = noise if noise.ndim == 3 else noise[None]
     return out

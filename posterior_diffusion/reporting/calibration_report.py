@@ -7,10 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from forward_models.registry import has_shear_data
 from posterior_diffusion.calibration.aggregate import aggregate
 from posterior_diffusion.calibration.held_out import LEVELS
 from posterior_diffusion.calibration.runner import CalibrationRun
 from posterior_diffusion.io.attrs import to_json
+from posterior_diffusion.observing import pixel_scale
 
 from . import figures
 from .eb import EB_CAPTION, eb_highlights, eb_table
@@ -30,7 +32,9 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def _figures(results: dict[str, Any], first: dict[str, np.ndarray], model: str) -> list:
+def _figures(
+    results: dict[str, Any], first: dict[str, np.ndarray], model: str, sky_pixel: float | None
+) -> list:
     k, n = results["num_tests"], results["num_samples"]
     cov = results["coverage"]
     specs = [
@@ -90,7 +94,7 @@ def _figures(results: dict[str, Any], first: dict[str, np.ndarray], model: str) 
             "the truths', averaged over tests; calibrated: 1 within the band. Bottom: r(k) and "
             "T(k) of the posterior mean (which loses power where the data are poor: T < 1, and "
             "r ~ T for a calibrated posterior mean) and of the samples (T ~ 1).",
-            lambda: figures.spectra(results["spectra"], k),
+            lambda: figures.spectra(results["spectra"], k, sky_pixel),
         ),
         FigureSpec(
             "one_point",
@@ -410,6 +414,13 @@ def _provenance_rows(prov: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _sky_pixel(model: str, settings: dict[str, Any]) -> float | None:
+    """The pixel side [arcmin] of a lensing run (its spectra then in ell and C_ell), else None."""
+    if not has_shear_data(model):
+        return None
+    return pixel_scale(settings.get("forward_model_attrs") or {})
+
+
 def write_calibration_report(run: CalibrationRun, keep_tests: bool = True) -> dict[str, Any]:
     """Write the report of `run` into its output directory; returns the summary."""
     model = run.settings["forward_model"]["name"]
@@ -425,7 +436,7 @@ def write_calibration_report(run: CalibrationRun, keep_tests: bool = True) -> di
     write_report(
         run.request.output_dir,
         title,
-        _figures(results, run.tests[0], model),
+        _figures(results, run.tests[0], model, _sky_pixel(model, run.settings)),
         summary,
         _tables(results, run.meta),
         _highlights(results, run.provenance),

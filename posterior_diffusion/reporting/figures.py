@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from astropy.io.fits import Header
+from astropy.wcs import WCS
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 from scipy import stats
@@ -37,11 +39,14 @@ def panels(
     forward_model: str,
     title: str,
     pixel_scale_arcmin: float | None = None,
+    sky: Header | None = None,
 ) -> Figure:
-    """Truth, observation, posterior mean, std, two samples, residual and z-score maps.
+    """Truth, observation, noise map, posterior mean, std, two samples, residual and z-score maps.
 
-    `maps` holds mean, std, samples_head (2, C, H, W) and optionally y, truth, mask, z_map.
-    Fields show their first channel; unobserved data pixels are grey.
+    `maps` holds mean, std, samples_head (2, C, H, W) and optionally y, noise_std, truth, mask,
+    z_map. Fields show their first channel; unobserved data pixels are grey, and the footprint's
+    edge (the mask) is drawn on the field maps. With a sky WCS header (`sky`) the axes are RA/Dec,
+    else arcmin when the pixel scale is known, else pixels.
     """
     truth = maps.get("truth")
     y = np.zeros((0, 1, 1)) if maps.get("y") is None else np.asarray(maps["y"])
@@ -53,40 +58,47 @@ def panels(
     fields = [mean, *heads] + ([_first_channel(truth)] if truth is not None else [])
     low, high = field_limits(*fields)
     field = field_label(forward_model)
-    # A few extreme pixels (a massive peak's spread) must not set the whole std panel's range.
-    finite = std[np.isfinite(std)]
-    std_high = float(np.quantile(finite, 0.995)) if finite.size and finite.max() > 0 else None
-    specs: list[tuple] = []  # (array, title, colour-bar label, cmap, vmin, vmax, hidden)
+    specs: list[tuple] = []  # (array, title, colour-bar label, cmap, vmin, vmax, hidden, edge)
     if truth is not None:
-        specs.append((_first_channel(truth), "truth", field, None, low, high, None))
+        specs.append((_first_channel(truth), "truth", field, None, low, high, None, True))
     names = data_labels(forward_model, len(y))
     for c in range(min(len(y), 2)):
         label = f"observation ({names[c]})" if len(y) > 1 else "observation"
-        specs.append((y[c], label, "data value", None, None, None, hidden))
-    specs.append((mean, "posterior mean", field, None, low, high, None))
-    specs.append((std, "posterior std", f"std of {field}", STD_CMAP, 0.0, std_high, None))
+        specs.append((y[c], label, "data value", None, None, None, hidden, False))
+    if maps.get("noise_std") is not None:
+        noise = _first_channel(maps["noise_std"])
+        specs.append((noise, "noise std of the data", "data value", STD_CMAP, 0.0,
+                      _robust_high(noise, hidden), hidden, False))  # fmt: skip
+    specs.append((mean, "posterior mean", field, None, low, high, None, True))
+    # A few extreme pixels (a massive peak's spread) must not set the whole std panel's range.
+    specs.append((std, "posterior std", f"std of {field}", STD_CMAP, 0.0, _robust_high(std),
+                  None, True))  # fmt: skip
     for i, head in enumerate(heads):
-        specs.append((head, f"posterior sample {i + 1}", field, None, low, high, None))
+        specs.append((head, f"posterior sample {i + 1}", field, None, low, high, None, True))
     if truth is not None:
         residual = _first_channel(truth) - mean
         limit = symmetric_limit(residual)
-        specs.append((residual, "truth - mean", field, DIVERGING_CMAP, -limit, limit, None))
+        specs.append((residual, "truth - mean", field, DIVERGING_CMAP, -limit, limit, None, True))
     if maps.get("z_map") is not None:
         z = _first_channel(maps["z_map"])
-        specs.append((z, "z = (truth - mean) / std", "z", DIVERGING_CMAP, -4.0, 4.0, None))
+        specs.append((z, "z = (truth - mean) / std", "z", DIVERGING_CMAP, -4.0, 4.0, None, True))
     columns = 4 if len(specs) <= 8 else 5
     rows = -(-len(specs) // columns)
     fig = new_figure(3.3 * columns, 3.0 * rows + 0.4)
-    axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
-    for ax, (array, name, label, cmap, vmin, vmax, hide) in zip(
-        axes, specs, strict=False
-    ):  # spare axes are switched off
+    projection = None if sky is None else WCS(sky)
+    for i, (array, name, label, cmap, vmin, vmax, hide, edge) in enumerate(specs):
+        ax = fig.add_subplot(rows, columns, i + 1, projection=projection)
         show_image(fig, ax, array, name, label, cmap or "viridis", vmin, vmax, hide,
-                   pixel_scale_arcmin)  # fmt: skip
-    for ax in axes[len(specs) :]:
-        ax.set_axis_off()
+                   pixel_scale_arcmin, mask if edge else None)  # fmt: skip
     fig.suptitle(title)
     return fig
+
+
+def _robust_high(values: np.ndarray, hidden: np.ndarray | None = None) -> float | None:
+    """The 99.5% quantile of the finite (and not hidden) values: the top of a colour range."""
+    keep = np.isfinite(values) if hidden is None else np.isfinite(values) & ~hidden
+    finite = np.asarray(values)[keep]
+    return float(np.quantile(finite, 0.995)) if finite.size and finite.max() > 0 else None
 
 
 def coverage_curve(cov: dict[str, Any], num_samples: int, num_tests: int) -> Figure:
@@ -94,11 +106,12 @@ def coverage_curve(cov: dict[str, Any], num_samples: int, num_tests: int) -> Fig
     difference from what an exactly calibrated sampler with N samples gives."""
     levels, empirical, expected = cov["levels"], cov["empirical"], cov["expected"]
     low, high = cov.get("band_low"), cov.get("band_high")
+    band = cov.get("band_label", "95% binomial band")
     fig = new_figure(10.0, 4.2)
     left, right = fig.subplots(1, 2)
     left.plot([0, 1], [0, 1], ":", color="0.5", label="nominal")
     if low is not None:
-        left.fill_between(levels, low, high, color=BAND_COLOUR, label="95% binomial band")
+        left.fill_between(levels, low, high, color=BAND_COLOUR, label=band)
     left.plot(levels, expected, "-", color=EXPECTED_COLOUR, label=f"calibrated, N = {num_samples}")
     if cov.get("exact_reference") is not None:
         left.plot(levels, cov["exact_reference"], "--", color="tab:green", label="exact samples")
@@ -111,9 +124,7 @@ def coverage_curve(cov: dict[str, Any], num_samples: int, num_tests: int) -> Fig
     left.legend(loc="upper left")
     right.axhline(0.0, color=EXPECTED_COLOUR, label="calibrated")
     if low is not None:
-        right.fill_between(
-            levels, low - expected, high - expected, color=BAND_COLOUR, label="95% binomial band"
-        )
+        right.fill_between(levels, low - expected, high - expected, color=BAND_COLOUR, label=band)
     if cov.get("exact_reference") is not None:
         right.plot(
             levels,
@@ -230,21 +241,37 @@ def _leading_2_or_5(value: float, _position=None) -> str:
     return f"{value:g}" if digit in "25" else ""
 
 
-def _log_k_axis(ax) -> None:
+def _log_k_axis(ax, label: str = K_LABEL) -> None:
     """Log-scaled k axis labelled 0.01, 0.02, 0.05, 0.1, ... instead of 2 x 10^-1."""
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(_plain))
     ax.xaxis.set_minor_formatter(FuncFormatter(_leading_2_or_5))
-    ax.set_xlabel(K_LABEL)
+    ax.set_xlabel(label)
 
 
-def spectra(spec: dict[str, Any], num_tests: int) -> Figure:
-    """P(k) of the first test with sample-variance band; samples/truth power ratio; r(k), T(k)."""
+def sky_spectrum_units(pixel_scale_arcmin: float) -> tuple[float, float]:
+    """(ell per cycle/pixel, C_ell per unit of P(k)) for pixels of `pixel_scale_arcmin`.
+
+    P(k) = |FFT|^2 / (H W) is in field^2 pixel^2, so C_ell = P Omega_pix with Omega_pix the
+    pixel's solid angle [sr], at ell = 2 pi k / theta_pix [rad] (flat sky)."""
+    theta = np.deg2rad(pixel_scale_arcmin / 60.0)
+    return 2 * np.pi / theta, theta**2
+
+
+def spectra(spec: dict[str, Any], num_tests: int, sky_pixel_arcmin: float | None = None) -> Figure:
+    """P(k) of the first test with sample-variance band; samples/truth power ratio; r(k), T(k).
+
+    With `sky_pixel_arcmin` (a lensing convergence on the sky) the axes are multipole ell and
+    C_ell instead of cycles/pixel and P(k)."""
     keep = _positive_k(spec)
     k, modes = spec["k"][keep], spec["modes"][keep]
+    to_power, x_label, power_label = 1.0, K_LABEL, POWER_LABEL
+    if sky_pixel_arcmin:
+        to_ell, to_power = sky_spectrum_units(sky_pixel_arcmin)
+        k, x_label, power_label = k * to_ell, "multipole $\\ell$", "$C_\\ell$ [sr]"
     fig = new_figure(10.0, 7.6)
     (a, b), (c, d) = fig.subplots(2, 2)
-    truth = spec["first_truth"][keep]
+    truth = spec["first_truth"][keep] * to_power
     rel = np.sqrt(2.0 / modes)
     a.fill_between(
         k,
@@ -256,17 +283,18 @@ def spectra(spec: dict[str, Any], num_tests: int) -> Figure:
     a.plot(k, truth, "-", color="black", label="truth")
     a.fill_between(
         k,
-        spec["first_samples_low"][keep],
-        spec["first_samples_high"][keep],
+        spec["first_samples_low"][keep] * to_power,
+        spec["first_samples_high"][keep] * to_power,
         color="tab:blue",
         alpha=0.3,
         label="samples 16-84%",
     )
-    a.plot(k, spec["first_samples_median"][keep], "-", color="tab:blue", label="samples median")
-    a.plot(k, spec["first_mean"][keep], "--", color="tab:orange", label="posterior mean")
-    _log_k_axis(a)
+    median, mean = spec["first_samples_median"][keep], spec["first_mean"][keep]
+    a.plot(k, median * to_power, "-", color="tab:blue", label="samples median")
+    a.plot(k, mean * to_power, "--", color="tab:orange", label="posterior mean")
+    _log_k_axis(a, x_label)
     a.set_yscale("log")
-    a.set_ylabel(POWER_LABEL)
+    a.set_ylabel(power_label)
     a.set_title("power spectrum, " + ("first test" if num_tests > 1 else "this map"))
     a.legend(loc="lower left")
 
@@ -286,7 +314,7 @@ def spectra(spec: dict[str, Any], num_tests: int) -> Figure:
         color="tab:blue",
         label="<P samples> / <P truth>",
     )
-    _log_k_axis(b)
+    _log_k_axis(b, x_label)
     b.set_ylabel("power ratio")
     b.set_title(
         f"samples against truths, {num_tests} tests" if num_tests > 1 else "samples against truth"
@@ -296,7 +324,7 @@ def spectra(spec: dict[str, Any], num_tests: int) -> Figure:
     c.axhline(1.0, color=EXPECTED_COLOUR)
     c.plot(k, spec["r_mean"][keep], "o-", ms=3, color="tab:orange", label="posterior mean")
     c.plot(k, spec["r_samples"][keep], "s-", ms=3, color="tab:blue", label="samples")
-    _log_k_axis(c)
+    _log_k_axis(c, x_label)
     c.set_ylim(min(0.0, np.nanmin(spec["r_samples"][keep]) - 0.05), 1.05)
     c.set_ylabel("r(k) with the truth")
     c.set_title("cross-correlation coefficient")
@@ -305,7 +333,7 @@ def spectra(spec: dict[str, Any], num_tests: int) -> Figure:
     d.axhline(1.0, color=EXPECTED_COLOUR)
     d.plot(k, spec["t_mean"][keep], "o-", ms=3, color="tab:orange", label="posterior mean")
     d.plot(k, spec["t_samples"][keep], "s-", ms=3, color="tab:blue", label="samples")
-    _log_k_axis(d)
+    _log_k_axis(d, x_label)
     d.set_ylim(0.0, max(1.2, float(np.nanmax(spec["t_samples"][keep])) * 1.05))
     d.set_ylabel("T(k) = sqrt(P / P truth)")
     d.set_title("transfer function")

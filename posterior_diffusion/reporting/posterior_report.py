@@ -26,9 +26,14 @@ from posterior_diffusion.calibration.held_out import (
     spectrum_terms,
     zscore_terms,
 )
-from posterior_diffusion.diagnostics import coverage_per_test, expected_coverage
+from posterior_diffusion.diagnostics import (
+    coverage_per_test,
+    expected_coverage,
+    single_test_band,
+)
 from posterior_diffusion.io.attrs import observation_attrs
 from posterior_diffusion.io.fields import FieldFileError
+from posterior_diffusion.io.fits_result import sky_header
 from posterior_diffusion.io.posterior import read_posterior
 
 from . import figures
@@ -63,6 +68,9 @@ def _truth_diagnostics(samples: np.ndarray, truth: np.ndarray) -> tuple[dict, di
         "expected": expected,
         "difference": per_test[:, 0] - expected,
     }
+    if n >= 3:
+        cov["band_low"], cov["band_high"], chance = single_test_band(samples, LEVELS)
+        cov["band_label"] = f"{chance:.0%} band of one calibrated test"
     edges = pdf_edges(truth, samples)
     test = {
         **spectrum_terms(samples, truth),
@@ -92,13 +100,17 @@ def _scalar_sigma(attrs: dict[str, Any]) -> float | None:
 
 
 def _lensing_eb(
-    samples: np.ndarray, y: np.ndarray, mask: np.ndarray | None, attrs: dict[str, Any]
+    samples: np.ndarray,
+    y: np.ndarray,
+    mask: np.ndarray | None,
+    attrs: dict[str, Any],
+    noise_std: np.ndarray | None = None,
 ) -> dict[str, Any] | None:
     """E/B power of the data and of the residuals of one lensing posterior (`agg.eb_modes`).
 
     Observed pixels: the file's mask, less pixels where both shear components are exactly 0
-    (unobserved data are stored as 0). Noise level: the scalar sigma of the forward model's
-    provenance; a per-pixel sigma is not in the file, so the level is then unknown (NaN).
+    (unobserved data are stored as 0). Noise level: the file's per-pixel `noise_std` map, else the
+    scalar sigma of the forward model's provenance, else unknown (NaN).
     None when the shapes are not those of a lensing posterior.
     """
     if y.ndim != 3 or y.shape[0] != 2 or samples.shape[1:] != (1, *y.shape[1:]):
@@ -107,14 +119,17 @@ def _lensing_eb(
     if mask is not None and np.shape(mask) == observed.shape:
         observed &= np.asarray(mask) > 0
     observed = np.broadcast_to(observed, y.shape)
-    sigma = _scalar_sigma(attrs)
     shear = Shear(y.shape[1:])
 
     def forward(fields: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return shear.A(torch.from_numpy(fields)).numpy()
 
-    variance = None if sigma is None else sigma**2 * observed
+    variance = None
+    if noise_std is not None and np.broadcast_shapes(np.shape(noise_std), y.shape) == y.shape:
+        variance = np.where(observed, np.broadcast_to(noise_std, y.shape) ** 2, 0.0)
+    elif (sigma := _scalar_sigma(attrs)) is not None:
+        variance = sigma**2 * observed
     return agg.eb_modes([eb_terms(samples, y, forward, observed, variance)])
 
 
@@ -159,6 +174,7 @@ def write_posterior_report(
         "std": samples.std(axis=0, ddof=1),
         "samples_head": samples[:2],
         "mask": post.get("mask"),
+        "noise_std": post.get("noise_std"),
     }
     summary: dict[str, Any] = {
         "posterior_file": str(path),
@@ -199,7 +215,16 @@ def write_posterior_report(
             Table(
                 "coverage",
                 "coverage of central credible intervals, this test",
-                *columns(level=LEVELS, calibrated=cov["expected"], empirical=cov["empirical"]),
+                *columns(
+                    level=LEVELS,
+                    calibrated=cov["expected"],
+                    empirical=cov["empirical"],
+                    **(
+                        {"band_low": cov["band_low"], "band_high": cov["band_high"]}
+                        if "band_low" in cov
+                        else {}
+                    ),
+                ),
             ),
             Table(
                 "spectra",
@@ -223,7 +248,10 @@ def write_posterior_report(
                 "Coverage of central credible intervals (this map)",
                 "Fraction of pixels whose truth lies in the central interval of the samples. "
                 "Pixels of one map are correlated, so one test scatters widely about the "
-                "calibrated curve; use `calibrate` for a verdict.",
+                "calibrated curve: the grey band is where a calibrated sampler's single test "
+                "falls, with the probability in the legend, at each level (each sample in turn "
+                "taken as the truth, its intervals from the others). Use `calibrate` for a "
+                "verdict.",
                 lambda: figures.coverage_curve(cov, n, 1),
             ),
             FigureSpec(
@@ -231,7 +259,9 @@ def write_posterior_report(
                 "Power spectra, cross-correlation and transfer function",
                 "P(k) of the truth (grey: sample variance), the samples and the posterior mean; "
                 "r(k) and T(k) of the mean and the samples against the truth.",
-                lambda: figures.spectra(spec, 1),
+                lambda: figures.spectra(
+                    spec, 1, pixel_scale_of(post["attrs"]) if has_shear_data(model) else None
+                ),
             ),
             FigureSpec(
                 "one_point",
@@ -242,7 +272,7 @@ def write_posterior_report(
             ),
         ]
     eb = (
-        _lensing_eb(samples, post["y"], post.get("mask"), post["attrs"])
+        _lensing_eb(samples, post["y"], post.get("mask"), post["attrs"], post.get("noise_std"))
         if (has_shear_data(model) and "y" in post)
         else None
     )
@@ -264,10 +294,17 @@ def write_posterior_report(
         FigureSpec(
             "panels",
             "Observation and posterior",
-            "Observation (grey: unobserved), posterior mean and standard deviation, two samples"
+            "Observation (grey: unobserved), the data's noise std where it varies, posterior mean "
+            "and standard deviation, two samples; the white line is the footprint's edge"
             + ("; truth, residual and z-score map" if truth is not None else "")
             + ".",
-            lambda: figures.panels(maps, model, panel_title, pixel_scale_of(post["attrs"])),
+            lambda: figures.panels(
+                maps,
+                model,
+                panel_title,
+                pixel_scale_of(post["attrs"]),
+                sky_header(post["attrs"], samples.shape[-2:]),
+            ),
         ),
     )
     prov_keys = (

@@ -53,20 +53,32 @@ def show_image(
     vmax: float | None = None,
     hidden: np.ndarray | None = None,
     pixel_scale_arcmin: float | None = None,
+    footprint: np.ndarray | None = None,
 ) -> None:
-    """imshow with axes in arcmin (when the pixel scale is known) or pixels, and a labelled colour
-    bar; `hidden` pixels (True) grey."""
+    """imshow with axes in RA/Dec (`ax` a WCSAxes), arcmin (the pixel scale known) or pixels, and
+    a labelled colour bar; `hidden` pixels (True) grey; the edge of `footprint` (1 = observed)
+    drawn as a line."""
     values = np.ma.masked_where(hidden, array) if hidden is not None else array
     colours = matplotlib.colormaps[cmap].with_extremes(bad=BAD_COLOUR)
+    height, width = np.shape(array)[-2:]
     extent, unit = None, PIXELS
-    if pixel_scale_arcmin:
-        height, width = np.shape(array)[-2:]
-        extent = (0.0, width * pixel_scale_arcmin, height * pixel_scale_arcmin, 0.0)
+    if hasattr(ax, "coords"):  # astropy WCSAxes: the axes are the sky's
+        ax.coords[0].set_axislabel("RA [deg]")
+        ax.coords[1].set_axislabel("Dec [deg]")
+        for coord in ax.coords:
+            coord.set_major_formatter("d.dd")
+    elif pixel_scale_arcmin:
+        extent = (0.0, width * pixel_scale_arcmin, 0.0, height * pixel_scale_arcmin)
         unit = "[arcmin]"
     image = ax.imshow(values, cmap=colours, vmin=vmin, vmax=vmax, extent=extent)
+    if footprint is not None and np.shape(footprint) == (height, width):
+        if not np.all(np.asarray(footprint) > 0):
+            ax.contour(np.asarray(footprint, dtype=float), levels=[0.5], colors="white",
+                       linewidths=0.8, extent=extent, origin="lower")  # fmt: skip
     ax.set_title(title)
-    ax.set_xlabel(f"x {unit}")
-    ax.set_ylabel(f"y {unit}")
+    if extent is not None or not hasattr(ax, "coords"):
+        ax.set_xlabel(f"x {unit}")
+        ax.set_ylabel(f"y {unit}")
     fig.colorbar(image, ax=ax, label=label, shrink=0.9)
 
 

@@ -259,3 +259,35 @@ def test_spin_2_rotation_by_45_degrees_swaps_e_and_b():
     eb, eb_rot = dg.eb_power(shear), dg.eb_power(rotated)
     np.testing.assert_allclose(eb_rot.e, eb.b, rtol=1e-12)
     np.testing.assert_allclose(eb_rot.b, eb.e, rtol=1e-12)
+
+
+def test_single_test_band_holds_a_calibrated_test_as_often_as_it_says():
+    """One map's coverage scatters with its pixel correlations; the band must hold a calibrated
+    test's coverage as often as it states, and a too-narrow ensemble must leave it."""
+    rng = np.random.default_rng(3)
+    k2 = np.add.outer(np.fft.fftfreq(24) ** 2, np.fft.fftfreq(24) ** 2)
+    kernel = np.exp(-k2 * (2 * np.pi * 1.5) ** 2 / 2)  # correlated over a few pixels
+
+    def draws(n):
+        white = rng.standard_normal((n, 24, 24))
+        return np.fft.ifft2(np.fft.fft2(white) * kernel).real
+
+    levels = np.array([0.5, 0.68, 0.9])
+    tests, n = 300, 32
+    inside = {"calibrated": [], "too narrow": [], "binomial over pixels": []}
+    for _ in range(tests):
+        samples, truth = draws(n), draws(1)[0]
+        low, high, chance = dg.single_test_band(samples, levels)
+        _, cov = dg.coverage_per_test(samples, truth, levels, batched=False)
+        inside["calibrated"].append((cov[:, 0] >= low) & (cov[:, 0] <= high))
+        _, narrow = dg.coverage_per_test(0.7 * samples, truth, levels, batched=False)
+        inside["too narrow"].append((narrow[:, 0] >= low) & (narrow[:, 0] <= high))
+        p = dg.expected_coverage(levels, n)
+        half = 1.96 * np.sqrt(p * (1 - p) / truth.size)  # pixels taken as independent
+        inside["binomial over pixels"].append(np.abs(cov[:, 0] - p) <= half)
+    share = {name: np.mean(v, axis=0) for name, v in inside.items()}  # per level
+    assert chance == 31 / 33
+    tolerance = 3 * np.sqrt(chance * (1 - chance) / tests)  # 0.041
+    assert np.all(np.abs(share["calibrated"] - chance) <= tolerance), share
+    assert np.all(share["too narrow"] < 0.5), share  # the control: miscalibration leaves it
+    assert np.all(share["binomial over pixels"] < chance - 0.2), share

@@ -264,6 +264,11 @@ def test_results_carry_the_sky_grid_in_fits_and_as_ra_dec_coordinates(tmp_path, 
     np.testing.assert_array_equal(from_fits["samples"], from_h5["samples"])
     np.testing.assert_array_equal(from_fits["y"], from_h5["y"])
     assert from_fits["attrs"]["sampler"] == from_h5["attrs"]["sampler"]
+    # The per-pixel noise map travels with the result (reports and users need it).
+    with h5py.File(obs) as f:
+        noise = np.broadcast_to(f["noise_std"][()], f["y"].shape)
+    np.testing.assert_array_equal(from_h5["noise_std"], noise)
+    np.testing.assert_array_equal(from_fits["noise_std"], noise)
     ds = xr.open_dataset(tmp_path / "post.h5", engine="h5netcdf")
     np.testing.assert_allclose(ds["ra"].values, ra, atol=1e-10)
     assert ds["dec"].attrs["units"] == "deg"
