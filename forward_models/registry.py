@@ -78,6 +78,8 @@ class ForwardModelSpec:
         data_labels: names of the data channels, for figures (() : "data").
         field_label: what the field is, for colour bars ("" : "field value").
         shear_data: the data are shear (gamma1, gamma2), so E/B-mode diagnostics apply.
+        noise_parameters: parameters that set the noise in place of a 'noise_std' dataset (a
+            simulation given a noise map does not fill them in from their defaults).
     """
 
     build: Builder
@@ -87,6 +89,7 @@ class ForwardModelSpec:
     data_labels: tuple[str, ...] = ()
     field_label: str = ""
     shear_data: bool = False
+    noise_parameters: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -335,6 +338,7 @@ _SPECS: dict[str, ForwardModelSpec] = {
         data_labels=("gamma 1", "gamma 2"),
         field_label="convergence kappa",
         shear_data=True,
+        noise_parameters=("sigma_e", "n_gal_per_arcmin2"),
     ),
     "galaxy_counts": ForwardModelSpec(
         build_galaxy_counts,
@@ -398,9 +402,14 @@ def get_builder(name: str) -> Builder:
     return get_spec(name).build
 
 
-def simulation_defaults(name: str) -> dict[str, Any]:
-    """{attribute: default} of `name`'s parameters that have one, in table order."""
-    return {p.name: p.default for p in get_spec(name).parameters if p.default is not None}
+def simulation_defaults(name: str, noise_map: bool = False) -> dict[str, Any]:
+    """{attribute: default} of `name`'s parameters that have one, in table order; with a
+    `noise_map` (a 'noise_std' dataset), without the parameters that would replace it."""
+    spec = get_spec(name)
+    skip = spec.noise_parameters if noise_map else ()
+    return {
+        p.name: p.default for p in spec.parameters if p.default is not None and p.name not in skip
+    }
 
 
 def simulated_data_shape(

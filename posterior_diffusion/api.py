@@ -35,8 +35,10 @@ from posterior_diffusion.io import Observation, check_observation_path
 from posterior_diffusion.model_check_file import FileCheck
 from posterior_diffusion.priors import Prior
 from posterior_diffusion.reconstruction import ReconstructionInterrupted, ReconstructionRequest
+from posterior_diffusion.samplers.run import check_run_settings
 from posterior_diffusion.sky.binning import BinnedShear
 from posterior_diffusion.sky.catalog import DEFAULT_COLUMNS, ColumnMap
+from posterior_diffusion.survey import simulate_like, survey_for, truth_prior
 
 
 def observation_model(
@@ -206,6 +208,7 @@ def simulate_observation(
     noise_std: float | np.ndarray | None = None,
     seed: int = 0,
     command: str | None = None,
+    survey: str | os.PathLike | None = None,
     **arrays: np.ndarray,
 ) -> Observation:
     """Draw a field from the prior and simulate its observation; `.write(path)` saves it.
@@ -226,12 +229,25 @@ def simulate_observation(
             noise follows from sigma_e, n_gal_per_arcmin2 and pixel_scale_arcmin).
         seed: seeds the field, the noise and the mask.
         command: the command line, recorded as provenance.
+        survey: an observation file (e.g. from `bin_catalog`) to imitate: its grid, mask,
+            per-pixel noise, forward-model parameters and WCS. The truth is drawn on a periodic
+            domain twice the patch's side and cut back, as a real patch is cut from the sky
+            (`posterior_diffusion.survey`). Then shape, attrs, mask and noise_std must not be
+            given, and mask_fraction and mask_border are not used.
         **arrays: further datasets for the forward model (psf, n_gal_per_arcmin2).
 
     Returns:
         A checked Observation with y, truth, mask, noise_std and attributes (forward_model, its
         parameters, provenance).
     """
+    if survey is not None:
+        check_run_settings(seed=seed)
+        fixed = {"shape": None if tuple(shape) == DEFAULT_FIELD_SHAPE else shape,
+                 "attrs": attrs or None, "mask": mask, "noise_std": noise_std,
+                 "arrays": arrays or None}  # fmt: skip
+        like = survey_for(survey, forward_model, fixed)
+        truths = truth_prior(like, prior, power_spectrum)
+        return simulate_like(like, truths, seed=seed, command=command)
     return observing.simulate_observation(
         forward_model,
         shape=shape,
@@ -263,7 +279,7 @@ def simulate_observation_to_file(
         The Observation written.
     """
     check_observation_path(output)
-    obs = observing.simulate_observation(forward_model, **options)
+    obs = simulate_observation(forward_model, **options)
     obs.write(output)
     return obs
 
@@ -486,6 +502,7 @@ def calibrate(
     mask_fraction: float | None = 0.0,
     mask_border: int | None = 0,
     noise_std: float | None = None,
+    survey: str | os.PathLike | None = None,
     sampler: str | None = None,
     num_samples: int = 64,
     steps: int | None = None,
@@ -521,6 +538,12 @@ def calibrate(
             model's default (registry `default_mask`).
         mask_border: unobserved frame [pixels]; None: the forward model's default.
         noise_std: noise standard deviation [data units].
+        survey: an observation file (e.g. from `bin_catalog`) whose grid, mask, per-pixel noise,
+            forward-model parameters and WCS every test imitates, as `simulate_observation`'s
+            `survey` does: truths are cut from a periodic domain twice the patch's side (prior
+            draws, or `simulations` maps of at least the patch's size), and the reconstruction
+            pads the patch as `reconstruct` pads the survey's own data. Excludes shape, attrs,
+            mask and noise_std.
         sampler: a sampler name; None: as in `reconstruct`.
         num_samples: posterior samples per test (>= 2).
         steps: sampler steps; None: the sampler's default.
@@ -551,6 +574,7 @@ def calibrate(
         mask_fraction=None if mask_fraction is None else float(mask_fraction),
         mask_border=None if mask_border is None else int(mask_border),
         noise_std=noise_std,
+        survey=None if survey is None else Path(survey),
         sampler=sampler,
         num_samples=int(num_samples),
         steps=steps,

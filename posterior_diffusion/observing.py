@@ -88,10 +88,13 @@ def pixel_scale(attrs: Mapping[str, Any]) -> float | None:
         return None
 
 
-def simulation_params(forward_model: str, attrs: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The registry's defaults for `forward_model`, overridden by `attrs`."""
+def simulation_params(
+    forward_model: str, attrs: Mapping[str, Any] | None, noise_map: bool = False
+) -> dict[str, Any]:
+    """The registry's defaults for `forward_model`, overridden by `attrs`; with a `noise_map`
+    (noise_std given), the defaults that would replace it are left out: the map is the noise."""
     try:
-        defaults = simulation_defaults(forward_model)
+        defaults = simulation_defaults(forward_model, noise_map)
     except ForwardModelError as err:
         raise ForwardModelError(f"simulation: {err}") from None
     return {**defaults, **dict(attrs or {})}
@@ -144,7 +147,7 @@ def simulate_observation(
     if len(dims) not in (2, 3) or min(dims) < 1:
         raise ValueError(f"field shape must be (H, W) or (C, H, W) of positive sizes, got {dims}")
     field_shape = dims if len(dims) == 3 else (1, *dims)
-    params = simulation_params(forward_model, attrs)
+    params = simulation_params(forward_model, attrs, noise_map=noise_std is not None)
     data_shape = simulated_data_shape(forward_model, params, field_shape)
     if mask is None:
         mask = simulation_mask(forward_model, params, field_shape, mask_fraction, mask_border, seed)
@@ -192,7 +195,7 @@ def observe_field(
     if field.ndim != 3 or min(field.shape) < 1:
         raise ValueError(f"a field must be (H, W) or (C, H, W), got shape {np.shape(truth)}")
     field_shape = tuple(field.shape)
-    params = simulation_params(forward_model, attrs)
+    params = simulation_params(forward_model, attrs, noise_map=noise_std is not None)
     data_shape = simulated_data_shape(forward_model, params, field_shape)
     inputs = _simulation_inputs(arrays, mask, noise_std)
     draft = Observation(

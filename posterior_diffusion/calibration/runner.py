@@ -33,6 +33,14 @@ from posterior_diffusion.provenance import file_sha256, provenance
 from posterior_diffusion.reconstruction import ReconstructionRequest, draw_members, prepare
 from posterior_diffusion.samplers import SAMPLERS
 from posterior_diffusion.samplers.run import check_run_settings, choose_sampler
+from posterior_diffusion.survey import (
+    Survey,
+    noise_seed,
+    observe_like,
+    simulate_like,
+    survey_for,
+    truth_prior,
+)
 
 from . import held_out
 from .settings import (
@@ -85,7 +93,22 @@ class _Plan:
             raise ValueError(f"{out}: parent directory '{out.parent}' does not exist")
 
         self.simulations = None if r.simulations is None else SimulationsFile(r.simulations)
-        if self.simulations is not None:
+        self.survey = None if r.survey is None else _survey(r)
+        if self.survey is not None:
+            h, w = self.survey.spatial_shape
+            if self.simulations is not None:
+                num, sim_h, sim_w = self.simulations.shape
+                if sim_h < h or sim_w < w:
+                    raise ValueError(
+                        f"{r.simulations}: maps are {sim_h} x {sim_w}, smaller than the survey's "
+                        f"{h} x {w} patch ({r.survey})"
+                    )
+                if num < r.num_tests:
+                    raise ValueError(
+                        f"{r.simulations}: dataset 'fields' holds {num} maps, fewer than the "
+                        f"{r.num_tests} tests asked for"
+                    )
+        elif self.simulations is not None:
             num, h, w = self.simulations.shape
             if r.shape is not None and tuple(r.shape) != (h, w):
                 raise ValueError(
@@ -102,8 +125,15 @@ class _Plan:
         if min(h, w) < 2:
             raise ValueError(f"field shape must be at least 2 x 2 pixels, got {h} x {w}")
         self.field_shape = (1, int(h), int(w))
-        self.params = simulation_params(r.forward_model, r.attrs)
+        attrs = r.attrs if self.survey is None else self.survey.simulation_attrs()
+        noise_map = r.noise_std is not None or (
+            self.survey is not None and self.survey.observation.noise_std is not None
+        )
+        self.params = simulation_params(r.forward_model, attrs, noise_map)
         self.prior = self._prior()
+        self.truth_prior = (
+            None if self.survey is None else truth_prior(self.survey, r.prior, r.power_spectrum)
+        )
         self.mask = self._mask()
         self.first = self.observation(0)  # validates every forward-model input
         self.model = observation_model(self.first, None)
@@ -123,6 +153,8 @@ class _Plan:
 
     def _mask(self) -> np.ndarray | None:
         r = self.request
+        if self.survey is not None:
+            return self.survey.observation.mask
         if r.mask is not None:
             return np.asarray(r.mask, dtype=np.float64)
         # Drawn once with the run's seed, as `simulate-obs --seed S` draws it: every test shares
@@ -135,6 +167,12 @@ class _Plan:
         """Test `index`'s observation, truth included; reproducible from (seed, index) alone."""
         r = self.request
         seed = observation_seed(r.seed, index)
+        if self.survey is not None:
+            if self.simulations is None:
+                return simulate_like(self.survey, self.truth_prior, seed=seed, command=r.command)
+            return observe_like(
+                self.survey, self.simulations.field(index), noise_seed(seed), command=r.command
+            )
         if self.simulations is None:
             return simulate_observation(
                 r.forward_model,
@@ -180,6 +218,7 @@ class _Plan:
             "forward_model_attrs": self.params,
             "mask_sha256": array_sha256(self.mask),
             "noise_std": r.noise_std,
+            "survey_sha256": None if self.survey is None else self.survey.sha256,
             "sampler": self.sampler,
             "steps": self.steps,
             "num_samples": r.num_samples,
@@ -210,7 +249,16 @@ class _Plan:
         )
         if self.simulations is not None:
             record["simulations_sha256"] = self.settings["truths"]["simulations_sha256"]
+        if self.survey is not None:
+            record.update(self.survey.provenance(), truth_domain=list(self.survey.domain_shape))
         return record
+
+
+def _survey(r: CalibrationRequest) -> Survey:
+    """The request's survey, refusing settings that the survey itself fixes."""
+    fixed = {"shape": r.shape, "mask": r.mask, "noise_std": r.noise_std,
+             "forward-model parameters": r.attrs or None}  # fmt: skip
+    return survey_for(r.survey, r.forward_model, fixed)
 
 
 def _run_test(plan: _Plan, index: int, edges: np.ndarray | None):
@@ -236,12 +284,14 @@ def _run_test(plan: _Plan, index: int, edges: np.ndarray | None):
     draws = draw_members(ensemble)
     samples = draws.samples.reshape(r.num_samples, *plan.field_shape)
     truth = np.asarray(obs.truth, dtype=np.float64)
+    # A padded run's model works on the padded grid; the diagnostics need the patch's.
+    model = ensemble.model if ensemble.padded is None else observation_model(obs, None)
     arrays = held_out.diagnose(
         samples,
         truth,
         obs.y,
         obs.mask,
-        ensemble.model,
+        model,
         plan.prior,
         plan.reference(index),
         held_out.pdf_edges(truth, samples) if edges is None else edges,

@@ -41,6 +41,7 @@ class CalibrationRequest:
     mask_fraction: float | None = 0.0  # None: the forward model's default
     mask_border: int | None = 0  # [pixels]; None: the forward model's default
     noise_std: float | None = None  # [data units]
+    survey: Path | None = None  # an observation file whose grid, mask and noise map are imitated
     sampler: str | None = None
     num_samples: int = 64
     steps: int | None = None

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from posterior_diffusion import api
+from posterior_diffusion.defaults import DEFAULT_FIELD_SHAPE
 from posterior_diffusion.io.atomic import check_output_target
 
 from .errors import EXIT_INTERRUPTED, EXIT_OK, UsageError, say
@@ -76,24 +77,48 @@ def _check_output(args: argparse.Namespace, output, directory: bool, *inputs) ->
         check_output_target(output, directory, args.overwrite, inputs)
 
 
+def _check_survey_flags(args: argparse.Namespace) -> None:
+    """--survey fixes the mask (and the rest, which the API checks): no mask flags beside it."""
+    if args.survey is None:
+        return
+    given = [flag for flag, value in (("--mask-fraction", args.mask_fraction),
+             ("--mask-border", args.mask_border), ("--mask", args.mask)) if value is not None]  # fmt: skip
+    if getattr(args, "channels", 1) != 1:
+        given.append("--channels")
+    if args.shape is not None and tuple(args.shape) != tuple(DEFAULT_FIELD_SHAPE):
+        given.append("--shape")  # simulate-obs's default shape is not a choice
+    if given:
+        raise UsageError(
+            f"--survey fixes the grid, mask and noise; do not also give {', '.join(given)}"
+        )
+
+
 def simulate_obs(args: argparse.Namespace, command: str) -> int:
     if args.mask and args.mask_border is not None:
         raise UsageError("--mask-border cannot be combined with --mask (put the border in FILE)")
-    _check_output(args, args.output, False, args.mask, args.power_spectrum, args.prior)
-    api.simulate_observation_to_file(
-        args.output,
-        args.forward_model,
-        shape=(args.channels, *args.shape),
-        attrs=forward_model_attrs(args),
-        prior=args.prior,
-        power_spectrum=args.power_spectrum,
-        mask=_read_mask(args.mask) if args.mask else None,
-        mask_fraction=args.mask_fraction,  # None: the forward model's default
-        mask_border=args.mask_border,
-        noise_std=args.noise_std,
-        seed=args.seed,
-        command=command,
-    )
+    _check_survey_flags(args)
+    _check_output(args, args.output, False, args.mask, args.power_spectrum, args.prior, args.survey)
+    if args.survey:
+        api.simulate_observation_to_file(
+            args.output, args.forward_model, survey=args.survey, attrs=forward_model_attrs(args),
+            noise_std=args.noise_std, prior=args.prior, power_spectrum=args.power_spectrum,
+            seed=args.seed, command=command,
+        )  # fmt: skip
+    else:
+        api.simulate_observation_to_file(
+            args.output,
+            args.forward_model,
+            shape=(args.channels, *args.shape),
+            attrs=forward_model_attrs(args),
+            prior=args.prior,
+            power_spectrum=args.power_spectrum,
+            mask=_read_mask(args.mask) if args.mask else None,
+            mask_fraction=args.mask_fraction,  # None: the forward model's default
+            mask_border=args.mask_border,
+            noise_std=args.noise_std,
+            seed=args.seed,
+            command=command,
+        )
     print(f"wrote a simulated '{args.forward_model}' observation to {args.output}")
     return EXIT_OK
 
@@ -200,6 +225,7 @@ def _print_model_check(check: api.FileCheck) -> None:
 def calibrate(args: argparse.Namespace, command: str) -> int:
     if args.mask and args.mask_border is not None:
         raise UsageError("--mask-border cannot be combined with --mask (put the border in FILE)")
+    _check_survey_flags(args)
     try:
         summary = api.calibrate(
             args.output,
@@ -214,6 +240,7 @@ def calibrate(args: argparse.Namespace, command: str) -> int:
             mask_fraction=args.mask_fraction,  # None: the forward model's default
             mask_border=args.mask_border,
             noise_std=args.noise_std,
+            survey=args.survey,
             sampler=args.sampler,
             num_samples=args.num_samples,
             steps=args.steps,

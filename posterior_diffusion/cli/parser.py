@@ -342,8 +342,19 @@ def _add_simulate_obs(sub) -> None:
     )
     _add_mask_flags(sim)
     _add_forward_model_flags(sim)
+    _add_survey_flag(sim)
     _add_seed_flag(sim)
     _add_overwrite_flag(sim)
+
+
+def _add_survey_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--survey",
+        metavar="OBS",
+        help="imitate this observation file (e.g. from bin-catalog): its grid, mask, per-pixel "
+        "noise, forward-model parameters and WCS; truths are cut from a periodic domain twice "
+        "its size (replaces --shape, --mask*, --noise-std and the forward-model flags)",
+    )
 
 
 def _add_bin_catalog(sub) -> None:
@@ -537,6 +548,7 @@ def _add_calibrate(sub) -> None:
     )
     _add_mask_flags(cal, shared_by="all tests")
     _add_forward_model_flags(cal)
+    _add_survey_flag(cal)
     _add_device_flag(cal)
     cal.add_argument("--batch-size", type=int, metavar="B", help="members sampled at once")
     cal.add_argument(

@@ -67,6 +67,7 @@ def show_image(
         ax.coords[1].set_axislabel("Dec [deg]")
         for coord in ax.coords:
             coord.set_major_formatter("d.dd")
+            coord.set_ticks(number=3)  # a few labels that do not run into each other
     elif pixel_scale_arcmin:
         extent = (0.0, width * pixel_scale_arcmin, 0.0, height * pixel_scale_arcmin)
         unit = "[arcmin]"
