@@ -11,8 +11,6 @@ from astropy.table import Table
 
 from forward_models.lensing import Shear
 from posterior_diffusion import api
-from posterior_diffusion.cli import main
-from posterior_diffusion.io import read_observation
 from posterior_diffusion.sky.catalog import ColumnMap
 from posterior_diffusion.sky.grid import SkyGrid
 from posterior_diffusion.survey import read_survey, simulate_like, truth_prior
@@ -75,3 +73,32 @@ def test_a_simulation_keeps_the_surveys_grid_mask_noise_and_draws_its_truth_from
     periodic = Shear(SHAPE).A(torch.from_numpy(sim.truth)).numpy()[:, observed]
     sky_shear = signal[:, observed]
     assert np.sqrt(np.mean((periodic - sky_shear) ** 2)) > 0.2 * sky_shear.std()
+
+
+def test_simulate_obs_and_calibrate_take_a_survey_and_refuse_what_it_fixes(survey_file, tmp_path):
+    import json
+
+    from posterior_diffusion.cli import main
+    from posterior_diffusion.io import read_observation
+
+    sim = tmp_path / "sim.h5"
+    code = main(["simulate-obs", str(sim), "--forward-model", "lensing", "--survey",
+                 str(survey_file), "--prior", "gaussian", "--seed", "4"])  # fmt: skip
+    assert code == 0
+    obs = read_observation(sim)
+    assert obs.attrs["truth_domain"] == [32, 48] and obs.noise_std.shape == SHAPE
+    for extra in (["--noise-std", "0.1"], ["--mask-fraction", "0.1"], ["--shape", "8", "8"]):
+        code = main(["simulate-obs", str(tmp_path / "no.h5"), "--forward-model", "lensing",
+                     "--survey", str(survey_file), *extra])  # fmt: skip
+        assert code == 2 and not (tmp_path / "no.h5").exists(), extra
+    code = main(["simulate-obs", str(tmp_path / "no.h5"), "--forward-model", "noise",
+                 "--survey", str(survey_file)])  # fmt: skip
+    assert code == 2
+    out = tmp_path / "cal"
+    code = main(["calibrate", "--forward-model", "lensing", "--survey", str(survey_file),
+                 "--prior", "gaussian", "--from-prior", "--num-tests", "2", "--num-samples", "4",
+                 "--steps", "8", "--no-progress", "-o", str(out)])  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["provenance"]["survey_sha256"] == read_survey(survey_file).sha256
+    assert summary["provenance"]["truth_domain"] == [32, 48]
