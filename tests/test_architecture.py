@@ -26,7 +26,7 @@ FLOORS = [
     ["posterior_diffusion.reconstruction", "posterior_diffusion.observing",
      "posterior_diffusion.simulated_fields", "posterior_diffusion.model_check_file",
      "posterior_diffusion.catalog_observation", "posterior_diffusion.padding",
-     "posterior_diffusion.peak_catalog"],
+     "posterior_diffusion.peak_catalog", "posterior_diffusion.survey"],
     ["posterior_diffusion.calibration", "posterior_diffusion.reporting"],
     ["posterior_diffusion.api", "posterior_diffusion"],
     ["posterior_diffusion.cli"],
