@@ -64,7 +64,9 @@ def panels(
     names = data_labels(forward_model, len(y))
     for c in range(min(len(y), 2)):
         label = f"observation ({names[c]})" if len(y) > 1 else "observation"
-        specs.append((y[c], label, "data value", None, None, None, hidden, False))
+        seen = y[c] if hidden is None or np.shape(hidden) != y[c].shape else y[c][~hidden]
+        data_low, data_high = field_limits(seen)  # a few wild pixels must not set the range
+        specs.append((y[c], label, "data value", None, data_low, data_high, hidden, False))
     if maps.get("noise_std") is not None:
         noise = _first_channel(maps["noise_std"])
         specs.append((noise, "noise std of the data", "data value", STD_CMAP, 0.0,

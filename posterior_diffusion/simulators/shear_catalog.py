@@ -5,8 +5,10 @@ with an irregular edge, rectangular holes (lost fields, chip gaps) and circular 
 Each carries the reduced shear g = gamma / (1 - kappa) of its pixel, computed on the whole
 periodic sky the patch is cut from, lensing a random intrinsic ellipticity exactly,
 e = (e_s + g) / (1 + g* e_s) (complex, |g| < 1; Seitz & Schneider 1997), plus a measurement noise
-that differs from galaxy to galaxy and an inverse-variance weight. Positions go to RA/Dec through
-the grid's WCS, so `bin-catalog` reads the table as it reads a survey's.
+that differs from galaxy to galaxy and an inverse-variance weight. Where kappa >= 1 or |g| >= 1
+(strong-lensing cores of the lognormal tail) no galaxy is kept, as no shape is measured there.
+Positions go to RA/Dec through the grid's WCS, so `bin-catalog` reads the table as it reads a
+survey's.
 """
 
 from __future__ import annotations
@@ -93,19 +95,19 @@ def mock_shear_catalog(
     height, width = grid.shape
     if sky.ndim != 2 or sky.shape[0] < height or sky.shape[1] < width:
         raise ValueError(f"sky map of shape {sky.shape} cannot hold the {height} x {width} grid")
-    if np.any(sky >= 1):
-        raise ValueError("convergence >= 1 on the sky map: reduced shear is undefined there")
     rng = np.random.default_rng(seed)
     gamma = Shear(sky.shape).A(torch.from_numpy(sky)[None]).numpy()[:, :height, :width]
     kappa = sky[:height, :width]
-    g = (gamma[0] + 1j * gamma[1]) / (1 - kappa)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = (gamma[0] + 1j * gamma[1]) / (1 - kappa)
+    weak = (kappa < 1) & (np.abs(g) < 1)  # strong-lensing cores: no shape is measured there
     area = height * width * grid.pixel_scale_arcmin**2
     drawn = rng.poisson(n_gal_per_arcmin2 * area)
     x = rng.uniform(-0.5, width - 0.5, drawn)
     y = rng.uniform(-0.5, height - 0.5, drawn)
-    keep = footprint.contains(x, y)
-    x, y = x[keep], y[keep]
     column, row = np.rint(x).astype(int), np.rint(y).astype(int)
+    keep = footprint.contains(x, y) & weak[row, column]
+    x, y, column, row = x[keep], y[keep], column[keep], row[keep]
     g_here = g[row, column]
     intrinsic = _intrinsic_ellipticities(rng, x.size, sigma_e)
     lensed = (intrinsic + g_here) / (1 + np.conj(g_here) * intrinsic)
