@@ -36,6 +36,13 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=200, help="reverse-SDE steps")
     parser.add_argument("--seed", type=int, default=99, help="a seed unused in training")
     parser.add_argument("--bins", type=int, default=12, help="k bins of the P(k) table")
+    parser.add_argument(
+        "--log-shift",
+        type=float,
+        metavar="S",
+        help="the prior was trained on u = log(1 + x / S) (a Gaussianised shifted-lognormal "
+        "field); its draws are mapped back, x = S (exp(u) - 1), before the comparison",
+    )
     parser.add_argument("--json", help="also write the numbers here")
     return parser.parse_args()
 
@@ -100,6 +107,8 @@ def main() -> None:
         )
     seconds = time.perf_counter() - start
     drawn = drawn[:, 0].numpy()
+    if args.log_shift:
+        drawn = args.log_shift * np.expm1(drawn)
     k, p_sim, _ = power_spectrum(sims, num_bins=args.bins)
     _, p_prior, _ = power_spectrum(drawn, num_bins=args.bins)
     p_sim_mean, p_prior_mean = p_sim.mean(0), p_prior.mean(0)

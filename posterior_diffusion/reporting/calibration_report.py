@@ -12,6 +12,7 @@ from posterior_diffusion.calibration.aggregate import aggregate
 from posterior_diffusion.calibration.held_out import LEVELS
 from posterior_diffusion.calibration.runner import CalibrationRun
 from posterior_diffusion.io.attrs import to_json
+from posterior_diffusion.io.fits_result import sky_header
 from posterior_diffusion.observing import pixel_scale
 
 from . import figures
@@ -33,7 +34,11 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def _figures(
-    results: dict[str, Any], first: dict[str, np.ndarray], model: str, sky_pixel: float | None
+    results: dict[str, Any],
+    first: dict[str, np.ndarray],
+    model: str,
+    sky_pixel: float | None,
+    sky=None,
 ) -> list:
     k, n = results["num_tests"], results["num_samples"]
     cov = results["coverage"]
@@ -45,7 +50,7 @@ def _figures(
             "posterior samples, the residual truth - mean and the z-score map. Samples should "
             "look like the truth (same texture and amplitude); z should look like white noise "
             "of unit variance, without structure that follows the mask or the field.",
-            lambda: figures.panels(first, model, "First test"),
+            lambda: figures.panels(first, model, "First test", sky_pixel, sky),
         ),
         FigureSpec(
             "coverage",
@@ -65,7 +70,7 @@ def _figures(
             "binomial range given there; "
             "regions that are consistently low (e.g. inside mask holes, white contours) are "
             "where the error bars are too small.",
-            lambda: figures.coverage_maps(cov, first.get("mask"), k, n),
+            lambda: figures.coverage_maps(cov, first.get("mask"), k, n, sky, sky_pixel),
         ),
         FigureSpec(
             "tarp",
@@ -436,7 +441,16 @@ def write_calibration_report(run: CalibrationRun, keep_tests: bool = True) -> di
     write_report(
         run.request.output_dir,
         title,
-        _figures(results, run.tests[0], model, _sky_pixel(model, run.settings)),
+        _figures(
+            results,
+            run.tests[0],
+            model,
+            _sky_pixel(model, run.settings),
+            sky_header(
+                run.settings.get("forward_model_attrs") or {},
+                tuple(run.settings["field_shape"][-2:]),
+            ),
+        ),
         summary,
         _tables(results, run.meta),
         _highlights(results, run.provenance),

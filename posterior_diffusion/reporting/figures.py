@@ -152,14 +152,21 @@ def coverage_curve(cov: dict[str, Any], num_samples: int, num_tests: int) -> Fig
 
 
 def coverage_maps(
-    cov: dict[str, Any], mask: np.ndarray | None, num_tests: int, num_samples: int
+    cov: dict[str, Any],
+    mask: np.ndarray | None,
+    num_tests: int,
+    num_samples: int,
+    sky: Header | None = None,
+    pixel_scale_arcmin: float | None = None,
 ) -> Figure:
-    """Per-pixel fraction of tests whose truth lies in the central interval, at two levels."""
+    """Per-pixel fraction of tests whose truth lies in the central interval, at two levels; on
+    RA/Dec axes with a sky WCS header, else arcmin or pixels."""
     levels = list(np.asarray(cov["map_levels"]))
     chosen = [i for i, a in enumerate(levels) if round(a, 2) in (0.68, 0.95)] or [0]
     fig = new_figure(4.4 * len(chosen), 4.0)
-    axes = np.atleast_1d(fig.subplots(1, len(chosen)))
-    for ax, i in zip(axes, chosen, strict=True):
+    projection = None if sky is None else WCS(sky)
+    for j, i in enumerate(chosen):
+        ax = fig.add_subplot(1, len(chosen), j + 1, projection=projection)
         level = levels[i]
         fraction = _first_channel(cov["map_fraction"][i])
         calibrated = level * (num_samples - 1) / (num_samples + 1)
@@ -168,9 +175,8 @@ def coverage_maps(
             f"{level:.0%} intervals (calibrated: {calibrated:.2f} at N = {num_samples})\n"
             f"95% of pixels expected in [{low / num_tests:.2f}, {high / num_tests:.2f}]"
         )
-        show_image(fig, ax, fraction, title, "fraction of tests covered", vmin=0.0, vmax=1.0)
-        if mask is not None and np.shape(mask) == fraction.shape and not np.all(mask == 1):
-            ax.contour(np.asarray(mask), levels=[0.5], colors="white", linewidths=0.8)
+        show_image(fig, ax, fraction, title, "fraction of tests covered", vmin=0.0, vmax=1.0,
+                   pixel_scale_arcmin=pixel_scale_arcmin, footprint=mask)  # fmt: skip
     return fig
 
 
