@@ -11,7 +11,6 @@ data, mask, noise and truth are cut back to the patch. The result carries the su
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ from posterior_diffusion.observing import observe_field, pixel_scale
 from posterior_diffusion.padding import pad_observation
 from posterior_diffusion.priors import Prior
 from posterior_diffusion.priors.resolve import resolve_prior
+from posterior_diffusion.provenance import file_sha256
 from posterior_diffusion.rng import member_seed
 
 EMBEDDING = 2  # the truth's periodic domain, in patch sides
@@ -99,8 +99,7 @@ def read_survey(path: str | os.PathLike) -> Survey:
         raise ObservationError(
             obs.source, "has no 'forward_model' attribute; a survey must say what it observes"
         )
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return Survey(obs, digest)
+    return Survey(obs, file_sha256(path))
 
 
 def observe_like(
@@ -133,6 +132,10 @@ def observe_like(
         prior_identity=prior_identity,
         **embedded.arrays,
     )
+    if whole.y.shape[-2:] != field.shape[-2:]:
+        raise ValueError(
+            f"--survey needs data on the field's grid; '{survey.forward_model}' changes it"
+        )
 
     def corner(array: np.ndarray | None) -> np.ndarray | None:
         if array is None or np.shape(array)[-2:] != field.shape[-2:]:
