@@ -37,6 +37,13 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=99, help="a seed unused in training")
     parser.add_argument("--bins", type=int, default=12, help="k bins of the P(k) table")
     parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="draw maps of this size (default: the training size), against simulations of it",
+    )
+    parser.add_argument(
         "--log-shift",
         type=float,
         metavar="S",
@@ -94,6 +101,8 @@ def main() -> None:
     args = parse()
     prior = NetworkPrior.from_file(args.prior)
     c, h, w = prior.trained_shape
+    if args.shape:
+        h, w = args.shape
     sims, _ = simulate_fields(args.kind, (h, w), args.num, args.seed)
     start = time.perf_counter()
     with torch.no_grad():
@@ -125,7 +134,7 @@ def main() -> None:
     peak_z = (peaks_prior.mean(0) - peaks_sim.mean(0)) / np.where(peak_err > 0, peak_err, np.inf)
     checks = bar(ratio, rel_err, stats, peak_z)
     print(
-        f"\n{args.num} maps each; prior {args.prior}; {args.steps} SDE steps, "
+        f"\n{args.num} maps of {h} x {w} each; prior {args.prior}; {args.steps} SDE steps, "
         f"{seconds / args.num:.2f} s per map\n"
     )
     print("| k [cycles/pixel] | P_prior / P_sim | error |")
