@@ -29,7 +29,13 @@ from posterior_diffusion.io import (
     write_dataset,
 )
 from posterior_diffusion.io.atomic import check_output_target
-from posterior_diffusion.io.journal import JournalError, SampleJournal, journal_path, remove_journal
+from posterior_diffusion.io.journal import (
+    JournalError,
+    SampleJournal,
+    holds_ensemble_state,
+    journal_path,
+    remove_journal,
+)
 from posterior_diffusion.observing import observation_model, pixel_scale
 from posterior_diffusion.padding import (
     correlation_length,
@@ -167,8 +173,10 @@ class Ensemble:
         members: list[int],
         on_batch: Callable[[list[int], torch.Tensor], None] | None = None,
         ranks: Ranks | None = None,
+        state_store: SampleJournal | None = None,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Samples of `members` and the sampler's info; `on_batch` gets each finished batch."""
+        """Samples of `members` and the sampler's info; `on_batch` gets each finished batch;
+        an ensemble-level sampler keeps its state between levels in `state_store`."""
         r = self.request
         observed = self.observation if self.padded is None else self.padded
         _, h, w = self.field_shape
@@ -191,6 +199,7 @@ class Ensemble:
             on_batch=on_batch,
             options=self.options,
             memory_share=1.0 / ranks.local_world_size if ranks else 1.0,
+            ensemble_state=state_store,
         )
         return (samples if crop is None else crop(samples)), info
 
@@ -392,7 +401,7 @@ def reconstruct(request: ReconstructionRequest) -> xr.Dataset | None:
     except Exception:
         # A run refused or failed before it saved any member leaves nothing to resume: its
         # journal would only make the next, corrected command ask for --resume.
-        if not resumed and journal.count() == 0:
+        if not resumed and not journal.holds_work():
             remove_journal(request.journal_for)
         raise
     finally:
@@ -419,10 +428,10 @@ def reconstruct_to_file(request: ReconstructionRequest) -> xr.Dataset | None:
         ds = reconstruct(request)
     except ReconstructionInterrupted as stop:
         if stop.journal is None:  # else a sharded run: its members stay in the journal
-            if stop.dataset is None:
-                remove_journal(output)  # it holds no member: nothing to resume
-            else:
+            if stop.dataset is not None:
                 write_dataset(stop.dataset, output)
+            elif not holds_ensemble_state(output):
+                remove_journal(output)  # it holds nothing to resume
         raise
     if ds is not None:  # rank 0 writes for a sharded run
         write_dataset(ds, output)
@@ -441,7 +450,7 @@ def draw_members(ensemble: Ensemble, journal: SampleJournal | None = None) -> Dr
     earlier = {} if journal is None else journal.completed(n, ensemble.field_shape)
     todo = [i for i in range(n) if i not in earlier]
     try:
-        samples, info = ensemble.draw(todo, _saver(journal, n))
+        samples, info = ensemble.draw(todo, _saver(journal, n), state_store=journal)
     except SamplingInterrupted as stop:
         draws = Draws(
             _member_order(earlier, todo, stop.samples), stop.info, len(earlier), interrupted=True

@@ -45,6 +45,17 @@ class EnsembleRNG:
     def __len__(self) -> int:
         return len(self.members)
 
+    def get_state(self) -> list:
+        """Every member's generator state (to continue the streams after a restart)."""
+        return [generator.get_state() for generator in self._generators]
+
+    def set_state(self, states: list) -> None:
+        """Continue every member's stream from `get_state`'s result."""
+        if len(states) != len(self._generators):
+            raise ValueError(f"{len(states)} generator states for {len(self._generators)} members")
+        for generator, state in zip(self._generators, states, strict=True):
+            generator.set_state(state)
+
     def randn(self, shape: Sequence[int], dtype: torch.dtype = torch.float64) -> Tensor:
         out = torch.empty((len(self.members), *shape), dtype=dtype, device=self.device)
         for draw, generator in zip(out, self._generators, strict=True):

@@ -62,6 +62,11 @@ def _interrupted(stop: api.ReconstructionInterrupted, output: str) -> str:
             f"interrupted; {stop.completed} of {stop.requested} samples are saved in "
             f"{stop.journal}; add --resume to the same command to finish the run"
         )
+    if stop.dataset is None and api.holds_ensemble_state(output):
+        return (
+            f"interrupted; the sampler's state after its last finished level is saved beside "
+            f"{output}; add --resume to the same command to continue from there"
+        )
     if stop.dataset is None:
         return "interrupted before any sample was completed; nothing written"
     return (

@@ -4,7 +4,9 @@ The journal is a directory beside the output, `.NAME.resume/`: `run.json` (the s
 determine every member's draw, written once and atomically) and `samples.zarr`, one zarr chunk per
 member, NaN until that member is written. A member counts as done only if its chunk reads back
 finite, so a chunk cut short by a kill is simply drawn again. Members have their own random
-streams, so a resumed ensemble equals an uninterrupted one with the same seed.
+streams, so a resumed ensemble equals an uninterrupted one with the same seed. An ensemble-level
+sampler (smc) keeps its whole state after each level in `ensemble_state.pt` (tensors and numbers
+only, read back with weights_only=True), so a resumed run continues from its last level.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ from posterior_diffusion.io.atomic import atomic_path, remove_path
 
 class JournalError(ValueError):
     """A journal that cannot be used for this run; str() is one line naming it and why."""
+
+
+ENSEMBLE_STATE = "ensemble_state.pt"
+
+
+def holds_ensemble_state(output: str | os.PathLike) -> bool:
+    """Whether the journal of `output` keeps an ensemble-level sampler's state."""
+    return (journal_path(output) / ENSEMBLE_STATE).is_file()
 
 
 def journal_path(output: str | os.PathLike) -> Path:
@@ -151,6 +161,32 @@ class SampleJournal:
         with atomic_path(file) as tmp:
             tmp.write_text(json.dumps({"batch_size": int(batch_size)}))
         return earlier if earlier is not None and earlier != int(batch_size) else None
+
+    def save_ensemble_state(self, state: dict[str, Any]) -> None:
+        """Keep an ensemble-level sampler's state (replacing the previous level's), atomically."""
+        import torch
+
+        with atomic_path(self.path / ENSEMBLE_STATE) as tmp:
+            torch.save(state, tmp)
+
+    def load_ensemble_state(self) -> dict[str, Any] | None:
+        """The state `save_ensemble_state` kept, or None. Data only: weights_only=True."""
+        import torch
+
+        file = self.path / ENSEMBLE_STATE
+        if not file.is_file():
+            return None
+        try:
+            return torch.load(file, weights_only=True, map_location="cpu")
+        except Exception as err:  # a file cut short by a kill, or not ours
+            raise JournalError(
+                f"{file}: cannot read the saved sampler state ({type(err).__name__}); delete it "
+                "to start the sampler again"
+            ) from None
+
+    def holds_work(self) -> bool:
+        """Whether a resumed run would start from something: members or a sampler's state."""
+        return self.count() > 0 or (self.path / ENSEMBLE_STATE).is_file()
 
     def _write_settings(self) -> None:
         with atomic_path(self.path / "run.json") as tmp:

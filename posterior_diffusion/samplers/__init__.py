@@ -74,6 +74,9 @@ class SamplerSpec:
     # output's provenance); it may draw only from streams of `seed`, never of members.
     prepare: Callable | None = None
     prepared: tuple[str, ...] = ()  # the keyword arguments `prepare` supplies (not user options)
+    # An ensemble-level sampler that takes checkpoint= and resume= (its whole state after each
+    # level), so that a killed run continues where it stopped.
+    checkpoints: bool = False
 
     def check_options(self, options: dict) -> None:
         """Refuse options the sampler function does not take, naming those it does."""
@@ -128,6 +131,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
             "prior_steps_per_decade",
             "max_levels",
         ),
+        checkpoints=True,
         needs_linear_gaussian=True,
         ensemble=True,
     ),

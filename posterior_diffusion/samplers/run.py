@@ -8,7 +8,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -159,6 +159,7 @@ def sample_posterior(
     members: Sequence[int] | None = None,
     on_batch: Callable[[list[int], Tensor], None] | None = None,
     memory_share: float = 1.0,
+    ensemble_state: EnsembleStateStore | None = None,
 ) -> tuple[Tensor, dict[str, Any]]:
     """Draw `num_samples` posterior samples of the field given data `y` (shape model.data_shape).
 
@@ -172,7 +173,9 @@ def sample_posterior(
     `members` draws only those member indices (a resumed run: the rest are done), in that
     order; `on_batch(indices, samples)` receives each finished batch (to save it at once).
     `memory_share` is the fraction of the device's free memory this process may plan for
-    (ranks of a sharded run on one CPU host share its memory).
+    (ranks of a sharded run on one CPU host share its memory). `ensemble_state` keeps an
+    ensemble-level sampler's state between levels (`SamplerSpec.checkpoints`): a run killed
+    mid-way continues from its last level instead of starting again.
     """
     check_run_settings(num_samples, steps, seed, batch_size, device)
     sampler = choose_sampler(sampler, model)
@@ -204,7 +207,8 @@ def sample_posterior(
     batch_size = min(int(batch_size or default_batch_size(num_samples, device)), fits)
     if spec.ensemble:
         return _sample_ensemble(spec, counting, model, y, num_samples, todo, steps, seed, device,
-                                progress, options, on_batch, fits, per_member)  # fmt: skip
+                                progress, options, on_batch, fits, per_member,
+                                ensemble_state)  # fmt: skip
     info: dict[str, Any] = {"sampler": sampler, "steps": steps, "options": options, "seed": seed}
     done: list[Tensor] = []
     start = time.perf_counter()
@@ -273,6 +277,7 @@ def _sample_ensemble(
     spec, counting: CountingPrior, model: ForwardModel, y: Tensor, num_samples: int,
     todo: list[int], steps: int, seed: int, device: torch.device, progress: bool,
     options: dict[str, Any], on_batch, fits: int, per_member: float,
+    store: EnsembleStateStore | None = None,
 ) -> tuple[Tensor, dict[str, Any]]:  # fmt: skip
     """An ensemble-level sampler: all `num_samples` members in one call, `todo` kept.
 
@@ -302,9 +307,15 @@ def _sample_ensemble(
         bar.set_postfix(level=f"{state['sigma']:.3g}")
         bar.update(1)
 
+    saving: dict[str, Any] = {}
+    if store is not None and spec.checkpoints:
+        resume = store.load_ensemble_state()
+        saving = {"checkpoint": store.save_ensemble_state, "resume": resume}
+        if resume is not None:
+            info["resumed_after_level"] = int(resume["level"])
     try:
         rng = EnsembleRNG(seed, range(num_samples), device)
-        x = spec.function(counting, model, y, rng, steps, on_step, **options)
+        x = spec.function(counting, model, y, rng, steps, on_step, **options, **saving)
     except KeyboardInterrupt:
         info["seconds"] = time.perf_counter() - start
         raise SamplingInterrupted(_stack([], model.field_shape), info) from None
@@ -316,6 +327,14 @@ def _sample_ensemble(
     info.update(_costs(counting, num_samples, start))
     info["batch_size"] = num_samples
     return kept, info
+
+
+class EnsembleStateStore(Protocol):
+    """Where an ensemble-level sampler's state is kept between levels (a run's journal)."""
+
+    def load_ensemble_state(self) -> dict[str, Any] | None: ...
+
+    def save_ensemble_state(self, state: dict[str, Any]) -> None: ...
 
 
 def _stack(done: list[Tensor], field_shape) -> Tensor:

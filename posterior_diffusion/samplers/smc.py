@@ -34,8 +34,10 @@ stream. The first particles are the prior's own draws (its reverse SDE from sigm
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -219,8 +221,13 @@ def smc(
     restart_steps_per_decade: int = 10,
     prior_steps_per_decade: int = 16,
     max_levels: int = 200,
+    checkpoint: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
 ) -> Tensor:
-    """The ensemble of `len(rng)` members, with `steps` restart moves per level."""
+    """The ensemble of `len(rng)` members, with `steps` restart moves per level.
+
+    `checkpoint(state)` receives the whole state after every level; `resume` (such a state, of
+    the same run) continues from there, and the result is the uninterrupted run's."""
     likelihood = WhitenedLinearGaussian(model, y)
     shape = model.field_shape
     n = len(rng)
@@ -282,10 +289,13 @@ def smc(
                 lambda: rng.randn(shape)[index],
             )
 
-    x = by_component(prior_draw, torch.zeros((n, *shape), dtype=torch.float64))  # beta = 0
-    log_w = torch.zeros(n, dtype=torch.float64)
-    beta = 0.0
-    for i in range(max_levels):
+    if resume is None:
+        x = by_component(prior_draw, torch.zeros((n, *shape), dtype=torch.float64))  # beta = 0
+        log_w, beta, first = torch.zeros(n, dtype=torch.float64), 0.0, 0
+    else:
+        x, log_w, beta, labels, first = _restore(resume, rng, shared, diagnostics, n, shape)
+        x = x.to(likelihood.y_white.device)
+    for i in range(first, max_levels):
         beta, increment = next_beta(path, x, log_w, beta, cess_target)
         log_w = log_w + increment.cpu()
         ess = effective_sample_size(log_w)
@@ -303,6 +313,12 @@ def smc(
                 diagnostics.unique_fraction = len(ancestors.unique()) / n
         for _ in range(steps):
             x = restart(x, beta)
+        if checkpoint is not None:
+            checkpoint({
+                "level": i, "beta": beta, "x": x.detach().cpu(), "log_w": log_w,
+                "labels": labels, "shared": shared.get_state(), "members": rng.get_state(),
+                "diagnostics": dataclasses.asdict(diagnostics),
+            })  # fmt: skip
         report(callback, i=i, sigma=beta, x=x, denoised=x)
         if last:
             break
@@ -323,3 +339,23 @@ def smc(
     report(callback, i=len(diagnostics.betas), sigma=1.0, x=x, denoised=x,
            diagnostics=diagnostics.as_dict())  # fmt: skip
     return x
+
+
+def _restore(
+    state: dict, rng: EnsembleRNG, shared: torch.Generator, diagnostics: SMCDiagnostics,
+    n: int, shape: tuple[int, ...],
+) -> tuple[Tensor, Tensor, float, Tensor, int]:  # fmt: skip
+    """x, log_w, beta, labels and the next level from a checkpoint; the generators and the
+    diagnostics are set in place. A state of another ensemble is refused."""
+    x = torch.as_tensor(state["x"], dtype=torch.float64)
+    if tuple(x.shape) != (n, *shape) or len(state["members"]) != n:
+        raise ValueError(
+            f"the saved SMC state holds {tuple(x.shape)} fields, this run {(n, *shape)}"
+        )
+    rng.set_state(state["members"])
+    shared.set_state(state["shared"])
+    for name, value in state["diagnostics"].items():
+        setattr(diagnostics, name, value)
+    labels = torch.as_tensor(state["labels"], dtype=torch.long)
+    log_w = torch.as_tensor(state["log_w"], dtype=torch.float64)
+    return x, log_w, float(state["beta"]), labels, int(state["level"]) + 1

@@ -155,3 +155,46 @@ def test_smc_warns_when_few_members_survive(seeded):
             options={"cess_target": 0.01, "resample_below": 0.01},
         )  # fmt: skip
     assert any(issubclass(w.category, smc_module.EnsembleWarning) for w in caught)
+
+
+def test_a_killed_smc_run_resumes_from_its_last_level_with_the_uninterrupted_ensemble(
+    tmp_path, monkeypatch
+):
+    """The whole SMC state is saved in the journal after every level: a run killed at level 2
+    leaves it there, and the resumed run continues from level 3 to the very ensemble of a run
+    that was never stopped."""
+    import json
+
+    from posterior_diffusion import api
+    from posterior_diffusion.io.journal import ENSEMBLE_STATE, JournalError, journal_path
+    from posterior_diffusion.reconstruction import ReconstructionInterrupted
+
+    obs = api.simulate_observation("noise", shape=(8, 8), prior="gaussian", noise_std=0.3,
+                                   seed=0)  # fmt: skip
+    run = dict(prior="gaussian", sampler="smc", num_samples=12, seed=5, progress=False)
+    reference = api.reconstruct(obs, **run)
+    out = tmp_path / "post.h5"
+    report, levels = smc_module.report, []
+
+    def killed_at_level_2(callback, **state):
+        levels.append(state["i"])
+        if state["i"] == 2 and "diagnostics" not in state:
+            raise KeyboardInterrupt
+        report(callback, **state)
+
+    monkeypatch.setattr(smc_module, "report", killed_at_level_2)
+    with pytest.raises(ReconstructionInterrupted) as stop:
+        api.reconstruct_to_file(obs, out, **run)
+    assert not out.exists() and (journal_path(out) / ENSEMBLE_STATE).is_file()
+    from posterior_diffusion.cli.commands import _interrupted
+
+    assert "--resume" in _interrupted(stop.value, str(out))  # what the command line says
+    with pytest.raises(JournalError, match="--resume"):
+        api.reconstruct_to_file(obs, out, **run)
+    levels.clear()
+    resumed = api.reconstruct_to_file(obs, out, resume=True, **run)
+    assert levels[0] == 3  # it did not start again
+    assert json.loads(resumed.attrs["sampler_settings"])["resumed_after_level"] == 2
+    assert torch.equal(torch.from_numpy(resumed["samples"].values),
+                       torch.from_numpy(reference["samples"].values))  # fmt: skip
+    assert not journal_path(out).exists()  # the output holds the ensemble now
