@@ -250,7 +250,10 @@ class _Plan:
         if self.simulations is not None:
             record["simulations_sha256"] = self.settings["truths"]["simulations_sha256"]
         if self.survey is not None:
-            record.update(self.survey.provenance(), truth_domain=list(self.survey.domain_shape))
+            domain = (
+                self.survey.domain_shape if self.simulations is None else self.simulations.shape[1:]
+            )
+            record.update(self.survey.provenance(), truth_domain=[int(n) for n in domain])
         return record
 
 
