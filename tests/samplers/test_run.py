@@ -357,7 +357,8 @@ def test_each_sampler_declares_its_function_options_and_default_steps(name):
     spec = SAMPLERS[name]
     parameters = inspect.signature(spec.function).parameters
     keyword_only = [n for n, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
-    assert list(spec.options) + list(spec.prepared) == keyword_only
+    saving = ["checkpoint", "resume"] if spec.checkpoints else []  # supplied by the run
+    assert list(spec.options) + list(spec.prepared) + saving == keyword_only
     assert spec.default_steps == parameters["steps"].default
 
 
