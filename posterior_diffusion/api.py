@@ -32,7 +32,6 @@ from posterior_diffusion.calibration import (
 )
 from posterior_diffusion.defaults import DEFAULT_FIELD_SHAPE
 from posterior_diffusion.io import Observation, check_observation_path
-from posterior_diffusion.io.journal import holds_ensemble_state  # noqa: F401 (the CLI asks)
 from posterior_diffusion.model_check_file import FileCheck
 from posterior_diffusion.priors import Prior
 from posterior_diffusion.reconstruction import ReconstructionInterrupted, ReconstructionRequest

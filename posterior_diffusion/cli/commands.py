@@ -9,6 +9,7 @@ import numpy as np
 
 from posterior_diffusion import api
 from posterior_diffusion.defaults import DEFAULT_FIELD_SHAPE
+from posterior_diffusion.io.journal import holds_ensemble_state
 from posterior_diffusion.io.atomic import check_output_target
 
 from .errors import EXIT_INTERRUPTED, EXIT_OK, UsageError, say
@@ -62,7 +63,7 @@ def _interrupted(stop: api.ReconstructionInterrupted, output: str) -> str:
             f"interrupted; {stop.completed} of {stop.requested} samples are saved in "
             f"{stop.journal}; add --resume to the same command to finish the run"
         )
-    if stop.dataset is None and api.holds_ensemble_state(output):
+    if stop.dataset is None and holds_ensemble_state(output):
         return (
             f"interrupted; the sampler's state after its last finished level is saved beside "
             f"{output}; add --resume to the same command to continue from there"
