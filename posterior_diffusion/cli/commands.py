@@ -9,8 +9,8 @@ import numpy as np
 
 from posterior_diffusion import api
 from posterior_diffusion.defaults import DEFAULT_FIELD_SHAPE
-from posterior_diffusion.io.journal import holds_ensemble_state
 from posterior_diffusion.io.atomic import check_output_target
+from posterior_diffusion.io.journal import holds_ensemble_state
 
 from .errors import EXIT_INTERRUPTED, EXIT_OK, UsageError, say
 from .parser import forward_model_attrs, sampler_options
