@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=32)
     parser.add_argument("--n-gal", type=float, default=20.0, help="galaxies per arcmin^2")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--linear-shear", action="store_true",
+                        help="lens the mocks with gamma, not g = gamma / (1 - kappa)")  # fmt: skip
     parser.add_argument("--json")
     args = parser.parse_args()
     grid = SkyGrid.centred(*CENTRE, 1.0, PATCH)
@@ -49,7 +51,9 @@ def main() -> None:
         path = Path(folder) / "mock.fits"
         for i in range(args.tests):
             sky = convergence_map(SKY, 1, seed=args.seed * 1000 + i)[0]
-            table = mock_shear_catalog(sky, grid, footprint, args.n_gal, seed=args.seed + i)
+            table = mock_shear_catalog(
+                sky, grid, footprint, args.n_gal, seed=args.seed + i, reduced=not args.linear_shear
+            )
             table.write(path, overwrite=True)
             obs, _ = api.bin_catalog(path, COLUMNS, pixel_scale_arcmin=1.0, shape=PATCH,
                                      centre=CENTRE)  # fmt: skip
@@ -67,6 +71,7 @@ def main() -> None:
         "tests": args.tests,
         "members": args.members,
         "n_gal_per_arcmin2": args.n_gal,
+        "shear": "linear" if args.linear_shear else "reduced",
         "levels": LEVELS.tolist(),
         "coverage": coverage.mean(0).tolist(),
         "coverage_se": (coverage.std(0, ddof=1) / np.sqrt(len(coverage))).tolist(),

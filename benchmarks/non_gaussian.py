@@ -99,6 +99,7 @@ def parse() -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the observations")
     parser.add_argument("--mask-seed", type=int, default=0)
+    parser.add_argument("--noise", type=float, help="noise in prior pixel std (default: R1's)")
     parser.add_argument("--batch-size", type=int, help="members per sampler batch")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="write the results here (after each problem)")
@@ -107,7 +108,7 @@ def parse() -> argparse.Namespace:
 
 
 def run_problem(name: str, args: argparse.Namespace, samplers: list[str]) -> list[dict]:
-    prior, model = problem_from_name(name, tuple(args.shape), seed=args.mask_seed)
+    prior, model = problem_from_name(name, tuple(args.shape), seed=args.mask_seed, noise=args.noise)
     steps = per_sampler(args.steps)
     rows = []
     observations = draw_observations(prior, model, args.observations, seed=args.seed)

@@ -152,13 +152,13 @@ def mixture_problem(
 
 
 def problem_from_name(
-    name: str, shape: tuple[int, int] = (24, 32), seed: int = 0
+    name: str, shape: tuple[int, int] = (24, 32), seed: int = 0, noise: float | None = None
 ) -> tuple[GaussianMixturePrior, ForwardModel]:
     """`mixture_problem` for a name "prior_kind/model_kind" such as "amplitude/mask"."""
     prior_kind, sep, model_kind = name.partition("/")
     if not sep:
         raise ValueError(f"a problem name is 'prior/model', e.g. 'amplitude/mask'; got '{name}'")
-    return mixture_problem(prior_kind, model_kind, shape, seed)
+    return mixture_problem(prior_kind, model_kind, shape, seed, noise)
 
 
 def draw_observations(

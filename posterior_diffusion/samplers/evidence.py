@@ -31,7 +31,9 @@ conditional 16 x 16 GRF prior (benchmarks/parameter_grid.py), the weights' TV fr
 ones was 0.10-0.64 at sigma_max (at x = 0 or typical x), 0.04-0.10 at 2 data std, 0.01-0.06 at
 4, 0.03-0.17 at 15: s = `EVIDENCE_SIGMA` data std. Stochastic log-determinants were measured
 too noisy for omega (~10 nats at n = 768 with 16 products per probe; omega needs ~0.1), so above
-`MAX_DENSE` pixels or data entries no weights are estimated and the caller says so.
+`MAX_DENSE` pixels or data entries the components are read as stationary where the forward model
+is (`stationary_evidence.py`: dense over observed data entries only), and otherwise no weights
+are estimated and the caller says so.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from torch import Tensor
 
 from ..likelihood import WhitenedLinearGaussian
 from ..priors.base import Prior
+from .stationary_evidence import MAX_OBSERVED, stationary_log_evidence, stationary_operator
 
 # Pixels (and observed data entries) up to which M and I + B C B^T are built densely: a 64 x 64
 # map (its B C^{1/2}, for shear data, 4096 x 8192 float64 = 256 MiB).
@@ -74,21 +77,35 @@ class ComponentWeights:
     weights: Tensor  # omega_k, (K,), sums to 1
     log_evidence: Tensor  # log p(y | k) up to a constant shared by the components, (K,)
     observed_entries: int
+    # Set when the components were read as stationary (`stationary_evidence.py`): the largest
+    # relative departure of their gains from a circulant (0 for stationary Gaussians).
+    stationary_departure: float | None = None
 
     def as_dict(self) -> dict:
-        return {
+        out = {
             "component_weights": [round(float(w), 6) for w in self.weights],
             "component_log_evidence": [round(float(v), 4) for v in self.log_evidence],
             "evidence": "Gaussian evidence per component (exact for Gaussian components), "
             f"dense over the field's pixels and {self.observed_entries} observed data entries",
         }
+        if self.stationary_departure is not None:
+            out["evidence"] = (
+                "Gaussian evidence per component (exact for stationary Gaussian components), "
+                "each component's covariance read as a power spectrum (its gain's departure "
+                f"from a circulant: {self.stationary_departure:.2g}), dense over "
+                f"{self.observed_entries} observed data entries"
+            )
+            out["component_stationary_departure"] = round(self.stationary_departure, 6)
+        return out
 
 
 def latent_component_weights(
     prior: Prior, likelihood: WhitenedLinearGaussian
 ) -> ComponentWeights | None:
     """omega for a prior with latent components, or None if it has none or the field or the data
-    are too large to build M and I + B C B^T densely (`MAX_DENSE`)."""
+    are too large: densely over the pixels up to `MAX_DENSE`; above, for a stationary forward
+    model, with each component read as stationary up to `MAX_OBSERVED` observed data entries
+    (`stationary_evidence.py`)."""
     latent = prior.latent_components()
     if latent is None:
         return None
@@ -96,22 +113,38 @@ def latent_component_weights(
     observed = likelihood.observed().flatten()
     n = int(observed.sum())
     pixels = math.prod(likelihood.model.field_shape)
-    if max(n, pixels) > MAX_DENSE:
+    log_pi = torch.as_tensor(pi, dtype=torch.float64).cpu().log()
+    if max(n, pixels) <= MAX_DENSE:
+        index = observed.nonzero().flatten()
+        log_evidence = torch.stack([gaussian_log_evidence(p, likelihood, index) for p in parts])
+        weights = torch.softmax(log_pi + log_evidence, dim=0)
+        return ComponentWeights(weights=weights, log_evidence=log_evidence, observed_entries=n)
+    operator = stationary_operator(likelihood)
+    if operator is None or n > MAX_OBSERVED:
+        why = (
+            f"{n} observed data entries, above the {MAX_OBSERVED} up to which"
+            if operator is not None
+            else f"{pixels} pixels and {n} observed data entries, above the {MAX_DENSE} up to "
+            "which (for a forward model that is not a Fourier multiplier with independent noise)"
+        )
         warnings.warn(
             ComponentWeightsWarning(
                 f"the prior's {len(parts)} latent components are not weighted by the data: "
-                f"{pixels} pixels and {n} observed data entries, above the {MAX_DENSE} up to "
-                "which their evidence is computed; samples may sit in components the posterior "
+                f"{why} their evidence is computed; samples may sit in components the posterior "
                 "rules out (docs/samplers.md)"
             ),
             stacklevel=3,
         )
         return None
-    index = observed.nonzero().flatten()
-    log_evidence = torch.stack([gaussian_log_evidence(p, likelihood, index) for p in parts])
-    log_pi = torch.as_tensor(pi, dtype=torch.float64).cpu().log()
+    found = [stationary_log_evidence(p, likelihood, operator, evidence_sigma(p)) for p in parts]
+    log_evidence = torch.stack([value for value, _ in found])
     weights = torch.softmax(log_pi + log_evidence, dim=0)
-    return ComponentWeights(weights=weights, log_evidence=log_evidence, observed_entries=n)
+    return ComponentWeights(
+        weights=weights,
+        log_evidence=log_evidence,
+        observed_entries=n,
+        stationary_departure=max(departure for _, departure in found),
+    )
 
 
 def evidence_sigma(prior: Prior) -> float:

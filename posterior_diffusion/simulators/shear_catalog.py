@@ -75,6 +75,7 @@ def mock_shear_catalog(
     sigma_e: float = 0.26,
     measurement_noise: tuple[float, float] = (0.02, 0.2),
     seed: int = 0,
+    reduced: bool = True,
 ) -> Table:
     """Galaxies in the bottom-left grid.shape corner of the periodic convergence map `sky`.
 
@@ -86,6 +87,8 @@ def mock_shear_catalog(
         sigma_e: intrinsic ellipticity dispersion per component.
         measurement_noise: range of the per-galaxy measurement noise std (uniform).
         seed: seeds positions, ellipticities and noise.
+        reduced: lens with the reduced shear (as the sky does); False lenses with the shear
+            gamma itself, the package's linear model, to isolate what reduced shear does.
 
     Returns:
         Table RA, DEC [deg], E1, E2, W (inverse-variance weight), and the truth per galaxy:
@@ -99,7 +102,7 @@ def mock_shear_catalog(
     gamma = Shear(sky.shape).A(torch.from_numpy(sky)[None]).numpy()[:, :height, :width]
     kappa = sky[:height, :width]
     with np.errstate(divide="ignore", invalid="ignore"):
-        g = (gamma[0] + 1j * gamma[1]) / (1 - kappa)
+        g = (gamma[0] + 1j * gamma[1]) / ((1 - kappa) if reduced else 1.0)
     weak = (kappa < 1) & (np.abs(g) < 1)  # strong-lensing cores: no shape is measured there
     area = height * width * grid.pixel_scale_arcmin**2
     drawn = rng.poisson(n_gal_per_arcmin2 * area)

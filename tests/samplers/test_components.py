@@ -70,6 +70,7 @@ def test_members_do_not_depend_on_batch_size_or_on_which_are_drawn(posterior):
 def test_too_many_data_for_the_evidence_warn_and_fall_back(monkeypatch, posterior):
     prior, model, _, y, _ = posterior
     monkeypatch.setattr(evidence, "MAX_DENSE", 10)
+    monkeypatch.setattr(evidence, "MAX_OBSERVED", 10)  # and too many for the stationary route
     with pytest.warns(ComponentWeightsWarning, match="observed data entries, above the 10"):
         _, info = sample_posterior(prior, model, y, 2, steps=8, progress=False)
     assert "sampler_diagnostics" not in info
