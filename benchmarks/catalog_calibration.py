@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from posterior_diffusion import api
@@ -28,6 +29,7 @@ from posterior_diffusion.simulators.convergence import convergence_map
 from posterior_diffusion.simulators.shear_catalog import mock_footprint, mock_shear_catalog
 from posterior_diffusion.sky.catalog import ColumnMap
 from posterior_diffusion.sky.grid import SkyGrid
+from posterior_diffusion.survey import Survey, noise_seed, observe_like, read_survey
 
 CENTRE, PATCH, SKY = (150.1, 2.2), (64, 64), (128, 128)
 LEVELS = np.array([0.5, 0.68, 0.9, 0.95])
@@ -42,6 +44,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--linear-shear", action="store_true",
                         help="lens the mocks with gamma, not g = gamma / (1 - kappa)")  # fmt: skip
+    parser.add_argument("--skies", help="truths from this simulate-convergence file (128 x 128)")
+    parser.add_argument("--survey", help="with --control: this observation as the survey")
+    parser.add_argument("--control", action="store_true",
+                        help="replace each binned catalogue by calibrate --survey's simulation of "
+                             "the same truth with its noise map (Gaussian pixel noise)")  # fmt: skip
     parser.add_argument("--json")
     args = parser.parse_args()
     grid = SkyGrid.centred(*CENTRE, 1.0, PATCH)
@@ -50,13 +57,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "mock.fits"
         for i in range(args.tests):
-            sky = convergence_map(SKY, 1, seed=args.seed * 1000 + i)[0]
+            if args.skies:
+                with h5py.File(args.skies) as file:
+                    sky = np.asarray(file["fields"][i], dtype=np.float64).reshape(SKY)
+            else:
+                sky = convergence_map(SKY, 1, seed=args.seed * 1000 + i)[0]
             table = mock_shear_catalog(
                 sky, grid, footprint, args.n_gal, seed=args.seed + i, reduced=not args.linear_shear
             )
             table.write(path, overwrite=True)
             obs, _ = api.bin_catalog(path, COLUMNS, pixel_scale_arcmin=1.0, shape=PATCH,
                                      centre=CENTRE)  # fmt: skip
+            if args.control:
+                survey = read_survey(args.survey) if args.survey else Survey(obs, "")
+                obs = observe_like(survey, sky[None], noise_seed(i))
             result = api.reconstruct(obs, num_samples=args.members, seed=i, progress=False)
             samples = np.asarray(result["samples"].values)[:, None]
             truth = sky[None, : PATCH[0], : PATCH[1]]
@@ -72,6 +86,7 @@ def main() -> None:
         "members": args.members,
         "n_gal_per_arcmin2": args.n_gal,
         "shear": "linear" if args.linear_shear else "reduced",
+        "data": "calibrate --survey's simulation" if args.control else "binned galaxies",
         "levels": LEVELS.tolist(),
         "coverage": coverage.mean(0).tolist(),
         "coverage_se": (coverage.std(0, ddof=1) / np.sqrt(len(coverage))).tolist(),
