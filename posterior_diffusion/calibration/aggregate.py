@@ -310,6 +310,8 @@ def aggregate(tests, meta, num_samples: int, forward_model: str) -> dict[str, An
     results = {
         "num_tests": len(tests),
         "num_samples": num_samples,
+        # The grid the sampler ran on when it padded a sky patch (docs/sky.md), else None.
+        "padded_shape": meta[0].get("padded_shape") if meta else None,
         "coverage": coverage(tests, num_samples),
         "tarp": tarp(tests),
         "sbc": sbc(tests, num_samples, lensing),

@@ -376,6 +376,7 @@ def _summary(run: CalibrationRun, results: dict[str, Any]) -> dict[str, Any]:
         "num_tests": results["num_tests"],
         "num_samples": results["num_samples"],
         "tests_computed_by_this_run": run.computed,
+        "padded_shape": results["padded_shape"],
         "coverage": cov,
         "tarp": results["tarp"],
         "sbc": sbc,

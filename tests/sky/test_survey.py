@@ -102,3 +102,6 @@ def test_simulate_obs_and_calibrate_take_a_survey_and_refuse_what_it_fixes(surve
     summary = json.loads((out / "summary.json").read_text())
     assert summary["provenance"]["survey_sha256"] == read_survey(survey_file).sha256
     assert summary["provenance"]["truth_domain"] == [32, 48]
+    # Calibrated as `reconstruct` runs a sky patch: padded (a 16 x 24 patch to a larger torus).
+    padded = summary["padded_shape"]
+    assert padded is not None and padded[0] > SHAPE[0] and padded[1] > SHAPE[1], padded
