@@ -33,6 +33,7 @@ from common import cpu_threads, result_header
 from hmc_references import load_reference
 from nonlinear import measure
 
+from posterior_diffusion.diagnostics.global_stats import log_band_powers, log_total_power
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.references.gold_standard import lognormal_problem
 from posterior_diffusion.simulators import write_dataset_file
@@ -53,6 +54,9 @@ def one_point(maps: np.ndarray) -> dict[str, float]:
         "skewness": float((centred**3).mean() / flat.std() ** 3),
         "q001": float(np.quantile(flat, 0.001)),
         "q999": float(np.quantile(flat, 0.999)),
+        # How much the maps' power varies from map to map (std over maps of the logs).
+        "log_total_power_sd": float(log_total_power(maps).std()),
+        "log_band_power_sd": log_band_powers(maps).std(0).tolist(),
     }
 
 
@@ -67,6 +71,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", choices=list(CASES), help="default: the field's")
     parser.add_argument("--prior-draws", type=int, default=2048, help="for the prior check")
     parser.add_argument("--options", type=json.loads, default={}, help="sampler options, JSON")
+    parser.add_argument("--prior-check-only", action="store_true", help="skip the posteriors")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     field = lognormal_problem(args.field, (24, 32), seed=0)
@@ -87,6 +92,8 @@ def main() -> None:
         "prior_draws": one_point(draws.double().numpy()),
     }
     print("prior check:", results["prior_check"], flush=True)
+    if args.prior_check_only:
+        cases = ()
     for case, sampler in ((c, CASES[c]) for c in cases):
         for path in sorted(args.references.glob(f"{case}_seed*.npz")):
             reference, problem = load_reference(path)
