@@ -13,8 +13,8 @@ control on AIS itself.
 Prints, per observation, omega from AIS (with a bootstrap standard error) against omega from the
 moment-matched Gaussian evidence, and the TV between them.
 
-    OMP_NUM_THREADS=1 python benchmarks/lognormal_evidence.py --observations 6 \\
-        --json benchmarks/results_lognormal_evidence_cpu.json
+    OMP_NUM_THREADS=1 python benchmarks/lognormal_evidence.py --observations 6 --chains 256 \\
+        --levels 4000 --moves 6 --noise 1.0 --json benchmarks/results_lognormal_evidence_cpu.json
 """
 
 from __future__ import annotations
