@@ -4,6 +4,8 @@ a forward model that is not translation invariant still warns and samples blind.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -93,3 +95,28 @@ def test_too_many_observed_entries_for_the_kernel_route_warn(monkeypatch):
     monkeypatch.setattr(evidence, "MAX_OBSERVED", 20)
     with pytest.warns(ComponentWeightsWarning, match="above the 20 up to which"):
         assert latent_component_weights(prior, WhitenedLinearGaussian(model, y)) is None
+
+
+class _Trained:
+    """A component that says what its network was trained on (as `NetworkPrior.identity` does)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def identity(self) -> dict:
+        return {"name": "network", "data_kind": self.kind}
+
+
+def test_components_trained_on_non_gaussian_fields_warn():
+    with pytest.warns(ComponentWeightsWarning, match="convergence fields, which are not Gaussian"):
+        evidence.warn_if_not_gaussian([_Trained("grf"), _Trained("convergence")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evidence.warn_if_not_gaussian([_Trained("grf"), _Trained("grf")])
+        latent_component_weights(*_gaussian_problem())  # analytic components: no warning
+
+
+def _gaussian_problem():
+    prior, model = mixture_problem("amplitude", "mask", SHAPE, noise=1.5)
+    _, y = draw_observations(prior, model, 1, seed=0)[0]
+    return prior, WhitenedLinearGaussian(model, y)
