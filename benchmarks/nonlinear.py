@@ -50,7 +50,7 @@ def score(samples, reference, draws, truth) -> dict:
 
 
 def measure(
-    prior, problem, reference, label: str, sampler: str, members: int, options=None
+    prior, problem, reference, label: str, sampler: str, members: int, options=None, steps=None
 ) -> dict:
     """One sampler on one reference's problem: its scores, cost, and a printed line."""
     seed = int(problem.params["seed"])
@@ -65,8 +65,9 @@ def measure(
         seed=seed,
         progress=False,
         options=options,
+        steps=steps,
     )
-    row = {"reference": label, "sampler": sampler, "options": options or {},
+    row = {"reference": label, "sampler": sampler, "options": options or {}, "steps": steps,
            **score(samples, reference, draws, problem.truth),
            "nfe_per_sample": info["nfe_per_sample"],
            "seconds": time.perf_counter() - start}  # fmt: skip

@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", choices=list(CASES), help="default: the field's")
     parser.add_argument("--prior-draws", type=int, default=2048, help="for the prior check")
     parser.add_argument("--options", type=json.loads, default={}, help="sampler options, JSON")
+    parser.add_argument("--steps", type=int, help="sampler steps (default: the sampler's)")
     parser.add_argument("--prior-check-only", action="store_true", help="skip the posteriors")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -98,7 +99,16 @@ def main() -> None:
         for path in sorted(args.references.glob(f"{case}_seed*.npz")):
             reference, problem = load_reference(path)
             results["rows"].append(
-                measure(prior, problem, reference, path.stem, sampler, args.members, args.options)
+                measure(
+                    prior,
+                    problem,
+                    reference,
+                    path.stem,
+                    sampler,
+                    args.members,
+                    args.options,
+                    args.steps,
+                )
             )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
