@@ -140,7 +140,15 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "guided on the model linearised at the posterior mean (Gauss-Newton) for nonlinear or "
         "non-Gaussian observations such as galaxy counts; approximate (docs/samplers.md)",
         default_steps=48,
-        options=("iterations", "pilot_members", "cg_rtol", "cg_max_iter", "site"),
+        options=(
+            "iterations",
+            "pilot_members",
+            "cg_rtol",
+            "cg_max_iter",
+            "site",
+            "corrector_steps",
+            "snr",
+        ),  # fmt: skip
         prepare=prepare_linearized,
         prepared=("point", "members"),
     ),
