@@ -47,7 +47,7 @@ from torch import Tensor
 
 from ..likelihood import WhitenedLinearGaussian
 from ..priors.base import Prior
-from .stationary_evidence import MAX_OBSERVED, stationary_log_evidence, stationary_operator
+from . import stationary_evidence as stationary
 
 # Pixels (and observed data entries) up to which M and I + B C B^T are built densely: a 64 x 64
 # map (its B C^{1/2}, for shear data, 4096 x 8192 float64 = 256 MiB).
@@ -123,10 +123,11 @@ def latent_component_weights(
         log_evidence = torch.stack([gaussian_log_evidence(p, likelihood, index) for p in parts])
         weights = torch.softmax(log_pi + log_evidence, dim=0)
         return ComponentWeights(weights=weights, log_evidence=log_evidence, observed_entries=n)
-    operator = stationary_operator(likelihood)
-    if operator is None or n > MAX_OBSERVED:
+    operator = stationary.stationary_operator(likelihood)
+    if operator is None or stationary.stationary_route(operator) is None:
         why = (
-            f"{n} observed data entries, above the {MAX_OBSERVED} up to which"
+            f"{n} observed data entries (and a noise map, or as many unobserved), above the "
+            f"{stationary.MAX_OBSERVED} up to which"
             if operator is not None
             else f"{pixels} pixels and {n} observed data entries, above the {MAX_DENSE} up to "
             "which (for a forward model that is not a Fourier multiplier with independent noise)"
@@ -140,7 +141,10 @@ def latent_component_weights(
             stacklevel=3,
         )
         return None
-    found = [stationary_log_evidence(p, likelihood, operator, evidence_sigma(p)) for p in parts]
+    found = [
+        stationary.stationary_log_evidence(p, likelihood, operator, evidence_sigma(p))
+        for p in parts
+    ]
     log_evidence = torch.stack([value for value, _ in found])
     weights = torch.softmax(log_pi + log_evidence, dim=0)
     return ComponentWeights(

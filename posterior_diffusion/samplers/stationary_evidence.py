@@ -118,36 +118,85 @@ def stationary_gain(prior: Prior, shape: tuple[int, int], s: float, dtype, devic
     return m, mean, departure
 
 
+def stationary_route(operator: tuple[Tensor, Tensor]) -> str | None:
+    """Which entries the dense matrix is built over: "observed" (any noise map) when at most
+    `MAX_OBSERVED` are observed; else "unobserved" when the noise is the same on every observed
+    entry and at most `MAX_OBSERVED` are unobserved (the complement identity below); else None."""
+    weights = operator[1]
+    observed = weights != 0
+    if int(observed.sum()) <= MAX_OBSERVED:
+        return "observed"
+    homogeneous = bool((weights[observed] == weights[observed][0]).all())
+    if homogeneous and int((~observed).sum()) <= MAX_OBSERVED:
+        return "unobserved"
+    return None
+
+
 def stationary_log_evidence(
     prior: Prior, likelihood: WhitenedLinearGaussian, operator: tuple[Tensor, Tensor], s: float
 ) -> tuple[Tensor, float]:
     """(log N(y_w; B mu, I + B C B^T) over the observed entries, M's departure from a
-    circulant) for a stationary component (module docstring)."""
+    circulant) for a stationary component (module docstring), by `stationary_route`.
+
+    The complement identity: with the same weight w on every observed entry, I + B C B^T is the
+    observed block S_oo of S = I + w^2 T C T^T over the whole data grid, which is diagonal in
+    Fourier space (per k a rank-one update of the C' x C' identity), so
+    log det S_oo = log det S + log det (S^{-1})_uu and
+    r^T S_oo^{-1} r = r^T S^{-1} r - v_u^T ((S^{-1})_uu)^{-1} v_u with v = S^{-1} r (r = 0 where
+    unobserved): dense algebra over the unobserved entries only.
+    """
     transfer, weights = operator
     y_w = likelihood.y_white
     dtype, device = y_w.dtype, y_w.device
     channels, height, width = weights.shape
     m, mean, departure = stationary_gain(prior, (height, width), s, dtype, device)
     power = s**2 * m / (1 - m)
-    kernel = torch.fft.ifft2(transfer[:, None] * power * transfer[None, :].conj()).real.reshape(
-        -1
-    )  # g_cd(r), flattened (C', C', H, W)
-    index = (weights != 0).flatten().nonzero().flatten()
+    with torch.no_grad():
+        r_full = likelihood.residual(mean.reshape(1, height, width)).reshape(weights.shape)
+    observed = weights != 0
+    n = int(observed.sum())
+    if stationary_route(operator) == "observed":
+        kernel = torch.fft.ifft2(transfer[:, None] * power * transfer[None, :].conj()).real
+        index = observed.flatten().nonzero().flatten()
+        w = weights.flatten()[index]
+        k = _lookup(kernel, index, (channels, height, width)) * w[:, None] * w[None, :]
+        k.diagonal().add_(1.0)
+        chol = torch.linalg.cholesky(k)
+        log_det = 2 * torch.log(torch.diagonal(chol)).sum()
+        r = r_full.flatten()[index]
+        quadratic = torch.linalg.solve_triangular(chol, r[:, None], upper=False).square().sum()
+    else:
+        w2 = weights[observed][0] ** 2
+        gain = w2 * power * transfer.abs().square().sum(0)  # w^2 P |t|^2 per k
+        # S^{-1} = I - w^2 P t t^* / (1 + w^2 P |t|^2) per k: its kernel, and v = S^{-1} r.
+        shrink = w2 * power / (1 + gain)
+        inverse = -torch.fft.ifft2(transfer[:, None] * shrink * transfer[None, :].conj()).real
+        inverse[torch.arange(channels), torch.arange(channels), 0, 0] += 1.0
+        r_hat = torch.fft.fft2(r_full)
+        v = r_full - torch.fft.ifft2(transfer * (shrink * (transfer.conj() * r_hat).sum(0))).real
+        index = (~observed).flatten().nonzero().flatten()
+        inverse_uu = _lookup(inverse, index, (channels, height, width))
+        chol = torch.linalg.cholesky(inverse_uu)
+        log_det = torch.log1p(gain).sum() + 2 * torch.log(torch.diagonal(chol)).sum()
+        v_u = v.flatten()[index]
+        correction = torch.linalg.solve_triangular(chol, v_u[:, None], upper=False).square().sum()
+        quadratic = (r_full * v).sum() - correction
+    return (-0.5 * (quadratic + log_det + n * math.log(2 * math.pi))).cpu(), departure
+
+
+def _lookup(kernel: Tensor, index: Tensor, shape: tuple[int, int, int]) -> Tensor:
+    """The len(index)^2 matrix of a stationary operator with kernel (C', C', H, W) between the
+    flat data entries `index` of a (C', H, W) grid."""
+    channels, height, width = shape
+    flat_kernel = kernel.reshape(-1)
     c, rest = index // (height * width), index % (height * width)
     i, j = rest // width, rest % width
-    w = weights.flatten()[index]
     n = len(index)
-    k = torch.empty((n, n), dtype=dtype, device=device)
+    out = torch.empty((n, n), dtype=kernel.dtype, device=kernel.device)
     for start in range(0, n, ROW_BLOCK):
         rows = slice(start, min(start + ROW_BLOCK, n))
         flat = (
             (c[rows, None] * channels + c[None, :]) * height + (i[rows, None] - i[None, :]) % height
         ) * width + (j[rows, None] - j[None, :]) % width
-        k[rows] = w[rows, None] * kernel[flat] * w[None, :]
-    k.diagonal().add_(1.0)
-    with torch.no_grad():
-        r = likelihood.residual(mean.reshape(1, height, width)).flatten()[index]
-    chol = torch.linalg.cholesky(k)
-    log_det = 2 * torch.log(torch.diagonal(chol)).sum()
-    quadratic = torch.linalg.solve_triangular(chol, r[:, None], upper=False).square().sum()
-    return (-0.5 * (quadratic + log_det + n * math.log(2 * math.pi))).cpu(), departure
+        out[rows] = flat_kernel[flat]
+    return out

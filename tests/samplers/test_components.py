@@ -17,7 +17,7 @@ from posterior_diffusion.likelihood import WhitenedLinearGaussian
 from posterior_diffusion.references.compare import compare_to_reference, component_tv_tolerance
 from posterior_diffusion.references.mixture import MarginalDenoiser, mixture_exact_posterior
 from posterior_diffusion.references.problems import draw_observations, mixture_problem
-from posterior_diffusion.samplers import evidence
+from posterior_diffusion.samplers import evidence, stationary_evidence
 from posterior_diffusion.samplers.evidence import (
     ComponentWeightsWarning,
     latent_component_weights,
@@ -70,8 +70,10 @@ def test_members_do_not_depend_on_batch_size_or_on_which_are_drawn(posterior):
 def test_too_many_data_for_the_evidence_warn_and_fall_back(monkeypatch, posterior):
     prior, model, _, y, _ = posterior
     monkeypatch.setattr(evidence, "MAX_DENSE", 10)
-    monkeypatch.setattr(evidence, "MAX_OBSERVED", 10)  # and too many for the stationary route
-    with pytest.warns(ComponentWeightsWarning, match="observed data entries, above the 10"):
+    monkeypatch.setattr(
+        stationary_evidence, "MAX_OBSERVED", 10
+    )  # and too many for the stationary route
+    with pytest.warns(ComponentWeightsWarning, match="above the 10 up to which"):
         _, info = sample_posterior(prior, model, y, 2, steps=8, progress=False)
     assert "sampler_diagnostics" not in info
     with warnings.catch_warnings():

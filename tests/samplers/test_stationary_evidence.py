@@ -22,7 +22,7 @@ from posterior_diffusion.references.problems import (
     mixture_prior,
     mixture_problem,
 )
-from posterior_diffusion.samplers import evidence
+from posterior_diffusion.samplers import evidence, stationary_evidence
 from posterior_diffusion.samplers.evidence import ComponentWeightsWarning, latent_component_weights
 
 SHAPE = (12, 16)
@@ -75,6 +75,24 @@ def test_stationary_log_evidence_matches_the_dense_one(monkeypatch, kind):
     assert torch.allclose(stationary.log_evidence, dense.log_evidence, rtol=0, atol=1e-8)
 
 
+@pytest.mark.parametrize(("kind", "model_kind"), [("amplitude", "lensing"), ("slope", "mask")])
+def test_with_homogeneous_noise_the_unobserved_entries_suffice(monkeypatch, kind, model_kind):
+    """Too many observed entries for the observed route, few enough unobserved ones: the
+    complement identity gives the exact weights from a matrix over the unobserved entries."""
+    prior, model = mixture_problem(kind, model_kind, SHAPE, noise=1.5)
+    monkeypatch.setattr(evidence, "MAX_DENSE", 10)
+    for _, y in draw_observations(prior, model, 3, seed=5):
+        likelihood = WhitenedLinearGaussian(model, y)
+        operator = stationary_evidence.stationary_operator(likelihood)
+        unobserved = int((operator[1] == 0).sum())
+        assert unobserved < int((operator[1] != 0).sum())
+        monkeypatch.setattr(stationary_evidence, "MAX_OBSERVED", unobserved)
+        assert stationary_evidence.stationary_route(operator) == "unobserved"
+        found = latent_component_weights(prior, likelihood)
+        exact = mixture_exact_posterior(prior, model, y)
+        assert torch.allclose(found.weights, exact.weights, rtol=0, atol=1e-9)
+
+
 def test_a_forward_model_that_is_not_translation_invariant_still_warns(monkeypatch):
     h, w = SHAPE
     prior = mixture_prior("amplitude", SHAPE)
@@ -92,7 +110,7 @@ def test_too_many_observed_entries_for_the_kernel_route_warn(monkeypatch):
     prior, model = noise_map_problem("lensing")
     _, y = draw_observations(prior, model, 1, seed=0)[0]
     monkeypatch.setattr(evidence, "MAX_DENSE", 10)
-    monkeypatch.setattr(evidence, "MAX_OBSERVED", 20)
+    monkeypatch.setattr(stationary_evidence, "MAX_OBSERVED", 20)
     with pytest.warns(ComponentWeightsWarning, match="above the 20 up to which"):
         assert latent_component_weights(prior, WhitenedLinearGaussian(model, y)) is None
 
