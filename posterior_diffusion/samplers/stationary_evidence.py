@@ -11,7 +11,9 @@ weights) and independent noise, B = diag(w) T with T a Fourier multiplier, so
     I + B C B^T = I + diag(w_o) G_oo diag(w_o),   G = T C T^T,  g_cd(r) = ifft2(T_c P T_d^*)(r)
 
 over the n observed data entries: one n x n matrix from a kernel lookup, whatever the number of
-pixels or the noise map. Exact for a stationary Gaussian component; for a network, M's
+pixels or the noise map. With one noise level on every observed entry, a matrix over the
+unobserved entries does instead (`stationary_route`; the complement identity in
+`stationary_log_evidence`). Exact for a stationary Gaussian component; for a network, M's
 circulant part averaged over `DELTA_POSITIONS` points (its departure from a circulant is
 measured and reported).
 """
@@ -29,7 +31,8 @@ from forward_models.mask import Mask
 from ..likelihood import WhitenedLinearGaussian
 from ..priors.base import Prior
 
-# Observed data entries up to which I + B C B^T is built (8192^2 float64 = 512 MiB).
+# Data entries (observed, or unobserved for the complement) up to which a dense matrix is built
+# (8192^2 float64 = 512 MiB).
 MAX_OBSERVED = 8192
 # Deltas (each at its own typical point x = s z) whose responses are averaged into M's kernel.
 DELTA_POSITIONS = 32
