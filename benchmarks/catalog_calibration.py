@@ -87,6 +87,8 @@ def main() -> None:
         "n_gal_per_arcmin2": args.n_gal,
         "shear": "linear" if args.linear_shear else "reduced",
         "data": "calibrate --survey's simulation" if args.control else "binned galaxies",
+        "skies": args.skies or "convergence_map, seeds 1000 * seed + test",
+        "survey": args.survey,
         "levels": LEVELS.tolist(),
         "coverage": coverage.mean(0).tolist(),
         "coverage_se": (coverage.std(0, ddof=1) / np.sqrt(len(coverage))).tolist(),
