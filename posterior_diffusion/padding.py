@@ -17,7 +17,7 @@ import numpy as np
 
 from posterior_diffusion.defaults import MAP_SIDE_MULTIPLE
 from posterior_diffusion.io import Observation
-from posterior_diffusion.priors import Prior, default_power_spectrum
+from posterior_diffusion.priors import SHIPPED_PRIORS, Prior, default_power_spectrum, shipped_prior
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.priors.power_spectrum import TabulatedPowerSpectrum, power_on_grid
 
@@ -48,7 +48,8 @@ def prior_spectrum(
     name = "default" if prior is None else str(prior).strip()
     if name.lower() in ("default", "gaussian"):
         return default_power_spectrum()  # the spectrum the shipped prior's maps were made with
-    tables = NetworkPrior.from_file(name).power_tables
+    network = shipped_prior(name.lower()) if name.lower() in SHIPPED_PRIORS else None
+    tables = (network or NetworkPrior.from_file(name)).power_tables
     if not tables:
         return None
     return tables[0]

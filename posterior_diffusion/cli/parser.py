@@ -110,7 +110,8 @@ def _add_prior_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prior",
         metavar="SPEC",
-        help="default, gaussian, or a prior file from `train` (.pt/.ckpt) (default: default)",
+        help="default (convergence), density, gaussian, or a prior file from `train` (.pt/.ckpt) "
+        "(default: default)",
     )
     parser.add_argument(
         "--power-spectrum",

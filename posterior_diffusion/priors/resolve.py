@@ -5,13 +5,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from posterior_diffusion.priors import GaussianPrior, Prior, default_power_spectrum, default_prior
+from posterior_diffusion.priors import (
+    SHIPPED_PRIORS,
+    GaussianPrior,
+    Prior,
+    default_power_spectrum,
+    default_prior,
+    shipped_prior,
+)
 from posterior_diffusion.priors.conditioned import ConditionedPrior
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.priors.parameter_grid import ParameterGridPrior
 from posterior_diffusion.priors.prior_file import PriorFileError
 
-PRIOR_SPECS = ("default", "gaussian", "PATH.pt / PATH.ckpt")
+PRIOR_SPECS = ("default", "density", "gaussian", "PATH.pt / PATH.ckpt")
 PRIOR_FILE_SUFFIXES = (".pt", ".ckpt")
 
 
@@ -27,7 +34,8 @@ def resolve_prior(
         spec: a Prior (used as is); a prior file from `posterior-diffusion train` (.pt or .ckpt);
             None or "default": the shipped default prior, or a Gaussian prior from
             `power_spectrum` when one is given; "gaussian": the analytic Gaussian prior with
-            `power_spectrum`, or with the default spectrum when none is given.
+            `power_spectrum`, or with the default spectrum when none is given; "density": the
+            shipped dark-matter density prior (docs/density_prior.md).
         power_spectrum: two-column text file (k [cycles/pixel], P), see priors/power_spectrum.py.
         field_shape: (C, H, W) of the fields the prior describes.
         pixel_scale_arcmin: the observation's pixel side, checked against a trained prior's.
@@ -54,6 +62,10 @@ def resolve_prior(
         if power_spectrum is None:
             return GaussianPrior(default_power_spectrum(), tuple(field_shape))
         return GaussianPrior.from_file(Path(power_spectrum), tuple(field_shape))
+    if name.lower() in SHIPPED_PRIORS:
+        if power_spectrum is not None:
+            raise ValueError(f"the shipped prior '{name}' and a power spectrum cannot be combined")
+        return _checked(shipped_prior(name.lower()), field_shape, pixel_scale_arcmin)
     if Path(name).suffix.lower() in PRIOR_FILE_SUFFIXES or Path(name).is_file():
         if power_spectrum is not None:
             raise ValueError("a prior file and a power spectrum cannot be combined")

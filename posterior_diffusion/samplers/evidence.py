@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from ..likelihood import WhitenedLinearGaussian
+from ..memory import MEMORY_FRACTION, available_bytes
 from ..priors.base import Prior
 from . import stationary_evidence as stationary
 
@@ -137,6 +138,19 @@ def latent_component_weights(
                 f"the prior's {len(parts)} latent components are not weighted by the data: "
                 f"{why} their evidence is computed; samples may sit in components the posterior "
                 "rules out (docs/samplers.md)"
+            ),
+            stacklevel=3,
+        )
+        return None
+    needed = stationary.dense_bytes(operator)
+    free = MEMORY_FRACTION * available_bytes(likelihood.y_white.device)
+    if needed > free:
+        warnings.warn(
+            ComponentWeightsWarning(
+                f"the prior's {len(parts)} latent components are not weighted by the data: "
+                f"their evidence needs about {needed / 2**20:.0f} MiB on "
+                f"{likelihood.y_white.device}, more than the {free / 2**20:.0f} MiB free; "
+                "samples may sit in components the posterior rules out (docs/samplers.md)"
             ),
             stacklevel=3,
         )

@@ -135,6 +135,18 @@ def stationary_route(operator: tuple[Tensor, Tensor]) -> str | None:
     return None
 
 
+def dense_bytes(operator: tuple[Tensor, Tensor]) -> int:
+    """Peak bytes of `stationary_log_evidence`'s dense algebra on its route: the matrix and its
+    Cholesky factor (0 when there is no route)."""
+    weights = operator[1]
+    route = stationary_route(operator)
+    if route is None:
+        return 0
+    observed = weights != 0
+    n = int(observed.sum()) if route == "observed" else int((~observed).sum())
+    return 2 * n * n * weights.element_size()
+
+
 def stationary_log_evidence(
     prior: Prior, likelihood: WhitenedLinearGaussian, operator: tuple[Tensor, Tensor], s: float
 ) -> tuple[Tensor, float]:

@@ -115,6 +115,22 @@ def test_too_many_observed_entries_for_the_kernel_route_warn(monkeypatch):
         assert latent_component_weights(prior, WhitenedLinearGaussian(model, y)) is None
 
 
+def test_evidence_that_does_not_fit_in_memory_warns_instead_of_allocating(monkeypatch):
+    prior, model = noise_map_problem("lensing")
+    _, y = draw_observations(prior, model, 1, seed=0)[0]
+    monkeypatch.setattr(evidence, "MAX_DENSE", 10)
+    likelihood = WhitenedLinearGaussian(model, y)
+    needed = stationary_evidence.dense_bytes(stationary_evidence.stationary_operator(likelihood))
+    n = int(likelihood.observed().sum())
+    assert needed == 2 * n * n * 8  # the float64 matrix and its Cholesky factor
+    free = needed / evidence.MEMORY_FRACTION
+    monkeypatch.setattr(evidence, "available_bytes", lambda device: free)  # just enough
+    assert latent_component_weights(prior, likelihood) is not None
+    monkeypatch.setattr(evidence, "available_bytes", lambda device: free - 1)
+    with pytest.warns(ComponentWeightsWarning, match="MiB free"):
+        assert latent_component_weights(prior, likelihood) is None
+
+
 class _Trained:
     """A component that says what its network was trained on (as `NetworkPrior.identity` does)."""
 
