@@ -29,13 +29,9 @@ import h5py
 import numpy as np
 
 from posterior_diffusion.api import observe_field
+from posterior_diffusion.calibration.held_out import spectrum_terms
 from posterior_diffusion.cli import main as cli
-from posterior_diffusion.diagnostics.spectra import (
-    azimuthal_average,
-    cross_correlation,
-    k_bin_edges,
-    power_spectrum,
-)
+from posterior_diffusion.diagnostics.spectra import cross_correlation
 from posterior_diffusion.io import read_posterior
 from posterior_diffusion.simulators import simulate_fields
 
@@ -101,14 +97,11 @@ def main() -> None:
 def summarise(ds, truth: np.ndarray) -> None:
     """Coverage of the central 68% intervals and r(k) of the posterior mean with the truth."""
     samples = ds["samples"][:, 0]
-    mean = samples.mean(axis=0)
     low, high = np.percentile(samples, [16, 84], axis=0)
     inside = float(np.mean((truth >= low) & (truth <= high)))
-    k, p_mean, _ = power_spectrum(mean)
-    _, p_truth, _ = power_spectrum(truth)
-    cross = (np.fft.fft2(mean) * np.conj(np.fft.fft2(truth))).real / truth.size
-    _, p_cross, _ = azimuthal_average(cross, k_bin_edges(*truth.shape))
-    r = cross_correlation(p_cross, p_mean, p_truth)
+    terms = spectrum_terms(ds["samples"], truth[None])  # the calibration report's spectra
+    k = terms["k"]
+    r = cross_correlation(terms["p_cross_mean"], terms["p_mean"], terms["p_truth"])
     print(f"68% intervals hold the truth in {inside:.1%} of pixels")
     print("r(k) of the posterior mean with the truth:")
     keep = np.flatnonzero(k > 0)[::2]  # the k = 0 bin (the map mean, 0 for LPT maps) has no r
