@@ -35,6 +35,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--num", type=int, default=64, help="maps from each side")
     parser.add_argument("--steps", type=int, default=200, help="reverse-SDE steps")
     parser.add_argument("--seed", type=int, default=99, help="a seed unused in training")
+    parser.add_argument(
+        "--corrector-steps", type=int, default=0, help="Langevin corrector steps per level"
+    )
     parser.add_argument("--bins", type=int, default=12, help="k bins of the P(k) table")
     parser.add_argument(
         "--shape",
@@ -113,6 +116,7 @@ def main() -> None:
             EnsembleRNG(args.seed, range(args.num)),
             args.steps,
             field_shape=(c, h, w),
+            corrector_steps=args.corrector_steps,
         )
     seconds = time.perf_counter() - start
     drawn = drawn[:, 0].numpy()
