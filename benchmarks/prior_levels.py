@@ -6,7 +6,8 @@ compares the prior's denoised estimate of the draws, D(x_sigma), with its denois
 simulations plus fresh noise, D(x0 + sigma n): the ratio of their mean power per k band. Ratios
 of 1 all the way down mean the chain stays on the noisy marginal; the level where they first fall
 is where the draws lose what the simulations have. Measured on the shipped default prior
-(docs/default_prior.md): 1.0 down to 23 data std, 0.46-0.93 at 8 std, back to 0.86-0.91 below.
+(docs/default_prior.md, `--num 64 --every 20`): 0.59-0.83 at 4.7 data std, 0.86-0.91 at the end;
+above ~10 data std D is mostly its response to the noise and the ratios are noisy.
 
     OMP_NUM_THREADS=1 python benchmarks/prior_levels.py \
         --prior posterior_diffusion/data/default_prior.pt --kind convergence --num 64
