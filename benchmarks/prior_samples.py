@@ -47,6 +47,12 @@ def parse() -> argparse.Namespace:
         help="draw maps of this size (default: the training size), against simulations of it",
     )
     parser.add_argument(
+        "--depth",
+        type=int,
+        help="density: the simulations' projection depth [cells] (default: the prior's training "
+        "map side, so that larger maps are of the same field)",
+    )
+    parser.add_argument(
         "--log-shift",
         type=float,
         metavar="S",
@@ -106,7 +112,10 @@ def main() -> None:
     c, h, w = prior.trained_shape
     if args.shape:
         h, w = args.shape
-    sims, _ = simulate_fields(args.kind, (h, w), args.num, args.seed)
+    extra = {}
+    if args.kind == "density":
+        extra["depth"] = args.depth = args.depth or prior.trained_shape[-1]
+    sims, _ = simulate_fields(args.kind, (h, w), args.num, args.seed, **extra)
     start = time.perf_counter()
     with torch.no_grad():
         drawn = prior_sde(

@@ -394,6 +394,7 @@ def simulate_fields_to_file(
     shift: float | None = None,
     lpt_order: int = 1,
     growth: float = 1.0,
+    depth: int | None = None,
     amplitude_range: Sequence[float] | None = None,
     slope_range: Sequence[float] | None = None,
     command: str | None = None,
@@ -413,6 +414,8 @@ def simulate_fields_to_file(
         shift: lognormal (1) and convergence (0.02): the lognormal shift.
         lpt_order: density: 1 (Zel'dovich) or 2 (2LPT).
         growth: density: growth amplitude D.
+        depth: density: cells along the line of sight (default H). Maps larger than a training
+            set's are the same field only with the training maps' depth.
         amplitude_range, slope_range: grf at many cosmologies: each map draws its power-law
             amplitude and slope uniformly in these (LO, HI); either one given makes such a set
             (the other takes its default box; docs/conditional_priors.md).
@@ -432,6 +435,7 @@ def simulate_fields_to_file(
         shift=shift,
         lpt_order=lpt_order,
         growth=growth,
+        depth=depth,
         amplitude_range=amplitude_range,
         slope_range=slope_range,
         command=command,

@@ -28,6 +28,7 @@ def simulate_fields_to_file(
     shift: float | None = None,
     lpt_order: int = 1,
     growth: float = 1.0,
+    depth: int | None = None,
     amplitude_range: Sequence[float] | None = None,
     slope_range: Sequence[float] | None = None,
     command: str | None = None,
@@ -39,7 +40,7 @@ def simulate_fields_to_file(
     spectrum = TabulatedPowerSpectrum.from_file(power_spectrum) if power_spectrum else None
     theta = None
     if amplitude_range or slope_range:
-        _check_conditional(kind, spectrum, pixel_scale_arcmin, shift, lpt_order, growth)
+        _check_conditional(kind, spectrum, pixel_scale_arcmin, shift, lpt_order, growth, depth)
         fields, theta, attrs = conditional_grf(
             tuple(shape),
             num,
@@ -58,13 +59,16 @@ def simulate_fields_to_file(
             shift=shift,
             lpt_order=lpt_order,
             growth=growth,
+            depth=depth,
         )
     attrs["command"] = command
     write_dataset_file(output, fields, attrs, theta=theta)
     return fields
 
 
-def _check_conditional(kind, spectrum, pixel_scale_arcmin, shift, lpt_order, growth) -> None:
+def _check_conditional(
+    kind, spectrum, pixel_scale_arcmin, shift, lpt_order, growth, depth
+) -> None:
     """Refuse what a set of GRFs at many cosmologies cannot take, as `simulate_fields` refuses
     flags of other kinds."""
     if kind != "grf":
@@ -78,6 +82,7 @@ def _check_conditional(kind, spectrum, pixel_scale_arcmin, shift, lpt_order, gro
             ("--shift", shift is not None),
             ("--lpt-order", lpt_order != 1),
             ("--growth", growth != 1.0),
+            ("--depth", depth is not None),
         )
         if given
     ]

@@ -169,6 +169,7 @@ def simulate(args: argparse.Namespace, command: str) -> int:
         shift=args.shift,
         lpt_order=args.lpt_order,
         growth=args.growth,
+        depth=args.depth,
         amplitude_range=args.amplitude_range,
         slope_range=args.slope_range,
         command=command,

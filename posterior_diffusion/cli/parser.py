@@ -467,6 +467,13 @@ def _add_simulate(sub) -> None:
     fields.add_argument(
         "--growth", type=float, default=1.0, metavar="D", help="density: growth amplitude (1)"
     )
+    fields.add_argument(
+        "--depth",
+        type=int,
+        metavar="N",
+        help="density: box cells along the line of sight (default: H); larger maps of a "
+        "training set's field keep its depth (e.g. --shape 128 128 --depth 64)",
+    )
     for name, (low, high) in DEFAULT_RANGES.items():
         fields.add_argument(
             f"--{name}-range",

@@ -27,6 +27,7 @@ def simulate_fields(
     shift: float | None = None,
     lpt_order: int = 1,
     growth: float = 1.0,
+    depth: int | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """(fields (num, H, W), attrs for `write_dataset_file`) for one simulator kind.
 
@@ -42,6 +43,8 @@ def simulate_fields(
         shift: lognormal and convergence: the lognormal shift (default 1 and 0.02).
         lpt_order: density only: 1 (Zel'dovich) or 2 (2LPT).
         growth: density only: growth amplitude D.
+        depth: density only: the box's cells along the line of sight (default H, a cubic box);
+            maps larger than a training set's keep its depth to be the same field.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown simulator kind '{kind}' (choose from {', '.join(KINDS)})")
@@ -52,6 +55,8 @@ def simulate_fields(
         raise ValueError(f"a shift only applies to kinds lognormal and convergence, not {kind}")
     if kind != "density" and (lpt_order != 1 or growth != 1.0):
         raise ValueError(f"LPT order and growth only apply to kind density, not {kind}")
+    if kind != "density" and depth is not None:
+        raise ValueError(f"a projection depth only applies to kind density, not {kind}")
     source = getattr(power_spectrum, "source", None)
     parameters: dict[str, Any] = {"shape": [height, width], "num": int(num)}
     attrs: dict[str, Any] = {"kind": kind, "seed": int(seed)}
@@ -81,11 +86,15 @@ def simulate_fields(
     else:
         if height != width:
             raise ValueError(f"density maps come from an N^3 box: shape must be N N, got {shape}")
+        depth = height if depth is None else int(depth)
         parameters.update(
-            power_spectrum=source or "linear_power_3d", lpt_order=int(lpt_order), growth=growth
+            power_spectrum=source or "linear_power_3d",
+            lpt_order=int(lpt_order),
+            growth=growth,
+            depth=depth,
         )
         fields = lpt_density_maps(
-            height, num, seed, lpt_order, growth, power_spectrum or linear_power_3d
+            height, num, seed, lpt_order, growth, power_spectrum or linear_power_3d, depth=depth
         )
     attrs["parameters"] = parameters
     return fields, attrs

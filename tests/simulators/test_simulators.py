@@ -25,7 +25,7 @@ from posterior_diffusion.simulators import (
     lpt_density_3d,
     lpt_density_maps,
 )
-from posterior_diffusion.simulators.lpt import lpt_displacement
+from posterior_diffusion.simulators.lpt import linear_power_3d, lpt_displacement
 
 SHAPE = (32, 32)
 BIN_EDGES = np.linspace(0.0, 0.75, 13)  # cycles per pixel; 0.75 > sqrt(2) / 2
@@ -122,6 +122,50 @@ def test_zeldovich_displacement_is_minus_grad_inverse_laplacian():
         for axis, shape in enumerate(shapes)
     )
     np.testing.assert_allclose(-divergence, delta - delta.mean(), atol=1e-10)
+
+
+def test_non_cubic_box_displacement_power_and_mass():
+    # Sides 15 x 9 x 11 (odd: exact divergence check): each axis must use its own frequencies.
+    delta = linear_density((15, 9, 11), seed=5)
+    psi1, _ = lpt_displacement(delta, order=1)
+    axes = [2 * np.pi * np.fft.fftfreq(s) for s in delta.shape]
+    shapes = [(-1, 1, 1), (1, -1, 1), (1, 1, -1)]
+    divergence = sum(
+        np.fft.ifftn(1j * axes[a].reshape(shape) * np.fft.fftn(psi1[a])).real
+        for a, shape in enumerate(shapes)
+    )
+    np.testing.assert_allclose(-divergence, delta - delta.mean(), atol=1e-10)
+    # |fftn(delta)|^2 / V is P3 times a chi^2_2 / 2 variable per mode: its mean over the
+    # 1,485 modes of |fftn|^2 / (V P3) is 1 within a few times 1 / sqrt(1485 / 2).
+    shape = (16, 12, 10)
+    delta = linear_density(shape, seed=8)
+    f = [np.fft.fftfreq(s) for s in shape]
+    k = np.sqrt(f[0][:, None, None] ** 2 + f[1][None, :, None] ** 2 + f[2][None, None, :] ** 2)
+    power = linear_power_3d(k)
+    ratio = (np.abs(np.fft.fftn(delta)) ** 2 / delta.size)[power > 0] / power[power > 0]
+    assert ratio.mean() == pytest.approx(1.0, abs=4 / np.sqrt(ratio.size / 2))
+    positions = np.random.default_rng(1).uniform(-30, 50, size=(3, 4000))
+    mass = cic_paint(positions, (8, 12, 6))
+    assert mass.shape == (8, 12, 6) and mass.sum() == pytest.approx(4000, rel=1e-12)
+
+
+def test_larger_density_maps_keep_the_projection_depth():
+    cubic = lpt_density_maps(16, 1, seed=3, order=2)
+    assert np.array_equal(cubic, lpt_density_maps(16, 1, seed=3, order=2, depth=16))
+    wide = lpt_density_maps(32, 2, seed=3, order=2, depth=16, axis=1)
+    assert wide.shape == (2, 32, 32) and np.all(np.abs(wide.mean(axis=(1, 2))) < 1e-12)
+    # The large scales keep the power of the box's linear field averaged over its 16-cell
+    # depth, as for cubic boxes (test_lpt_large_scale_power_follows_linear_input).
+    maps = lpt_density_maps(32, 3, seed=7, order=2, growth=0.5, depth=16)
+    linear = np.stack(
+        [0.5 * linear_density((16, 32, 32), member_seed(7, i)).mean(axis=0) for i in range(3)]
+    )
+    k = frequency_magnitude(32, 32)
+    large = (k > 0) & (k <= 2.01 / 32)
+    power = [(np.abs(np.fft.fft2(m)) ** 2)[:, large].mean() for m in (maps, linear)]
+    assert power[0] / power[1] == pytest.approx(1.0, abs=0.05)
+    with pytest.raises(ValueError, match="slab"):
+        lpt_density_maps(32, 1, seed=3, depth=16, slab=20)
 
 
 def test_second_order_term_changes_the_field_with_the_right_sign():
@@ -238,11 +282,21 @@ def test_cli_bad_kind_or_shape_exits_2_with_one_line(args, tmp_path):
     [
         ("density", "{dir}/out.h5", "--shape", 16, 8),
         ("density", "{dir}/out.h5", "--lpt-order", 3),
+        ("density", "{dir}/out.h5", "--shape", 16, 16, "--depth", 2),
+        ("grf", "{dir}/out.h5", "--depth", 16),
         ("grf", "{dir}/out.npy"),
         ("grf", "{dir}/out.h5", "--pixel-scale-arcmin", 1),
         ("lognormal", "{dir}/out.h5", "--power-spectrum", "{dir}/missing.txt"),
     ],
-    ids=["density-shape", "lpt-order", "suffix", "flag-for-other-kind", "missing-spectrum"],
+    ids=[
+        "density-shape",
+        "lpt-order",
+        "depth",
+        "depth-for-other-kind",
+        "suffix",
+        "flag-for-other-kind",
+        "missing-spectrum",
+    ],
 )
 def test_cli_other_bad_input_exits_2_with_one_line(args, tmp_path, capsys):
     args = [str(a).format(dir=tmp_path) for a in args]
