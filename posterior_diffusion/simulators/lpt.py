@@ -3,9 +3,9 @@
 Grid units throughout: positions in cells, k in cycles per cell, and for a box of V cells
 <|delta_hat(k)|^2> = V P3(|k|) with delta_hat = fftn(delta) (the 3-D analogue of
 `priors/power_spectrum.py`). A box is N^3 cells, or N x N across and `depth` cells along the
-projected axis (larger maps of the same field: same cells, same projection depth). Particles start at the cell corners q and move to
-x = q + D psi1(q) + D^2 psi2(q), D the growth amplitude, with
-psi1 = -grad phi1, laplacian(phi1) = delta (Zel'dovich), and
+projected axis (larger maps of the same field: same cells, same projection depth).
+Particles start at the cell corners q and move to x = q + D psi1(q) + D^2 psi2(q), D the growth
+amplitude, with psi1 = -grad phi1, laplacian(phi1) = delta (Zel'dovich), and
 psi2 = -(3/7) grad phi2, laplacian(phi2) = sum_{i<j} (phi1_ii phi1_jj - phi1_ij^2)
 (2LPT with D2 = -3/7 D^2; Bouchet et al. 1995, Scoccimarro 1998). They are painted with
 cloud-in-cell and the density contrast is averaged along one axis into an N x N map.
