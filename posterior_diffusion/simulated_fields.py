@@ -66,9 +66,7 @@ def simulate_fields_to_file(
     return fields
 
 
-def _check_conditional(
-    kind, spectrum, pixel_scale_arcmin, shift, lpt_order, growth, depth
-) -> None:
+def _check_conditional(kind, spectrum, pixel_scale_arcmin, shift, lpt_order, growth, depth) -> None:
     """Refuse what a set of GRFs at many cosmologies cannot take, as `simulate_fields` refuses
     flags of other kinds."""
     if kind != "grf":
