@@ -47,12 +47,14 @@ def forward_model_attrs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def sampler_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The sampler options given as flags (predictor-corrector sampling)."""
+    """The sampler options given as flags (predictor-corrector, reverse SDE)."""
     options = {}
     if args.corrector_steps is not None:
         options["corrector_steps"] = args.corrector_steps
     if args.snr is not None:
         options["snr"] = args.snr
+    if args.stochastic:
+        options["stochastic"] = True
     return options
 
 
@@ -260,6 +262,12 @@ def _add_reconstruct(sub) -> None:
         type=float,
         metavar="R",
         help="signal-to-noise ratio of the corrector's step size (default: 0.16)",
+    )
+    rec.add_argument(
+        "--stochastic",
+        action="store_true",
+        help="guided, linearized: integrate the reverse SDE instead of the probability-flow "
+        "ODE (give it about 96 steps; measured effect in docs/samplers.md)",
     )
     rec.add_argument(
         "--theta",

@@ -56,6 +56,7 @@ OPTION_RULES: dict[str, tuple[str, Callable]] = {
     "cess_target": _interval(0, 1, closed_high=False),
     "resample_below": _interval(0, 1, closed_high=True),
     "site": ("averaged or point", lambda v: v in ("averaged", "point")),
+    "stochastic": ("true or false", lambda v: isinstance(v, bool)),
 }  # fmt: skip
 
 
@@ -98,7 +99,15 @@ SAMPLERS: dict[str, SamplerSpec] = {
         guided,
         "Tweedie-covariance guidance on the PF-ODE (exact for Gaussian priors)",
         default_steps=48,
-        options=("sigma_min", "sigma_max", "cg_rtol", "cg_max_iter", "corrector_steps", "snr"),
+        options=(
+            "sigma_min",
+            "sigma_max",
+            "cg_rtol",
+            "cg_max_iter",
+            "corrector_steps",
+            "snr",
+            "stochastic",
+        ),
         needs_linear_gaussian=True,
         prepare=prepare_guided,
         prepared=("component_weights",),
@@ -148,6 +157,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
             "site",
             "corrector_steps",
             "snr",
+            "stochastic",
         ),  # fmt: skip
         prepare=prepare_linearized,
         prepared=("point", "members"),

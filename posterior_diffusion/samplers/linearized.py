@@ -91,7 +91,7 @@ def prepare_linearized(
 ) -> tuple[dict, dict]:
     """Once per run: the linearisation point (and pilot ensemble), shared by every batch (so the
     pilot ensembles are drawn once, not once per batch)."""
-    final_run_only = ("corrector_steps", "snr")  # the pilot runs stay plain `guided`
+    final_run_only = ("corrector_steps", "snr", "stochastic")  # pilots stay plain `guided`
     pilot = {k: v for k, v in options.items() if k not in final_run_only}
     point, members = linearization_point(prior, model, y, seed, steps, **pilot)
     return {"point": point, "members": members}, {}
@@ -112,16 +112,18 @@ def linearized(
     site: str = "averaged",
     corrector_steps: int = 0,
     snr: float = 0.16,
+    stochastic: bool = False,
     point: Tensor | None = None,
     members: Tensor | None = None,
 ) -> Tensor:
     """`guided` on the model linearised at the (iterated) posterior mean `point`
     (`linearization_point`, computed here when not given), with the noise's stand-in fitted to
-    the pilot ensemble `members` where `site="averaged"`; `corrector_steps` and `snr` are
-    `guided`'s (Langevin steps per level in the final run)."""
+    the pilot ensemble `members` where `site="averaged"`; `corrector_steps`, `snr` and
+    `stochastic` are `guided`'s, for the final run."""
     if point is None:
         point, members = linearization_point(prior, model, y, rng.seed, steps, iterations,
                                              pilot_members, cg_rtol, cg_max_iter, site)  # fmt: skip
     linear, data = linearized_model(model, y, point, members)
     return guided(prior, linear, data, rng, steps, callback, cg_rtol=cg_rtol,
-                  cg_max_iter=cg_max_iter, corrector_steps=corrector_steps, snr=snr)  # fmt: skip
+                  cg_max_iter=cg_max_iter, corrector_steps=corrector_steps, snr=snr,
+                  stochastic=stochastic)  # fmt: skip

@@ -134,6 +134,14 @@ def test_reconstruct_noise_default_output_and_netcdf(obs_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["post.nc", "posterior.h5"]
 
 
+def test_stochastic_flag_reaches_the_sampler_and_the_provenance(obs_dir, tmp_path):
+    done = run_cli("reconstruct", obs_dir / "noise.h5", "--prior", "gaussian", "--num-samples", 2,
+                   "--steps", 6, "--stochastic", "--no-progress", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    info = json.loads(open_result(tmp_path / "posterior.h5").attrs["sampler_settings"])
+    assert info["options"] == {"stochastic": True}
+
+
 def test_corrector_flags_reach_the_sampler_and_the_provenance(obs_dir, tmp_path):
     done = run_cli("reconstruct", obs_dir / "noise.h5", "--prior", "gaussian", "--num-samples", 2,
                    "--steps", 6, "--corrector-steps", 2, "--snr", 0.1, "--no-progress",

@@ -117,6 +117,20 @@ def test_corrector_members_do_not_depend_on_batch_size(prior, model, y, sampler)
 
 
 @pytest.mark.parametrize(
+    "options", [{"stochastic": True}, {"stochastic": True, "corrector_steps": 1}]
+)
+def test_reverse_sde_members_do_not_depend_on_batch_size(prior, model, y, options):
+    """`stochastic` draws each step's noise from the member's own stream."""
+    reference, info = run(prior, model, y, "guided", batch_size=8, seed=5, options=options)
+    assert info["options"] == options
+    plain, _ = run(prior, model, y, "guided", batch_size=8, seed=5)
+    assert not torch.allclose(reference, plain)  # the SDE is another path
+    samples, _ = run(prior, model, y, "guided", batch_size=3, seed=5, options=options)
+    np.testing.assert_allclose(samples, reference, rtol=1e-10, atol=1e-10)
+    assert not torch.allclose(reference[0], reference[1])
+
+
+@pytest.mark.parametrize(
     "options, message",
     [({"corrector_steps": -1}, "corrector_steps must be an integer >= 0"),
      ({"corrector_steps": 1, "snr": 0}, "snr must be a number > 0")],
@@ -409,6 +423,7 @@ def test_cpu_runs_are_saved_in_about_eight_batches_by_default(prior, model, y):
         ("guided", {"cg_max_iter": 0}, "cg_max_iter must be an integer >= 1, got 0"),
         ("guided", {"cg_rtol": float("inf")}, "cg_rtol must be a number > 0, got inf"),
         ("guided", {"corrector_steps": 1.5}, "corrector_steps must be an integer >= 0"),
+        ("guided", {"stochastic": 1}, "stochastic must be true or false, got 1"),
         ("smc", {"cess_target": 1.0}, "cess_target must be a number in (0, 1), got 1.0"),
         ("linearized", {"pilot_members": 0}, "pilot_members must be an integer >= 1"),
         ("dps", {"zeta": -1.0}, "zeta must be a number > 0"),
