@@ -267,7 +267,7 @@ def _add_reconstruct(sub) -> None:
         "--stochastic",
         action="store_true",
         help="guided, linearized: integrate the reverse SDE instead of the probability-flow "
-        "ODE (give it about 96 steps; measured effect in docs/samplers.md)",
+        "ODE (default steps doubled, to 96; measured effect in docs/samplers.md)",
     )
     rec.add_argument(
         "--theta",

@@ -130,6 +130,12 @@ def test_reverse_sde_members_do_not_depend_on_batch_size(prior, model, y, option
     assert not torch.allclose(reference[0], reference[1])
 
 
+def test_reverse_sde_defaults_to_twice_the_steps(prior, model, y):
+    _, info = sample_posterior(prior, model, y, 2, sampler="guided", progress=False,
+                               options={"stochastic": True})  # fmt: skip
+    assert info["steps"] == 2 * SAMPLERS["guided"].default_steps
+
+
 @pytest.mark.parametrize(
     "options, message",
     [({"corrector_steps": -1}, "corrector_steps must be an integer >= 0"),
