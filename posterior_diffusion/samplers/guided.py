@@ -233,8 +233,8 @@ def guided(
     `priors.draw.reverse_sde`), fresh noise from each member's stream at every step: the same
     path of marginals, but a member no longer carries its starting noise to the end, which with
     a learned prior narrowed the members' spread of band powers (docs/samplers.md). Its
-    discretisation needs more steps than the ODE's on a Gaussian posterior (std ratio 1.011 and
-    1.023 at 48 steps, 1.001 and 0.997 at 96, against the ODE's 1.003 and 1.004 at 48), so
+    discretisation needs more steps than the ODE's on a Gaussian posterior (std ratio 1.010 and
+    1.021 at 48 steps, 1.003 and 1.009 at 96, against the ODE's 1.003 and 1.004 at 48), so
     `sample_posterior` gives it 96 steps unless told otherwise.
 
     A prior with latent components (`Prior.latent_components`) is sampled component-first: each

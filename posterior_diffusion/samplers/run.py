@@ -187,7 +187,7 @@ def sample_posterior(
     spec.check_options(options)
     if steps is None:
         # The reverse SDE needs twice the ODE's steps for the same Gaussian-posterior error
-        # (std ratio 1.011-1.023 at 48, 0.997-1.001 at 96; docs/samplers.md).
+        # (std ratio 1.010-1.021 at 48, 1.003-1.009 at 96; docs/samplers.md).
         steps = spec.default_steps * (2 if options.get("stochastic") else 1)
     steps = int(steps)
     y = torch.as_tensor(y)
