@@ -113,8 +113,9 @@ def main() -> None:
     if args.shape:
         h, w = args.shape
     extra = {}
-    if args.kind == "density":
-        extra["depth"] = args.depth = args.depth or prior.trained_shape[-1]
+    if args.kind == "density":  # the training maps' depth, recorded in the JSON's args
+        args.depth = args.depth or prior.trained_shape[-1]
+        extra["depth"] = args.depth
     sims, _ = simulate_fields(args.kind, (h, w), args.num, args.seed, **extra)
     start = time.perf_counter()
     with torch.no_grad():

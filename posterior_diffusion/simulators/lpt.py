@@ -61,11 +61,9 @@ def _wavevectors(
     axes = [2 * np.pi * np.fft.fftfreq(shape[0]), 2 * np.pi * np.fft.fftfreq(shape[1])]
     axes.append(2 * np.pi * np.fft.rfftfreq(shape[2]))
     if derivative:
-        for i, q in enumerate(axes[:2]):
-            if shape[i] % 2 == 0:
-                q[shape[i] // 2] = 0.0
-        if shape[2] % 2 == 0:
-            axes[2][-1] = 0.0
+        for q, side in zip(axes, shape, strict=True):
+            if side % 2 == 0:
+                q[side // 2] = 0.0  # the Nyquist entry, in fftfreq and rfftfreq alike
     return axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]
 
 
