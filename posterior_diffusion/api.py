@@ -510,6 +510,7 @@ def calibrate(
     sampler: str | None = None,
     num_samples: int = 64,
     steps: int | None = None,
+    sampler_options: Mapping[str, Any] | None = None,
     seed: int = 0,
     device: str = "cpu",
     batch_size: int | None = None,
@@ -551,6 +552,7 @@ def calibrate(
         sampler: a sampler name; None: as in `reconstruct`.
         num_samples: posterior samples per test (>= 2).
         steps: sampler steps; None: the sampler's default.
+        sampler_options: keyword options of the sampler, as in `reconstruct`.
         seed: the run's seed; every random stream of test i derives from (seed, i).
         device: "cpu" or "cuda".
         batch_size: members sampled at once.
@@ -582,6 +584,7 @@ def calibrate(
         sampler=sampler,
         num_samples=int(num_samples),
         steps=steps,
+        sampler_options=dict(sampler_options or {}),
         seed=int(seed),
         device=device,
         batch_size=batch_size,

@@ -156,12 +156,15 @@ class Ensemble:
     def journal_settings(self) -> dict[str, Any]:
         """What decides every member's draw: a resumed run must share it."""
         r, obs = self.request, self.observation
+        steps = (
+            r.steps if r.steps is not None else get_sampler(self.sampler).steps_for(self.options)
+        )
         return {
             "input_sha256": file_sha256(obs.path) if obs.path else None,
             "forward_model": self.model.params(),
             "prior": self.prior.identity(),
             "sampler": self.sampler,
-            "steps": r.steps if r.steps is not None else get_sampler(self.sampler).default_steps,
+            "steps": steps,
             "options": self.options,
             "seed": int(r.seed),
             "device_type": torch.device(r.device).type,  # CPU and CUDA streams differ
@@ -250,7 +253,7 @@ def prepare(request: ReconstructionRequest) -> Ensemble:
     options = dict(r.sampler_options or {})
     get_sampler(sampler).check_options(options)
     if not r.allow_long_run:
-        _check_run_time(r, model, prior, sampler)
+        _check_run_time(r, model, prior, sampler, options)
     return Ensemble(r, obs, model, prior, sampler, options, padded)
 
 
@@ -288,8 +291,10 @@ TIMED_ABOVE_EVALUATIONS = 10**6
 EVALUATIONS_PER_STEP = 4
 
 
-def _check_run_time(r: ReconstructionRequest, model: ForwardModel, prior: Prior, sampler: str):
-    steps = r.steps if r.steps is not None else get_sampler(sampler).default_steps
+def _check_run_time(
+    r: ReconstructionRequest, model: ForwardModel, prior: Prior, sampler: str, options: dict
+):
+    steps = r.steps if r.steps is not None else get_sampler(sampler).steps_for(options)
     per_sample = int(steps) * EVALUATIONS_PER_STEP
     evaluations = int(r.num_samples) * per_sample
     if evaluations < TIMED_ABOVE_EVALUATIONS:

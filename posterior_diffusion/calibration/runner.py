@@ -138,7 +138,8 @@ class _Plan:
         self.first = self.observation(0)  # validates every forward-model input
         self.model = observation_model(self.first, None)
         self.sampler = choose_sampler(r.sampler, self.model)
-        self.steps = int(r.steps or SAMPLERS[self.sampler].default_steps)
+        SAMPLERS[self.sampler].check_options(r.sampler_options)
+        self.steps = int(r.steps or SAMPLERS[self.sampler].steps_for(r.sampler_options))
         self.settings = self._settings()
 
     def _prior(self) -> Prior:
@@ -225,6 +226,8 @@ class _Plan:
             "seed": r.seed,
             "field_shape": list(self.field_shape),
         }
+        if r.sampler_options:  # only when given: runs stored before options existed still resume
+            raw["sampler_options"] = r.sampler_options
         return json.loads(to_json(raw))  # the types a stored copy reads back as
 
     def provenance(self) -> dict[str, Any]:
@@ -237,7 +240,7 @@ class _Plan:
         )
         record.update(
             sampler=self.sampler,
-            sampler_settings={"steps": self.steps, "num_samples": r.num_samples},
+            sampler_settings=dict(steps=self.steps, num_samples=r.num_samples, **r.sampler_options),
             prior=self.prior.identity(),
             forward_model_params=self.model.params(),
             forward_model_attrs=self.params,
@@ -283,6 +286,7 @@ def _run_test(plan: _Plan, index: int, edges: np.ndarray | None):
             sampler=plan.sampler,
             num_samples=r.num_samples,
             steps=plan.steps,
+            sampler_options=r.sampler_options,
             seed=sampler_seed,
             device=r.device,
             batch_size=r.batch_size,

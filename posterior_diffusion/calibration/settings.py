@@ -45,6 +45,7 @@ class CalibrationRequest:
     sampler: str | None = None
     num_samples: int = 64
     steps: int | None = None
+    sampler_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     device: str = "cpu"
     batch_size: int | None = None

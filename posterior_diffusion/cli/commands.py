@@ -251,6 +251,7 @@ def calibrate(args: argparse.Namespace, command: str) -> int:
             sampler=args.sampler,
             num_samples=args.num_samples,
             steps=args.steps,
+            sampler_options=sampler_options(args),
             seed=args.seed,
             device=args.device,
             batch_size=args.batch_size,

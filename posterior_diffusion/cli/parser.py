@@ -129,6 +129,25 @@ def _add_sampler_flags(parser: argparse.ArgumentParser) -> None:
         help="guided, split_gibbs, dps, ... (default: guided for linear-Gaussian models, else linearized)",
     )
     parser.add_argument("--steps", type=int, metavar="K", help="default: the sampler's own")
+    parser.add_argument(
+        "--corrector-steps",
+        type=int,
+        metavar="K",
+        help="Langevin corrector steps per noise level (predictor-corrector; guided, prior_ode, "
+        "prior_sde; measured effect in docs/samplers.md; default: none)",
+    )
+    parser.add_argument(
+        "--snr",
+        type=float,
+        metavar="R",
+        help="signal-to-noise ratio of the corrector's step size (default: 0.16)",
+    )
+    parser.add_argument(
+        "--stochastic",
+        action="store_true",
+        help="guided, linearized: integrate the reverse SDE instead of the probability-flow "
+        "ODE (default steps doubled, to 96; measured effect in docs/samplers.md)",
+    )
 
 
 def _add_device_flag(parser: argparse.ArgumentParser) -> None:
@@ -249,25 +268,6 @@ def _add_reconstruct(sub) -> None:
         action="store_true",
         help="continue a killed or interrupted run of the same command from the members it "
         "saved (same settings; the ensemble equals an uninterrupted one)",
-    )
-    rec.add_argument(
-        "--corrector-steps",
-        type=int,
-        metavar="K",
-        help="Langevin corrector steps per noise level (predictor-corrector; guided, prior_ode, "
-        "prior_sde; measured effect in docs/samplers.md; default: none)",
-    )
-    rec.add_argument(
-        "--snr",
-        type=float,
-        metavar="R",
-        help="signal-to-noise ratio of the corrector's step size (default: 0.16)",
-    )
-    rec.add_argument(
-        "--stochastic",
-        action="store_true",
-        help="guided, linearized: integrate the reverse SDE instead of the probability-flow "
-        "ODE (default steps doubled, to 96; measured effect in docs/samplers.md)",
     )
     rec.add_argument(
         "--theta",

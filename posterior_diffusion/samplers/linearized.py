@@ -86,6 +86,12 @@ def linearization_point(
     return point, members
 
 
+def pilot_steps(steps: int, stochastic: bool) -> int:
+    """The pilots' steps: they run the probability-flow ODE, which needs half the reverse SDE's
+    steps for the same error (docs/samplers.md), so a stochastic final run's are halved."""
+    return max(steps // 2, 1) if stochastic else steps
+
+
 def prepare_linearized(
     prior: Prior, model: ForwardModel, y: Tensor, seed: int, steps: int, options: dict
 ) -> tuple[dict, dict]:
@@ -93,6 +99,7 @@ def prepare_linearized(
     pilot ensembles are drawn once, not once per batch)."""
     final_run_only = ("corrector_steps", "snr", "stochastic")  # pilots stay plain `guided`
     pilot = {k: v for k, v in options.items() if k not in final_run_only}
+    steps = pilot_steps(steps, options.get("stochastic", False))
     point, members = linearization_point(prior, model, y, seed, steps, **pilot)
     return {"point": point, "members": members}, {}
 
@@ -121,7 +128,8 @@ def linearized(
     the pilot ensemble `members` where `site="averaged"`; `corrector_steps`, `snr` and
     `stochastic` are `guided`'s, for the final run."""
     if point is None:
-        point, members = linearization_point(prior, model, y, rng.seed, steps, iterations,
+        point, members = linearization_point(prior, model, y, rng.seed,
+                                             pilot_steps(steps, stochastic), iterations,
                                              pilot_members, cg_rtol, cg_max_iter, site)  # fmt: skip
     linear, data = linearized_model(model, y, point, members)
     return guided(prior, linear, data, rng, steps, callback, cg_rtol=cg_rtol,

@@ -185,11 +185,7 @@ def sample_posterior(
         raise ValueError(f"members must lie in [0, {num_samples}), got {todo}")
     options = dict(options or {})
     spec.check_options(options)
-    if steps is None:
-        # The reverse SDE needs twice the ODE's steps for the same Gaussian-posterior error
-        # (std ratio 1.010-1.021 at 48, 1.003-1.009 at 96; docs/samplers.md).
-        steps = spec.default_steps * (2 if options.get("stochastic") else 1)
-    steps = int(steps)
+    steps = int(spec.steps_for(options) if steps is None else steps)
     y = torch.as_tensor(y)
     if tuple(y.shape) != tuple(model.data_shape):
         raise ValueError(

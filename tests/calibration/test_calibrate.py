@@ -139,6 +139,28 @@ def test_mismatched_settings_are_refused(resumed, capsys):
     assert sorted(p.name for p in (out / "tests").iterdir()) == before
 
 
+def test_stochastic_flag_reaches_the_sampler_settings_and_resume_check(resumed, tmp_path, capsys):
+    """`--stochastic` runs the reverse SDE (twice the default steps), is recorded, and a rerun
+    without it is refused rather than mixing the two samplers' tests."""
+    out = tmp_path / "report"
+    args = calibrate_args(out, 1, "--stochastic")
+    at = args.index("--steps")
+    del args[at : at + 2]  # the default: twice the ODE's
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["sampler_options"] == {"stochastic": True}
+    assert summary["settings"]["steps"] == 96
+    assert summary["provenance"]["sampler_settings"]["stochastic"] is True
+    plain_settings = json.loads((resumed[0] / "summary.json").read_text())["settings"]
+    plain = ResultStore(resumed[0] / "tests", plain_settings).load(0)[0]
+    sde = ResultStore(out / "tests", summary["settings"]).load(0)[0]
+    np.testing.assert_array_equal(sde["truth"], plain["truth"])  # same test, other sampler
+    assert not np.allclose(sde["mean"], plain["mean"])
+    capsys.readouterr()
+    assert main([a for a in args if a != "--stochastic"]) == 2
+    assert "other settings" in one_error_line(capsys)
+
+
 def test_interrupted_run_keeps_finished_tests(tmp_path, monkeypatch, capsys):
     """Ctrl-C during test 1: test 0 stays on disk and a rerun computes only test 1."""
     import posterior_diffusion.calibration.runner as runner
@@ -210,6 +232,7 @@ def test_lensing_from_simulations_file(tmp_path):
         (["--from-prior", "--num-tests", "0"], "number of tests must be >= 1"),
         (["--from-prior", "--num-samples", "1"], ">= 2 samples per test"),
         (["--from-prior", "--sampler", "nope"], "unknown sampler 'nope'"),
+        (["--from-prior", "--sampler", "dps", "--stochastic"], "'dps' has no option stochastic"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, change, message):

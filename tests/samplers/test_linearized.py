@@ -14,6 +14,7 @@ from posterior_diffusion.references.gold_standard import (
     gold_standard_posterior,
     grf_counts_problem,
 )
+from posterior_diffusion.samplers.linearized import prepare_linearized
 from posterior_diffusion.samplers.run import sample_posterior
 
 FIELD = (1, 8, 10)
@@ -59,6 +60,21 @@ def test_members_do_not_depend_on_the_batch_size(seeded):
     whole, _ = sample_posterior(prior, model, y, 6, **kwargs)
     batched, _ = sample_posterior(prior, model, y, 6, batch_size=2, **kwargs)
     assert torch.equal(whole, batched)
+
+
+def test_a_stochastic_runs_pilots_take_half_its_steps(seeded):
+    """The pilots run the ODE, which needs half the reverse SDE's steps: a stochastic run of 12
+    steps linearises where a plain run of 6 does, and its final run still takes 12 steps."""
+    prior = GaussianPrior(lambda k: 0.04 / (1 + (k / 0.1) ** 2), FIELD)
+    model = ForwardModel(GalaxyCounts(20.0, 1.0), PoissonNoise(), FIELD, name="counts")
+    y = model.simulate(prior.sample(1, seeded(0))[0])
+    stochastic, _ = prepare_linearized(prior, model, y, 4, 12, {"stochastic": True})
+    plain, _ = prepare_linearized(prior, model, y, 4, 6, {})
+    assert torch.equal(stochastic["point"], plain["point"])
+    assert torch.equal(stochastic["members"], plain["members"])
+    _, info = sample_posterior(prior, model, y, 2, sampler="linearized", seed=4, progress=False,
+                               options={"stochastic": True})  # fmt: skip
+    assert info["steps"] == 96
 
 
 @pytest.fixture(scope="module")
