@@ -302,3 +302,14 @@ def test_cli_other_bad_input_exits_2_with_one_line(args, tmp_path, capsys):
     args = [str(a).format(dir=tmp_path) for a in args]
     status, err = run_main(*args, capsys=capsys)
     assert_one_line_usage_error(status, err, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kind, size", [("density", ["--shape", "64", "64", "--depth", str(10**9)]),
+                   ("grf", ["--shape", str(10**7), str(10**7)])],
+)  # fmt: skip
+def test_a_simulation_beyond_free_memory_is_refused_before_allocating(kind, size, tmp_path,
+                                                                      capsys):  # fmt: skip
+    status, err = run_main(kind, str(tmp_path / "out.h5"), *size, capsys=capsys)
+    assert_one_line_usage_error(status, err, tmp_path)
+    assert "GiB free; simulate fewer or smaller maps" in err
