@@ -517,6 +517,7 @@ def calibrate(
     keep_tests: bool = True,
     progress: bool = True,
     command: str | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Run `num_tests` held-out reconstructions with known truths and write a calibration report.
 
@@ -559,9 +560,12 @@ def calibrate(
         keep_tests: keep OUTPUT_DIR/tests/ (needed to resume or extend the run).
         progress: a progress bar over tests on stderr.
         command: the command line, recorded as provenance.
+        shard: (i, n): compute only tests with index % n == i (and test 0), e.g. one job of n
+            sharing OUTPUT_DIR; the report is written by the run that finds every test finished.
 
     Returns:
-        The report's summary (what summary.json holds).
+        The report's summary (what summary.json holds); while other shards' tests are missing,
+        {"num_tests", "finished", "tests_computed_by_this_run", "report": None}.
 
     Raises:
         ValueError (and subclasses): invalid input, or finished tests made with other settings.
@@ -590,8 +594,13 @@ def calibrate(
         batch_size=batch_size,
         progress=progress,
         command=command,
+        shard=None if shard is None else (int(shard[0]), int(shard[1])),
     )
     run = run_calibration(request)
+    if not run.complete:
+        return {"num_tests": run.request.num_tests, "report": None,
+                "finished": run.store.count_finished(run.request.num_tests),
+                "tests_computed_by_this_run": run.computed}  # fmt: skip
     # The report modules load matplotlib: imported when a report is made.
     from posterior_diffusion.reporting.calibration_report import write_calibration_report
 

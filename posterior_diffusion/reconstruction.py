@@ -250,7 +250,7 @@ def prepare(request: ReconstructionRequest) -> Ensemble:
     _check_output_size(r.num_samples, model.field_shape)
     prior = _prior(r, model, obs)
     sampler = choose_sampler(r.sampler, model)
-    options = dict(r.sampler_options or {})
+    options = get_sampler(sampler).with_defaults(r.sampler_options, prior)
     get_sampler(sampler).check_options(options)
     if not r.allow_long_run:
         _check_run_time(r, model, prior, sampler, options)

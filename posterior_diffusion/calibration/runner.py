@@ -75,6 +75,22 @@ class CalibrationRun:
     store: ResultStore
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def complete(self) -> bool:
+        """Whether every test is finished (a shard may end before the others)."""
+        return len(self.tests) == self.request.num_tests
+
+
+def shard_tests(num: int, shard: tuple[int, int] | None) -> list[int]:
+    """The tests a run computes: all, or with shard (i, n) those with index % n == i, plus test
+    0 in every shard (its one-point-PDF edges fix every test's bins; the copies are identical)."""
+    if shard is None:
+        return list(range(num))
+    i, n = shard
+    if not 0 <= i < n:
+        raise ValueError(f"--shard I/N needs 0 <= I < N, got {i}/{n}")
+    return [index for index in range(num) if index == 0 or index % n == i]
+
 
 class _Plan:
     """The resolved pieces of a request: prior, mask, truths, sampler, settings."""
@@ -138,8 +154,9 @@ class _Plan:
         self.first = self.observation(0)  # validates every forward-model input
         self.model = observation_model(self.first, None)
         self.sampler = choose_sampler(r.sampler, self.model)
-        SAMPLERS[self.sampler].check_options(r.sampler_options)
-        self.steps = int(r.steps or SAMPLERS[self.sampler].steps_for(r.sampler_options))
+        self.options = SAMPLERS[self.sampler].with_defaults(r.sampler_options, self.prior)
+        SAMPLERS[self.sampler].check_options(self.options)
+        self.steps = int(r.steps or SAMPLERS[self.sampler].steps_for(self.options))
         self.settings = self._settings()
 
     def _prior(self) -> Prior:
@@ -226,8 +243,8 @@ class _Plan:
             "seed": r.seed,
             "field_shape": list(self.field_shape),
         }
-        if r.sampler_options:  # only when given: runs stored before options existed still resume
-            raw["sampler_options"] = r.sampler_options
+        if self.options:  # only when any: runs stored before options existed still resume
+            raw["sampler_options"] = self.options
         return json.loads(to_json(raw))  # the types a stored copy reads back as
 
     def provenance(self) -> dict[str, Any]:
@@ -240,7 +257,7 @@ class _Plan:
         )
         record.update(
             sampler=self.sampler,
-            sampler_settings=dict(steps=self.steps, num_samples=r.num_samples, **r.sampler_options),
+            sampler_settings=dict(steps=self.steps, num_samples=r.num_samples, **self.options),
             prior=self.prior.identity(),
             forward_model_params=self.model.params(),
             forward_model_attrs=self.params,
@@ -286,7 +303,7 @@ def _run_test(plan: _Plan, index: int, edges: np.ndarray | None):
             sampler=plan.sampler,
             num_samples=r.num_samples,
             steps=plan.steps,
-            sampler_options=r.sampler_options,
+            sampler_options=plan.options,
             seed=sampler_seed,
             device=r.device,
             batch_size=r.batch_size,
@@ -325,10 +342,10 @@ def _run_test(plan: _Plan, index: int, edges: np.ndarray | None):
 
 def run_calibration(request: CalibrationRequest) -> CalibrationRun:
     """Run (or resume) every test of `request` and load all their results."""
+    num = request.num_tests
+    todo = shard_tests(num, request.shard)
     plan = _Plan(request)
     store = ResultStore(Path(request.output_dir) / "tests", plan.settings)
-    num = request.num_tests
-    done = store.count_finished(num)
     Path(request.output_dir).mkdir(exist_ok=True)
     store.prepare()
     edges = None
@@ -336,21 +353,23 @@ def run_calibration(request: CalibrationRequest) -> CalibrationRun:
         edges = store.load(0)[0]["pdf_edges"]
     computed = 0
     bar = tqdm(
-        total=num,
-        initial=done,
+        total=len(todo),
+        initial=sum(store.finished(index) for index in todo),
         unit="test",
         desc="calibrate",
         disable=not request.progress,
         dynamic_ncols=True,
     )
     try:
-        for index in range(num):
+        for index in todo:
             if store.finished(index):
                 continue
             arrays, meta = _run_test(plan, index, edges)
-            store.save(index, arrays, meta)
+            # Shards may finish test 0 at once: the first copy stays, and its edges bin every
+            # test (copies can differ in float32 round-off between hosts or thread counts).
+            store.save(index, arrays, meta, keep_existing=index == 0)
             if edges is None:
-                edges = arrays["pdf_edges"]
+                edges = store.load(0)[0]["pdf_edges"]
             computed += 1
             bar.update(1)
     except KeyboardInterrupt:
@@ -358,6 +377,8 @@ def run_calibration(request: CalibrationRequest) -> CalibrationRun:
     finally:
         bar.close()
     tests, meta = [], []
+    if store.count_finished(num) < num:  # other shards still running: no report yet
+        return CalibrationRun(request, plan.settings, plan.provenance(), [], [], computed, store)
     for index in range(num):
         skip = () if index == 0 else held_out.MAP_KEYS
         arrays, info = store.load(index, skip=skip)

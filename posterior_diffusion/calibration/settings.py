@@ -51,6 +51,7 @@ class CalibrationRequest:
     batch_size: int | None = None
     progress: bool = True
     command: str | None = None
+    shard: tuple[int, int] | None = None  # (i, n): only tests with index % n == i, and test 0
 
 
 def observation_seed(seed: int, test: int) -> int:

@@ -7,6 +7,8 @@ holds them too. A rerun loads finished tests whose settings match and refuses to
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -67,13 +69,32 @@ class ResultStore:
             with atomic_path(file) as tmp:
                 tmp.write_text(json.dumps(self.settings, indent=1, sort_keys=True) + "\n")
 
-    def save(self, index: int, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
-        """Write test `index` (its arrays, plus `meta` and the settings as JSON) atomically."""
+    def save(
+        self,
+        index: int,
+        arrays: Mapping[str, np.ndarray],
+        meta: Mapping[str, Any],
+        keep_existing: bool = False,
+    ) -> None:
+        """Write test `index` (its arrays, plus `meta` and the settings as JSON) atomically; with
+        `keep_existing`, a copy another process finished first is kept (first writer wins)."""
         payload = dict(arrays)
         payload["meta_json"] = np.array(to_json(meta))
         payload["settings_json"] = np.array(to_json(self.settings))
-        with atomic_path(self.path(index)) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **payload)  # a file object: numpy adds no .npz suffix to the temp name
+        path = self.path(index)
+        if not keep_existing:
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **payload)  # a file object: numpy adds no .npz suffix to the temp name
+            return
+        tmp = path.with_name(f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, **payload)
+            os.link(tmp, path)  # atomic, and fails where the file exists
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def load(
         self, index: int, skip: Iterable[str] = ()

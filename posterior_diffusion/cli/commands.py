@@ -258,6 +258,7 @@ def calibrate(args: argparse.Namespace, command: str) -> int:
             keep_tests=not args.no_keep_tests,
             progress=not args.no_progress,
             command=command,
+            shard=args.shard,
         )
     except api.CalibrationInterrupted as stop:
         say(
@@ -265,6 +266,14 @@ def calibrate(args: argparse.Namespace, command: str) -> int:
             f"(kept in {stop.folder}); rerun the same command to resume"
         )
         return EXIT_INTERRUPTED
+    if "finished" in summary:  # a shard that ended before the others
+        print(
+            f"shard {args.shard[0]}/{args.shard[1]}: computed {summary['tests_computed_by_this_run']}"
+            f" tests; {summary['finished']} of {summary['num_tests']} finished in "
+            f"{args.output}/tests; the shard that finishes last writes the report (or rerun "
+            "without --shard)"
+        )
+        return EXIT_OK
     print(
         f"wrote a calibration report of {summary['num_tests']} tests "
         f"({summary['tests_computed_by_this_run']} computed now) to {args.output} "

@@ -44,6 +44,9 @@ class Prior(torch.nn.Module):
 
     field_shape: tuple[int, int, int] | None = None  # None: any H x W (fully convolutional)
     can_sample: bool = False  # whether `sample` draws fields
+    # A trained network's denoiser: `guided` then integrates the reverse SDE by default, whose
+    # fresh noise keeps the network's errors from staying with a member (docs/samplers.md).
+    learned: bool = False
 
     def denoise(self, x: Tensor, sigma: Tensor | float) -> Tensor:
         raise NotImplementedError

@@ -80,6 +80,7 @@ class ConditionedPrior(Prior):
     """
 
     can_sample = True
+    learned = True
 
     def __init__(
         self,

@@ -100,6 +100,7 @@ class NetworkPrior(Prior):
     """
 
     can_sample = True
+    learned = True
 
     def __init__(
         self, precond: torch.nn.Module, metadata: dict[str, Any], source: str, checksum: str

@@ -43,6 +43,7 @@ class ParameterGridPrior(Prior):
     """
 
     can_sample = False
+    learned = True
 
     def __init__(
         self,

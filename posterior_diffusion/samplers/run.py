@@ -106,6 +106,10 @@ class CountingPrior(Prior):
 
         return x0_hat, counted
 
+    @property
+    def learned(self) -> bool:
+        return self.inner.learned
+
     def stationary_power(self, field_shape: tuple[int, ...]) -> Tensor | None:
         return self.inner.stationary_power(field_shape)
 
@@ -183,7 +187,7 @@ def sample_posterior(
     todo = list(range(num_samples)) if members is None else [int(m) for m in members]
     if any(not 0 <= m < num_samples for m in todo):
         raise ValueError(f"members must lie in [0, {num_samples}), got {todo}")
-    options = dict(options or {})
+    options = spec.with_defaults(options, prior)
     spec.check_options(options)
     steps = int(spec.steps_for(options) if steps is None else steps)
     y = torch.as_tensor(y)

@@ -161,6 +161,43 @@ def test_stochastic_flag_reaches_the_sampler_settings_and_resume_check(resumed, 
     assert "other settings" in one_error_line(capsys)
 
 
+def test_shards_share_one_directory_and_the_last_writes_the_report(resumed, tmp_path, capsys):
+    """Shard 1/2 computes tests 0, 1 and 3 and writes no report; shard 0/2 then computes only
+    test 2 and writes it. Each test equals the unsharded run's."""
+    out = tmp_path / "report"
+    assert main(calibrate_args(out, 4, "--shard", "1/2")) == 0
+    assert "shard 1/2: computed 3 tests; 3 of 4 finished" in capsys.readouterr().out
+    assert not (out / "summary.json").exists()
+    assert main(calibrate_args(out, 4, "--shard", "0/2")) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_tests"] == 4 and summary["tests_computed_by_this_run"] == 1
+    plain = ResultStore(resumed[0] / "tests", summary["settings"])
+    sharded = ResultStore(out / "tests", summary["settings"])
+    for i in range(3):
+        a, b = plain.load(i)[0], sharded.load(i)[0]
+        for key in ("truth", "mean", "rank_pixels", "pdf_edges", "pdf_samples"):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"test {i}: {key}")
+
+
+@pytest.mark.parametrize("shard", ["2/2", "1", "a/b", "3/2", "0/0"])
+def test_a_bad_shard_is_refused_in_one_line(shard, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(calibrate_args(tmp_path / "r", 2, "--shard", shard))
+    assert stop.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "expected I/N with 0 <= I < N" in errors[0]  # after the usage
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_second_copy_of_a_test_keeps_the_first(tmp_path):
+    store = ResultStore(tmp_path, {"seed": 1})
+    store.prepare()
+    store.save(0, {"x": np.zeros(2)}, {}, keep_existing=True)
+    store.save(0, {"x": np.ones(2)}, {}, keep_existing=True)
+    np.testing.assert_array_equal(store.load(0)[0]["x"], np.zeros(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["settings.json", "test_0000.npz"]
+
+
 def test_interrupted_run_keeps_finished_tests(tmp_path, monkeypatch, capsys):
     """Ctrl-C during test 1: test 0 stays on disk and a rerun computes only test 1."""
     import posterior_diffusion.calibration.runner as runner

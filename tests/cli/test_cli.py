@@ -142,6 +142,16 @@ def test_stochastic_flag_reaches_the_sampler_and_the_provenance(obs_dir, tmp_pat
     assert info["options"] == {"stochastic": True}
 
 
+@pytest.mark.parametrize("flag, stochastic", [(None, True), ("--no-stochastic", False)])
+def test_the_trained_default_prior_takes_the_reverse_sde_unless_told(obs_dir, tmp_path, flag,
+                                                                     stochastic):  # fmt: skip
+    done = run_cli("reconstruct", obs_dir / "noise.h5", "--num-samples", 2, "--steps", 3,
+                   "--no-progress", *([flag] if flag else []), cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    info = json.loads(open_result(tmp_path / "posterior.h5").attrs["sampler_settings"])
+    assert info["options"] == {"stochastic": stochastic}
+
+
 def test_corrector_flags_reach_the_sampler_and_the_provenance(obs_dir, tmp_path):
     done = run_cli("reconstruct", obs_dir / "noise.h5", "--prior", "gaussian", "--num-samples", 2,
                    "--steps", 6, "--corrector-steps", 2, "--snr", 0.1, "--no-progress",
