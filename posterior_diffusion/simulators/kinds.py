@@ -15,29 +15,6 @@ from .lognormal import lognormal_from_power_grid, lognormal_spectrum
 from .lpt import linear_power_3d, lpt_density_maps
 
 KINDS = ("grf", "lognormal", "convergence", "density")
-# Peak bytes, measured with /usr/bin/time (maximum resident size less the imports'): about 56 per
-# map pixel for 4 convergence or GRF maps of 1024^2 (working set plus the maps kept), 280-305
-# per LPT box cell (Zel'dovich and 2LPT, 128^3). Rounded up, so a refusal is never a near miss.
-BYTES_PER_PIXEL = 64
-BYTES_PER_BOX_CELL = 320
-
-
-def check_memory(kind: str, height: int, width: int, num: int, depth: int | None) -> None:
-    """Refuse, before allocating, a simulation that cannot fit in the host's free memory (a typo
-    in --shape or --depth used to run until the machine ran out of it)."""
-    from posterior_diffusion.memory import available_bytes
-
-    need = BYTES_PER_PIXEL * num * height * width
-    if kind == "density":
-        need += BYTES_PER_BOX_CELL * height * width * (height if depth is None else depth)
-    free = available_bytes("cpu")
-    if need > free:
-        cells = f"{height} x {width} x {height if depth is None else depth}"
-        box = f" (LPT boxes of {cells} cells)" if kind == "density" else ""
-        raise ValueError(
-            f"{num} '{kind}' maps of {height} x {width}{box} need about {need / 2**30:.1f} GiB, "
-            f"more than the {free / 2**30:.1f} GiB free; simulate fewer or smaller maps"
-        )
 
 
 def simulate_fields(
@@ -80,7 +57,6 @@ def simulate_fields(
         raise ValueError(f"LPT order and growth only apply to kind density, not {kind}")
     if kind != "density" and depth is not None:
         raise ValueError(f"a projection depth only applies to kind density, not {kind}")
-    check_memory(kind, height, width, int(num), depth)
     source = getattr(power_spectrum, "source", None)
     parameters: dict[str, Any] = {"shape": [height, width], "num": int(num)}
     attrs: dict[str, Any] = {"kind": kind, "seed": int(seed)}
