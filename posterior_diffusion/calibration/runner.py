@@ -83,7 +83,7 @@ class CalibrationRun:
 
 def shard_tests(num: int, shard: tuple[int, int] | None) -> list[int]:
     """The tests a run computes: all, or with shard (i, n) those with index % n == i, plus test
-    0 in every shard (its one-point-PDF edges fix every test's bins; the copies are identical)."""
+    0 in every shard (its one-point-PDF edges bin every test; the first copy written is kept)."""
     if shard is None:
         return list(range(num))
     i, n = shard
