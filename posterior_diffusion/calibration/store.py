@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from posterior_diffusion.io.atomic import atomic_path
+from posterior_diffusion.io.atomic import atomic_path, temporary_sibling
 from posterior_diffusion.io.attrs import to_json
 
 from .settings import settings_differences
@@ -86,7 +85,7 @@ class ResultStore:
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
                 np.savez(f, **payload)  # a file object: numpy adds no .npz suffix to the temp name
             return
-        tmp = path.with_name(f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+        tmp = temporary_sibling(path)
         try:
             with open(tmp, "wb") as f:
                 np.savez(f, **payload)

@@ -11,6 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def temporary_sibling(path: Path) -> Path:
+    """A fresh `.NAME.partial-PID-TOKEN` beside `path` (`remove_stale_temporaries` knows the
+    form, and removes those of dead processes)."""
+    return path.with_name(f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of `path` to write (a file or a directory) into.
@@ -20,7 +26,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     # A sibling, not a file in /tmp: os.replace is only atomic within one file system.
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = temporary_sibling(path)
     try:
         yield tmp
         _replace(tmp, path)
