@@ -50,9 +50,18 @@ def score(samples, reference, draws, truth) -> dict:
 
 
 def measure(
-    prior, problem, reference, label: str, sampler: str, members: int, options=None, steps=None
+    prior,
+    problem,
+    reference,
+    label: str,
+    sampler: str,
+    members: int,
+    options=None,
+    steps=None,
+    transform=None,
 ) -> dict:
-    """One sampler on one reference's problem: its scores, cost, and a printed line."""
+    """One sampler on one reference's problem: its scores, cost, and a printed line.
+    `transform` maps the sampled variable to the field the reference holds (default: itself)."""
     seed = int(problem.params["seed"])
     draws = reference.sample(members, torch.Generator().manual_seed(seed))
     start = time.perf_counter()
@@ -67,6 +76,9 @@ def measure(
         options=options,
         steps=steps,
     )
+    if transform is not None:
+        with torch.no_grad():
+            samples = transform(samples)
     row = {"reference": label, "sampler": sampler, "options": options or {}, "steps": steps,
            **score(samples, reference, draws, problem.truth),
            "nfe_per_sample": info["nfe_per_sample"],
