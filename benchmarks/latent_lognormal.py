@@ -8,7 +8,7 @@ linearisation of the transform). It is also the route of a "Gaussianised" prior 
 on g = log(1 + x / shift) instead of x), measured before building it.
 
     python benchmarks/hmc_references.py --cases lognormal_lensing --draws 4000 --thin 16 --out refs
-    OMP_NUM_THREADS=1 python benchmarks/latent_lognormal.py --references refs --members 512 \\
+    OMP_NUM_THREADS=1 python benchmarks/latent_lognormal.py --references refs --members 128 \\
         --json benchmarks/results_latent_lensing_cpu.json
 """
 

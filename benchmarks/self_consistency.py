@@ -14,8 +14,9 @@ offset of the truth from the members' mean (in logs and in the members' sd, z), 
 (N - 3)), Student t; spread = that / observed sd z, 1 when calibrated, above 1 when the members
 are too wide; bootstrap error over tests) and the SBC rank-uniformity p-value. Per pixel: the
 coverage of the intervals between the members' order statistics, (b - a) / (N + 1) for an
-exact posterior whatever its shape. `--prior gaussian` is the control that must pass: a Gaussian
-prior with the field's spectrum, whose guided posteriors are exact.
+exact posterior whatever its shape. Exact priors with the field's spectrum (`make_prior`): a
+Gaussian and an amplitude mixture, where guided is exact (controls that must pass), and the
+same mixture with its components hidden from the sampler.
 
     OMP_NUM_THREADS=1 python benchmarks/self_consistency.py --field lensing --prior PRIOR.pt \\
         --truths prior --tests 200 --members 16 --json prior_truths.json
@@ -37,8 +38,10 @@ from common import cpu_threads, result_header
 from posterior_diffusion.diagnostics.global_stats import log_band_powers, log_total_power
 from posterior_diffusion.diagnostics.sbc import rank_uniformity_pvalue
 from posterior_diffusion.priors import GaussianPrior
+from posterior_diffusion.priors.mixture import GaussianMixturePrior
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.references.gold_standard import lognormal_problem
+from posterior_diffusion.references.mixture import MarginalDenoiser
 from posterior_diffusion.samplers.run import sample_posterior
 
 STATISTICS = ("log_total_power", "log_band_0", "log_band_1", "log_band_2")
@@ -103,9 +106,29 @@ def summarise(tests: list[dict], members: int) -> dict:
     return out
 
 
+# Variance factors of the mixture priors' components (equal weights): a field whose amplitude
+# varies from map to map over a factor 16, as a prior pooled over cosmologies would.
+MIXTURE_AMPLITUDES = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def make_prior(name: str, problem):
+    """The prior to test: a trained prior's file, or an exact one with the field's spectrum:
+    "gaussian" (guided is exact: the control that must pass), "mixture" (amplitude mixture,
+    components named: exact too) or "blind-mixture" (the same, components hidden)."""
+    power = torch.from_numpy(problem.field.power)
+    if name == "gaussian":
+        return GaussianPrior.from_power_grid(power, 1, "gaussian control")
+    if name in ("mixture", "blind-mixture"):
+        parts = [GaussianPrior.from_power_grid(a * power, 1, f"x{a}") for a in MIXTURE_AMPLITUDES]
+        return GaussianMixturePrior(parts, [1.0] * len(parts), "amplitude mixture")
+    return NetworkPrior.from_file(name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--prior", required=True, help="a prior file, or 'gaussian' (control)")
+    parser.add_argument(
+        "--prior", required=True, help="a prior file, or gaussian, mixture, blind-mixture"
+    )
     parser.add_argument("--field", default="lensing", choices=("lensing", "mask"))
     parser.add_argument("--truths", default="prior", choices=("prior", "simulator"))
     parser.add_argument("--tests", type=int, default=200)
@@ -117,11 +140,9 @@ def main() -> None:
     args = parser.parse_args()
     cpu_threads()
     problem = lognormal_problem(args.field, (24, 32), seed=0)  # the forward model; truths below
-    if args.prior == "gaussian":  # exact guided posteriors: the control that must pass
-        power = torch.from_numpy(problem.field.power)
-        prior = GaussianPrior.from_power_grid(power, 1, "gaussian control")
-    else:
-        prior = NetworkPrior.from_file(args.prior)
+    prior = sampled_prior = make_prior(args.prior, problem)
+    if args.prior == "blind-mixture":  # exact denoiser, components hidden from the sampler
+        sampled_prior = MarginalDenoiser(prior)
     results = result_header(args, "2-core CPU")
     done = []
     if args.json.exists():
@@ -141,7 +162,7 @@ def main() -> None:
         truth = truths[i]
         y = problem.model.simulate(truth, torch.Generator().manual_seed(10_000 + i))
         samples, info = sample_posterior(
-            prior, problem.model, y, args.members, sampler=args.sampler, seed=i, progress=False,
+            sampled_prior, problem.model, y, args.members, sampler=args.sampler, seed=i, progress=False,
             options=args.options, steps=args.steps,
         )  # fmt: skip
         samples = samples.double().numpy()
