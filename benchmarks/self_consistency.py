@@ -84,7 +84,8 @@ def summarise(tests: list[dict], members: int) -> dict:
     z = (truth - samples.mean(1)) / samples.std(1, ddof=1)
     offset = truth - samples.mean(1)
     ranks = (samples < truth[:, None, :]).sum(1)
-    pvalues = rank_uniformity_pvalue(ranks, members, bins=min(members + 1, len(tests) // 5))
+    bins = min(members + 1, len(tests) // 5)  # about 5 or more expected per bin
+    pvalues = rank_uniformity_pvalue(ranks, members, bins) if bins >= 2 else [None] * 4
     out = {"tests": len(tests), "members": members, "statistics": {}}
     for i, name in enumerate(STATISTICS):
         ratio, error = spread(z[:, i], members)
@@ -95,7 +96,7 @@ def summarise(tests: list[dict], members: int) -> dict:
             "mean_z_error": float(z[:, i].std(ddof=1) / np.sqrt(len(z))),
             "spread": ratio,
             "spread_error": error,
-            "rank_pvalue": float(pvalues[i]),
+            "rank_pvalue": None if pvalues[i] is None else float(pvalues[i]),
         }
     counts = np.sum([t["pixel_rank_counts"] for t in tests], axis=0)  # (N + 1,)
     pixels = {"mean_z": float(np.mean([t["pixel_z"] for t in tests]))}
