@@ -6,7 +6,8 @@ posterior of that distribution. This separates them by simulation-based calibrat
 drawn from the prior itself (`--truths prior`): if the sampler samples the network prior's own
 posterior, the truth's statistics rank uniformly among the members' and the members spread each
 statistic as widely as the truth scatters about them. `--truths simulator` runs the same with the
-simulator's maps as truths (the HMC references' setting, where the prior's error counts too).
+simulator's maps as truths (the HMC references' setting, where the prior's error counts too);
+`--truths mixture` with exact draws of the amplitude mixture below, for a network trained on them.
 
 Per statistic (log total power and three log band powers), with K tests of N members: the
 offset of the truth from the members' mean (in logs and in the members' sd, z), the spread
@@ -131,7 +132,7 @@ def main() -> None:
         "--prior", required=True, help="a prior file, or gaussian, mixture, blind-mixture"
     )
     parser.add_argument("--field", default="lensing", choices=("lensing", "mask"))
-    parser.add_argument("--truths", default="prior", choices=("prior", "simulator"))
+    parser.add_argument("--truths", default="prior", choices=("prior", "simulator", "mixture"))
     parser.add_argument("--tests", type=int, default=200)
     parser.add_argument("--members", type=int, default=16)
     parser.add_argument("--sampler", default="guided")
@@ -152,9 +153,10 @@ def main() -> None:
             raise SystemExit(f"{args.json}: written with other settings; choose another path")
         done = previous["tests_done"]
     # Truths from seeds no training set used; each test's own noise and sampler seed.
-    if args.truths == "prior":
+    if args.truths in ("prior", "mixture"):  # mixture: exact draws, for a network trained on them
+        source = prior if args.truths == "prior" else make_prior("mixture", problem)
         with torch.no_grad():
-            truths = prior.sample(args.tests, generator=torch.Generator().manual_seed(4242))
+            truths = source.sample(args.tests, generator=torch.Generator().manual_seed(4242))
     else:
         truths = torch.from_numpy(problem.field.simulate(args.tests, seed=4242))[:, None]
     truths = truths.double()
