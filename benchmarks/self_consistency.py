@@ -189,7 +189,8 @@ def main() -> None:
         print(f"test {i + 1}/{args.tests}, {rate:.1f} s per test, ETA {eta:.0f} min", flush=True)
     summary = summarise(done, args.members)
     for name, row in summary["statistics"].items():
-        print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
+        values = (f"{k} {'-' if v is None else f'{v:.3f}'}" for k, v in row.items())
+        print(f"{name}: " + ", ".join(values), flush=True)
 
 
 if __name__ == "__main__":
