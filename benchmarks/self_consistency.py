@@ -44,6 +44,7 @@ from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.references.gold_standard import lognormal_problem
 from posterior_diffusion.references.mixture import MarginalDenoiser
 from posterior_diffusion.samplers.run import sample_posterior
+from posterior_diffusion.simulators import write_dataset_file
 
 STATISTICS = ("log_total_power", "log_band_0", "log_band_1", "log_band_2")
 
@@ -128,9 +129,7 @@ def make_prior(name: str, problem):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--prior", required=True, help="a prior file, or gaussian, mixture, blind-mixture"
-    )
+    parser.add_argument("--prior", help="a prior file, or gaussian, mixture, blind-mixture")
     parser.add_argument("--field", default="lensing", choices=("lensing", "mask"))
     parser.add_argument("--truths", default="prior", choices=("prior", "simulator", "mixture"))
     parser.add_argument("--tests", type=int, default=200)
@@ -138,10 +137,25 @@ def main() -> None:
     parser.add_argument("--sampler", default="guided")
     parser.add_argument("--options", type=json.loads, default={}, help="sampler options, JSON")
     parser.add_argument("--steps", type=int, help="sampler steps (default: the sampler's)")
-    parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--simulate-mixture", type=Path, help="write mixture maps here and stop")
+    parser.add_argument("--num", type=int, default=12000, help="maps for --simulate-mixture")
     args = parser.parse_args()
     cpu_threads()
     problem = lognormal_problem(args.field, (24, 32), seed=0)  # the forward model; truths below
+    if (
+        args.simulate_mixture
+    ):  # training maps for a network of the mixture (seeds apart from truths)
+        draws = make_prior("mixture", problem).sample(args.num, torch.Generator().manual_seed(1234))
+        write_dataset_file(
+            args.simulate_mixture,
+            draws[:, 0].numpy().astype(np.float32),
+            {"kind": "amplitude mixture", "amplitudes": list(MIXTURE_AMPLITUDES)},
+        )
+        print(f"wrote {args.num} maps to {args.simulate_mixture}")
+        return
+    if args.json is None or args.prior is None:
+        parser.error("--prior and --json are required")
     prior = sampled_prior = make_prior(args.prior, problem)
     if args.prior == "blind-mixture":  # exact denoiser, components hidden from the sampler
         sampled_prior = MarginalDenoiser(prior)
