@@ -55,8 +55,9 @@ def global_statistics(maps: np.ndarray) -> np.ndarray:
 
 
 def truth_zscores(truth: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """(S,), (N, S) -> (S,): the truth's distance from the members' mean in their std."""
-    return (truth - members.mean(0)) / members.std(0, ddof=1)
+    """(..., S), (..., N, S) -> (..., S): the truth's distance from the members' mean in their
+    std."""
+    return (truth - members.mean(-2)) / members.std(-2, ddof=1)
 
 
 def spread(z: np.ndarray, members: int, seed: int = 0, boots: int = 1000) -> tuple[float, float]:
@@ -83,7 +84,7 @@ def order_statistic_intervals(members: int) -> list[tuple[int, int]]:
 def summarise(tests: list[dict], members: int) -> dict:
     truth = np.array([t["truth_stats"] for t in tests])  # (K, 4)
     samples = np.array([t["member_stats"] for t in tests])  # (K, N, 4)
-    z = (truth - samples.mean(1)) / samples.std(1, ddof=1)
+    z = truth_zscores(truth, samples)
     offset = truth - samples.mean(1)
     ranks = (samples < truth[:, None, :]).sum(1)
     bins = min(members + 1, len(tests) // 5)  # about 5 or more expected per bin
@@ -101,7 +102,7 @@ def summarise(tests: list[dict], members: int) -> dict:
             "rank_pvalue": None if pvalues[i] is None else float(pvalues[i]),
         }
     counts = np.sum([t["pixel_rank_counts"] for t in tests], axis=0)  # (N + 1,)
-    pixels = {"mean_z": float(np.mean([t["pixel_z"] for t in tests]))}
+    pixels = {"mean_z": float(np.mean([t["pixel_mean_z"] for t in tests]))}
     for a, b in order_statistic_intervals(members):
         nominal, found = (b - a) / (members + 1), counts[a:b].sum() / counts.sum()
         pixels[f"coverage_{nominal:.3f}"] = float(found)
@@ -189,7 +190,7 @@ def main() -> None:
             "truth_stats": global_statistics(truth.numpy()[None]).ravel().tolist(),
             "member_stats": global_statistics(samples).tolist(),
             "pixel_rank_counts": np.bincount(pixel_ranks, minlength=args.members + 1).tolist(),
-            "pixel_z": truth_zscores(truth.numpy().ravel(), flat).tolist(),
+            "pixel_mean_z": float(truth_zscores(truth.numpy().ravel(), flat).mean()),
             "nfe_per_sample": info["nfe_per_sample"],
         })  # fmt: skip
         results["tests_done"] = done
