@@ -144,9 +144,9 @@ def main() -> None:
     args = parser.parse_args()
     cpu_threads()
     problem = lognormal_problem(args.field, (24, 32), seed=0)  # the forward model; truths below
-    if (
-        args.simulate_mixture
-    ):  # training maps for a network of the mixture (seeds apart from truths)
+    if args.simulate_mixture:  # training maps for a mixture network, seeds apart from the truths'
+        if args.simulate_mixture.exists():
+            raise SystemExit(f"{args.simulate_mixture}: exists; choose another path")
         draws = make_prior("mixture", problem).sample(args.num, torch.Generator().manual_seed(1234))
         write_dataset_file(
             args.simulate_mixture,
