@@ -79,6 +79,13 @@ class Prior(torch.nn.Module):
         Jacobian is mostly the network's error (`samplers/guided.py`)."""
         return None
 
+    def second_moment_power(self, field_shape: tuple[int, ...]) -> Tensor | None:
+        """The prior's variance per Fourier mode on the fft grid of `field_shape` (C, H, W),
+        where known: exact for Gaussian fields and their mixtures, a network's training maps'
+        spectrum (`stationary_power`) otherwise; None when unknown. Unlike `stationary_power` it
+        changes nothing in `guided`'s guidance; refinement moves (`samplers/refine.py`) use it."""
+        return self.stationary_power(field_shape)
+
     def latent_components(self) -> tuple[Tensor, list[Prior]] | None:
         """(weights pi_k, priors p(x | k)) when this prior is a mixture over a latent it can name
         (a parameter marginalised over a grid, the components of a mixture), else None.

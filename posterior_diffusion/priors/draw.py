@@ -81,8 +81,10 @@ def reverse_sde(
             x = x_next + sigma_next * (1 - ratio) ** 0.5 * randn()
             previous = (x0_hat, h)
             if corrector is not None:
-                x = corrector(x, sigma_next)
-                previous = None  # the second-order term must not span a Langevin move
+                moved = corrector(x, sigma_next)
+                if moved is not x:  # the second-order term must not span a move
+                    previous = None
+                x = moved
         if on_step is not None:
             on_step(i, sigma, x, x0_hat)
     return x

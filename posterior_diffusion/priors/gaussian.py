@@ -64,6 +64,11 @@ class GaussianPrior(Prior):
         spectrum = TabulatedPowerSpectrum.from_file(path)
         return cls(spectrum, field_shape, name=str(path))
 
+    def second_moment_power(self, field_shape: tuple[int, ...]) -> Tensor | None:
+        if tuple(field_shape[-2:]) != tuple(self.power.shape):
+            return None
+        return self.power.expand(*field_shape[:-2], *self.power.shape)
+
     def _power_like(self, x: Tensor) -> Tensor:
         if tuple(x.shape[-2:]) != tuple(self.power.shape):
             raise ValueError(

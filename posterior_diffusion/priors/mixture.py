@@ -62,6 +62,13 @@ class GaussianMixturePrior(Prior):
     def weights(self) -> Tensor:
         return self.log_weights.exp()
 
+    def second_moment_power(self, field_shape: tuple[int, ...]) -> Tensor | None:
+        """sum_k pi_k P_k: the mixture's covariance is diagonal in Fourier space too."""
+        if tuple(field_shape[-2:]) != tuple(self.powers.shape[-2:]):
+            return None
+        mixed = (self.weights.view(-1, 1, 1) * self.powers).sum(0)
+        return mixed.expand(*field_shape[:-2], *mixed.shape)
+
     def _powers_like(self, x: Tensor) -> Tensor:
         if tuple(x.shape[-2:]) != tuple(self.powers.shape[-2:]):
             raise ValueError(

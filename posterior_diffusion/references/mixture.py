@@ -82,6 +82,9 @@ class MarginalDenoiser(Prior):
     def linearize(self, x: Tensor, sigma) -> tuple[Tensor, CovarianceProduct]:
         return self.inner.linearize(x, sigma)
 
+    def second_moment_power(self, field_shape: tuple[int, ...]) -> Tensor | None:
+        return self.inner.second_moment_power(field_shape)  # what a network's training maps give
+
     def sigma_max(self) -> float:
         return self.inner.sigma_max()
 

@@ -19,6 +19,7 @@ from posterior_diffusion.memory import MEMORY_FRACTION, fitting_batch_size
 from posterior_diffusion.priors.base import CovarianceProduct, Prior
 from posterior_diffusion.rng import EnsembleRNG
 from posterior_diffusion.samplers import DEFAULT_SAMPLER, FALLBACK_SAMPLER, SAMPLERS, get_sampler
+from posterior_diffusion.samplers.refine import MoveStatistics, check_acceptance
 
 DIVERGENCE_FACTOR = 1e6
 
@@ -109,6 +110,9 @@ class CountingPrior(Prior):
     @property
     def learned(self) -> bool:
         return self.inner.learned
+
+    def second_moment_power(self, field_shape: tuple[int, ...]) -> Tensor | None:
+        return self.inner.second_moment_power(field_shape)
 
     def stationary_power(self, field_shape: tuple[int, ...]) -> Tensor | None:
         return self.inner.stationary_power(field_shape)
@@ -239,9 +243,13 @@ def sample_posterior(
                 f"({len(names)} of {len(batch)} in the batch)"
             )
 
+    refinement, batch_refinement = MoveStatistics(), {}
+
     def on_step(state: dict[str, Any]) -> None:
         check_finite(state["x"], f"at step {state['i']}, sigma = {state['sigma']:.4g}")
         bar.update(state["x"].shape[0])
+        if "refinement" in state:  # the batch's refinement moves (`samplers/refine.py`)
+            batch_refinement["latest"] = state["refinement"]
 
     try:
         first = 0
@@ -257,12 +265,15 @@ def sample_posterior(
                 # Members have their own random streams, so a smaller batch gives the same draws.
                 batch_size = max(1, len(batch) // 2)
                 counting.fields_evaluated = fields
+                batch_refinement.clear()
                 bar.n = first * steps
                 bar.refresh()
                 _release_cached_memory(device)
                 continue
             check_finite(x, "in its final output")
             done.append(x.detach().to("cpu", torch.float64))
+            if "latest" in batch_refinement:
+                refinement.add(batch_refinement.pop("latest"))
             if on_batch is not None:
                 on_batch(batch, done[-1])
             first += len(batch)
@@ -274,6 +285,9 @@ def sample_posterior(
         bar.close()
     info.update(costs)
     info["batch_size"] = batch_size
+    if refinement.moves:
+        info.setdefault("sampler_diagnostics", {})["refinement"] = refinement.as_dict()
+        check_acceptance(refinement)
     return _stack(done, model.field_shape), info
 
 
