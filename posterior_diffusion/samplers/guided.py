@@ -308,7 +308,14 @@ def with_refinement(
     statistics.sigma = level
     shape = tuple(likelihood.model.field_shape)
     mala = noised_posterior_mala(
-        prior, likelihood, level, moves, lambda: rng.randn(shape), lambda: rng.rand(()), statistics
+        prior,
+        likelihood,
+        level,
+        moves,
+        lambda: rng.randn(shape),
+        lambda: rng.rand(()),
+        statistics,
+        randn_scalar=lambda: rng.randn(()),
     )
 
     def refined(x: Tensor, sigma: float) -> Tensor:

@@ -68,21 +68,27 @@ class MoveStatistics:
     sigma: float = float("nan")  # the level they act at
     proposed: int = 0
     accepted: int = 0
+    scale_proposed: int = 0
+    scale_accepted: int = 0
     steps: list[float] = field(default_factory=list)  # members' final step sizes
 
     def add(self, other: MoveStatistics) -> None:
         self.moves, self.sigma = other.moves, other.sigma
         self.proposed += other.proposed
         self.accepted += other.accepted
+        self.scale_proposed += other.scale_proposed
+        self.scale_accepted += other.scale_accepted
         self.steps.extend(other.steps)
 
     def as_dict(self) -> dict:
         rate = self.accepted / self.proposed if self.proposed else float("nan")
+        scale = self.scale_accepted / self.scale_proposed if self.scale_proposed else float("nan")
         steps = sorted(self.steps) or [float("nan")]
         return {
             "moves": self.moves,
             "sigma": self.sigma,
             "acceptance": rate,
+            "scale_acceptance": scale,
             "step_size_range": [steps[0], steps[-1]],
         }
 
@@ -102,6 +108,8 @@ def noised_posterior_mala(
     statistics: MoveStatistics | None = None,
     initial_step: float = 0.1,
     mean: str = "denoiser",
+    scale_moves: bool = True,
+    randn_scalar: Callable[[], Tensor] | None = None,
 ) -> Callable[[Tensor], Tensor]:
     """x (members at level sigma) -> x after `moves` MALA moves on p(x_sigma | y).
 
@@ -176,9 +184,51 @@ def noised_posterior_mala(
         def expand(v: Tensor) -> Tensor:
             return v.view(-1, *([1] * (x.dim() - 1)))
 
+        # Scale moves: x -> T_a x = F^-1 exp(a w) F x, w = M / (P + sigma^2) the share of each
+        # Fourier mode's prior variance the data leave, so the amplitude of what the data do not
+        # pin down moves as one; a ~ N(0, tau^2) is symmetric and T_a T_b = T_{a+b}, so the
+        # acceptance needs only the Jacobian exp(a sum w) and log pi along the path, integrated
+        # by 4-point Gauss-Lobatto (endpoints reused).
+        share = (m / (filters["power"] + sigma2)).clamp(max=1.0).expand(x.shape[1:])
+        share_sum = float(share.sum())
+        log_tau = torch.full((n,), math.log(0.02), dtype=torch.float64, device=x.device)
+        lobatto = ((0.5 - 0.5 / math.sqrt(5), 5 / 12), (0.5 + 0.5 / math.sqrt(5), 5 / 12))
+
+        def scale_move(i, x, score, log_lik, grad):
+            a = log_tau.exp() * (
+                randn().flatten(1)[:, 0] if randn_scalar is None else randn_scalar()
+            )
+            a_b = expand(a)
+            proposal = fourier_filter(x, (a_b.view(-1, 1, 1, 1) * share).exp())
+            score_p, log_lik_p, grad_p = state(proposal)
+            path = (1 / 12) * dot(score, a_b * fourier_filter(x, share))
+            path = path + (1 / 12) * dot(score_p, a_b * fourier_filter(proposal, share))
+            for t, weight in lobatto:
+                x_t = fourier_filter(x, (t * a_b.view(-1, 1, 1, 1) * share).exp())
+                s_t = (prior.denoise(x_t, sigma) - x_t) / sigma2
+                path = path + weight * dot(s_t, a_b * fourier_filter(x_t, share))
+            log_alpha = path + log_lik_p - log_lik + a * share_sum
+            accept = torch.isfinite(log_alpha) & (rand().log() < log_alpha)
+            keep = expand(accept)
+            alpha = log_alpha.clamp(max=0).exp().nan_to_num(0.0)
+            return (
+                torch.where(keep, proposal, x), torch.where(keep, score_p, score),
+                torch.where(accept, log_lik_p, log_lik), torch.where(keep, grad_p, grad),
+                alpha, accept,
+            )  # fmt: skip
+
         with torch.no_grad():
             score, log_lik, grad = state(x)
             for i in range(moves):
+                if scale_moves:
+                    x, score, log_lik, grad, alpha_s, accept_s = scale_move(
+                        i, x, score, log_lik, grad
+                    )
+                    if i < adapt_until:
+                        log_tau = log_tau + (alpha_s - 0.44) / math.sqrt(i + 1)
+                    elif statistics is not None:
+                        statistics.scale_proposed += n
+                        statistics.scale_accepted += int(accept_s.sum())
                 h = expand(log_step.exp())
                 mean_fwd = x + h * fourier_filter(grad, m)
                 proposal = mean_fwd + (2 * h).sqrt() * fourier_filter(randn(), sqrt_m)
