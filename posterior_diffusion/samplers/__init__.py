@@ -17,6 +17,7 @@ from .guided import guided, prepare_guided
 from .linearized import linearized, prepare_linearized
 from .smc import smc
 from .split_gibbs import split_gibbs
+from .twisted import twisted
 from .unconditional import prior_ode, prior_sde
 
 
@@ -48,6 +49,7 @@ OPTION_RULES: dict[str, tuple[str, Callable]] = {
     "cg_max_iter": _count(1),
     "corrector_steps": _count(0),
     "refine_moves": _count(0),
+    "moves": _count(0),
     "refine_sigma": _POSITIVE,
     "prior_steps": _count(1),
     "restart_steps_per_decade": _count(1),
@@ -162,6 +164,15 @@ SAMPLERS: dict[str, SamplerSpec] = {
             "max_levels",
         ),
         checkpoints=True,
+        needs_linear_gaussian=True,
+        ensemble=True,
+    ),
+    "twisted": SamplerSpec(
+        twisted,
+        "(experimental) twisted SMC along the noise levels: guided proposals, importance weights "
+        "with a stationary twist; for non-Gaussian priors without named components",
+        default_steps=96,
+        options=("moves", "resample_below", "cg_rtol", "cg_max_iter"),
         needs_linear_gaussian=True,
         ensemble=True,
     ),
