@@ -113,7 +113,8 @@ def twisted_smc(prior, model, y, members, seed, levels, moves, second_order=True
             mean_guided = mean_guided + 0.5 * (1 - ratio) * (h / h_prev) * (d_y - d_y_prev)
         previous = (d, d_y, h)
         x = mean_guided + math.sqrt(var) * rng.randn(shape)
-        log_p_minus_q = (dot(x - mean_guided, x - mean_guided) - dot(x - mean_prior, x - mean_prior)) / (2 * var)
+        from_guided, from_prior = x - mean_guided, x - mean_prior
+        log_p_minus_q = (dot(from_guided, from_guided) - dot(from_prior, from_prior)) / (2 * var)
         d = prior.denoise(x, sigma_next)
         psi_next = log_twist(d, sigma_next)
         log_w = log_w + log_p_minus_q + psi_next - psi
@@ -122,7 +123,9 @@ def twisted_smc(prior, model, y, members, seed, levels, moves, second_order=True
         ess_trace.append(ess)
         if ess < 0.5:
             order = torch.argsort(x.flatten(1).square().sum(1))
-            ancestors = smc_module.systematic_resample(log_w, float(torch.rand((), generator=shared)), order)
+            ancestors = smc_module.systematic_resample(
+                log_w, float(torch.rand((), generator=shared)), order
+            )
             x, d, psi = x[ancestors], d[ancestors], psi[ancestors]
             previous = (previous[0][ancestors], previous[1][ancestors], previous[2])
             log_w = torch.zeros_like(log_w)
@@ -140,7 +143,9 @@ def twisted_smc(prior, model, y, members, seed, levels, moves, second_order=True
     x0 = denoise_y(x, sigmas[-2])
     final_ess = smc_module.effective_sample_size(log_w)
     order = torch.argsort(x0.flatten(1).square().sum(1))
-    ancestors = smc_module.systematic_resample(log_w, float(torch.rand((), generator=shared)), order)
+    ancestors = smc_module.systematic_resample(
+        log_w, float(torch.rand((), generator=shared)), order
+    )
     unique = len(set(ancestors.tolist())) / members
     return x0[ancestors], {"final_ess": final_ess, "min_ess": min(ess_trace), "resamplings": resamplings,
                            "unique_fraction": unique}  # fmt: skip
@@ -165,7 +170,9 @@ def main() -> None:
             counting = Counting(MarginalDenoiser(prior))
             start = time.perf_counter()
             with torch.no_grad():
-                samples, diag = twisted_smc(counting, model, y, args.members, 1000 + k, args.levels, args.moves)
+                samples, diag = twisted_smc(
+                    counting, model, y, args.members, 1000 + k, args.levels, args.moves
+                )
             seconds = time.perf_counter() - start
             c = compare_to_reference(samples, reference, truth, exact, LEVELS)
             row = {"problem": name, "observation": k, "omega": exact.weights.tolist(),
