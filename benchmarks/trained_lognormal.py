@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--prior-draws", type=int, default=2048, help="for the prior check")
     parser.add_argument("--options", type=json.loads, default={}, help="sampler options, JSON")
     parser.add_argument("--steps", type=int, help="sampler steps (default: the sampler's)")
+    parser.add_argument("--sampler", help="instead of guided for the linear cases (e.g. twisted)")
     parser.add_argument("--prior-check-only", action="store_true", help="skip the posteriors")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -96,6 +97,8 @@ def main() -> None:
     if args.prior_check_only:
         cases = ()
     for case, sampler in ((c, CASES[c]) for c in cases):
+        if args.sampler and sampler == "guided":
+            sampler = args.sampler
         for path in sorted(args.references.glob(f"{case}_seed*.npz")):
             reference, problem = load_reference(path)
             results["rows"].append(
@@ -110,6 +113,8 @@ def main() -> None:
                     args.steps,
                 )
             )
+            if args.json:  # after every reference, so a long run keeps what it measured
+                args.json.write_text(json.dumps(results, indent=1))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
