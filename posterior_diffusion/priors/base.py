@@ -83,7 +83,8 @@ class Prior(torch.nn.Module):
         """The prior's variance per Fourier mode on the fft grid of `field_shape` (C, H, W),
         where known: exact for Gaussian fields and their mixtures, a network's training maps'
         spectrum (`stationary_power`) otherwise; None when unknown. Unlike `stationary_power` it
-        changes nothing in `guided`'s guidance; refinement moves (`samplers/refine.py`) use it."""
+        changes nothing in `guided`'s guidance; refinement moves (`samplers/refine.py`) and the
+        `twisted` sampler's twist use it."""
         return self.stationary_power(field_shape)
 
     def latent_components(self) -> tuple[Tensor, list[Prior]] | None:

@@ -107,7 +107,6 @@ def noised_posterior_mala(
     rand: Callable[[], Tensor],
     statistics: MoveStatistics | None = None,
     initial_step: float = 0.1,
-    mean: str = "denoiser",
     scale_moves: bool = True,
     randn_scalar: Callable[[], Tensor] | None = None,
 ) -> Callable[[Tensor], Tensor]:
@@ -131,12 +130,13 @@ def noised_posterior_mala(
             filters.update(power=power, gain=gain, cov=gain * sigma2)
         return filters["gain"], filters["cov"]
 
-    def data_term(x: Tensor, x0_hat: Tensor | None, vjp) -> tuple[Tensor, Tensor]:
-        """log N(y_w; B m(x), I + B C B^T) up to a constant, and its gradient in x, with
-        m = D(x) (`x0_hat`, its Jacobian's transpose `vjp`) or m = W x."""
-        gain, cov = gaussian_filters(x)
-        mean = fourier_filter(x, gain) if x0_hat is None else x0_hat
-        r = likelihood.residual(mean)
+    def data_term(x: Tensor, x0_hat: Tensor, vjp) -> tuple[Tensor, Tensor]:
+        """log N(y_w; B D(x), I + B C B^T) up to a constant, and its gradient in x, with
+        `x0_hat` = D(x) and `vjp` its Jacobian's transpose. (With W x in place of D(x), 200 moves
+        from exact p(x_sigma | y) draws of one amplitude-mixture observation at 1 data std moved
+        their mean log power by +0.088 instead of +0.031.)"""
+        _, cov = gaussian_filters(x)
+        r = likelihood.residual(x0_hat)
 
         def matvec(v: Tensor) -> tuple[Tensor, Tensor]:
             bt_v = likelihood.B_adjoint(v)
@@ -146,7 +146,7 @@ def noised_posterior_mala(
         warm["u"] = u
         if bt_u is None:  # converged at the warm start with no step: B^T u directly
             bt_u = likelihood.B_adjoint(u)
-        grad = fourier_filter(bt_u, gain) if x0_hat is None else vjp(bt_u)
+        grad = vjp(bt_u)
         return -0.5 * dot(r, u), grad
 
     def preconditioner(x: Tensor) -> Tensor:
@@ -172,12 +172,8 @@ def noised_posterior_mala(
         adapt_until = moves // 2
 
         def state(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            if mean == "denoiser":
-                x0_hat, cov_product = prior.linearize(z, sigma)
-                log_lik, grad_lik = data_term(z, x0_hat, lambda v: cov_product(v) / sigma2)
-            else:
-                x0_hat = prior.denoise(z, sigma)
-                log_lik, grad_lik = data_term(z, None, None)
+            x0_hat, cov_product = prior.linearize(z, sigma)
+            log_lik, grad_lik = data_term(z, x0_hat, lambda v: cov_product(v) / sigma2)
             score = (x0_hat - z) / sigma2
             return score, log_lik, score + grad_lik
 
