@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 from pathlib import Path
@@ -27,6 +28,14 @@ def result_header(args: argparse.Namespace, hardware: str) -> dict:
         "settings": settings,
         "rows": [],
     }
+
+
+def write_results(path: Path, results: dict) -> None:
+    """The results JSON, written to a temporary beside it and renamed, so that a run killed
+    while writing leaves the previous file whole."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(path)
 
 
 def cpu_threads() -> None:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import cpu_threads, result_header
+from common import cpu_threads, result_header, write_results
 from self_consistency import make_prior
 
 from posterior_diffusion.diagnostics.global_stats import log_total_power
@@ -103,9 +102,7 @@ def main() -> None:
             flush=True,
         )
     if args.json:
-        tmp = args.json.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=1))
-        tmp.replace(args.json)
+        write_results(args.json, results)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ Method: docs/samplers.md, "`twisted`".
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import cpu_threads, result_header
+from common import cpu_threads, result_header, write_results
 
 from posterior_diffusion.references import mixture_exact_posterior
 from posterior_diffusion.references.compare import LEVELS, compare_to_reference
@@ -67,9 +66,7 @@ def main() -> None:
                 flush=True,
             )
             if args.json:
-                tmp = args.json.with_suffix(".tmp")
-                tmp.write_text(json.dumps(results, indent=1))
-                tmp.replace(args.json)
+                write_results(args.json, results)
 
 
 if __name__ == "__main__":
