@@ -242,8 +242,9 @@ def guided(
 
     `refine_moves` Metropolis-adjusted Langevin moves (`refine.py`) at the level nearest
     `refine_sigma` data std pull the members towards p(x_sigma | y) with the prior's own noised
-    density, where guided's Gaussian p(x0 | x_sigma) has biased them on a non-Gaussian prior; two
-    prior evaluations per move. Off (0) by default.
+    density, where guided's Gaussian p(x0 | x_sigma) has biased them on a non-Gaussian prior; six
+    prior evaluations per move (a Langevin and a scale proposal). Off (0) by default: measured
+    not to remove guided's power bias (docs/samplers.md, "Tried against it").
 
     A prior with latent components (`Prior.latent_components`) is sampled component-first: each
     member draws k from omega_k ∝ pi_k p(y | k) (`component_weights`, computed here when not
@@ -300,8 +301,9 @@ def with_refinement(
     rng: EnsembleRNG,
     statistics: MoveStatistics,
 ) -> Callable[[Tensor, float], Tensor]:
-    """`correct`, plus `moves` MALA moves on the exact p(x_sigma | y) at the level of the grid
-    nearest refine_sigma data std (never the first: moves act after a step)."""
+    """`correct`, plus `moves` refinement moves (`refine.py`: on p(x_sigma | y), exactly for a
+    Gaussian prior) at the level of the grid nearest refine_sigma data std (never the first:
+    moves act after a step)."""
     levels = sigmas[1:-1]
     target = math.log(refine_sigma * prior.data_std())
     level = float(levels[(levels.log() - target).abs().argmin()])
