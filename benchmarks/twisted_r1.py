@@ -13,6 +13,7 @@ Method: docs/samplers.md, "`twisted`".
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=128)
     parser.add_argument("--levels", type=int, default=96)
     parser.add_argument("--moves", type=int, default=4, help="Langevin moves after each resampling")
+    parser.add_argument("--options", type=json.loads, default={}, help="more sampler options, JSON")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     cpu_threads()
@@ -46,7 +48,7 @@ def main() -> None:
             start = time.perf_counter()
             samples, info = sample_posterior(
                 MarginalDenoiser(prior), model, y, args.members, sampler="twisted", seed=1000 + k,
-                steps=args.levels, progress=False, options={"moves": args.moves},
+                steps=args.levels, progress=False, options={"moves": args.moves, **args.options},
             )  # fmt: skip
             seconds = time.perf_counter() - start
             diag = info["sampler_diagnostics"]

@@ -61,6 +61,7 @@ OPTION_RULES: dict[str, tuple[str, Callable]] = {
     "resample_below": _interval(0, 1, closed_high=True),
     "site": ("averaged or point", lambda v: v in ("averaged", "point")),
     "stochastic": ("true or false", lambda v: isinstance(v, bool)),
+    "twist": ("ensemble or stationary", lambda v: v in ("ensemble", "stationary")),
 }  # fmt: skip
 
 
@@ -170,9 +171,9 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "twisted": SamplerSpec(
         twisted,
         "(experimental) twisted SMC along the noise levels: guided proposals, importance weights "
-        "with a stationary twist; for non-Gaussian priors without named components",
+        "with a twist shared by all members; for non-Gaussian priors without named components",
         default_steps=96,
-        options=("moves", "resample_below", "cg_rtol", "cg_max_iter"),
+        options=("moves", "resample_below", "cg_rtol", "cg_max_iter", "twist"),
         needs_linear_gaussian=True,
         ensemble=True,
     ),

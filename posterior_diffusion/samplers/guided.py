@@ -242,9 +242,10 @@ def guided(
 
     `refine_moves` Metropolis-adjusted Langevin moves (`refine.py`) at the level nearest
     `refine_sigma` data std pull the members towards p(x_sigma | y) with the prior's own noised
-    density, where guided's Gaussian p(x0 | x_sigma) has biased them on a non-Gaussian prior; six
+    density, where guided's Gaussian p(x0 | x_sigma) has biased them on a non-Gaussian prior; eight
     prior evaluations per move (a Langevin and a scale proposal). Off (0) by default: measured
-    not to remove guided's power bias (docs/samplers.md, "Tried against it").
+    not to remove guided's power bias (docs/samplers.md, "Tried against it", measured before
+    the Langevin moves' energy moved from the trapezoid rule to Gauss-Lobatto).
 
     A prior with latent components (`Prior.latent_components`) is sampled component-first: each
     member draws k from omega_k ∝ pi_k p(y | k) (`component_weights`, computed here when not

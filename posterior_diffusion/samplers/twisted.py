@@ -1,27 +1,39 @@
-"""(experimental) Twisted SMC along the diffusion's noise levels, with a stationary twist.
+"""(experimental) Twisted SMC along the diffusion's noise levels, with a twist shared by all members.
 
 Particles follow `guided`'s reverse-SDE proposal (DPM-Solver++(2M) SDE steps on D_y) and carry
 importance weights that make the ensemble target, level by level,
 
     gamma_sigma(x) ∝ p_sigma(x) psi_sigma(x),   psi_sigma(x) = N(y_w; B D(x, sigma), I + B C_sigma B^T)
 
-with C_sigma = sigma^2 P / (P + sigma^2) and P the prior's variance per Fourier mode
-(`Prior.second_moment_power`), the same for every particle, so the twist's log-determinant
-cancels from the weights (issue 14's twisted lead used guided's particle-dependent covariance and
-had to estimate it). psi is exact at every level for a Gaussian prior and tends to the exact
-likelihood as sigma -> 0 for any prior, so the last level's target is the posterior. The weight
-of a step x -> x' is p(x' | x) psi(x') / (q(x' | x) psi(x)): p the prior's own reverse step (the
-same SDE step with D instead of D_y), q the guided one; both Gaussian with the same variance, so
-their ratio is exact. Twisted diffusion sampler: Wu et al. 2023; here with a twist whose
-normaliser is the same for all particles.
+with C_sigma = sigma^2 a P / (a P + sigma^2), P the prior's variance per Fourier mode
+(`Prior.second_moment_power`) and a one scale for the whole ensemble: the same covariance for
+every particle, so the twist's log-determinant cancels from the weights (issue 14's twisted lead
+used guided's particle-dependent covariance and had to estimate it). With `twist="ensemble"` a is
+re-fitted at every level to the weighted members (`ensemble_amplitude`): a prior marginalised
+over its amplitude (cosmology) is then twisted with the amplitude the data favour instead of the
+prior's mean, which the brightest components dominate; `twist="stationary"` keeps a = 1. Any
+twist leaves the method exact (it is a choice of intermediate targets, changed between levels
+with the weights); a closer one keeps more of the members. psi tends to the exact likelihood as
+sigma -> 0 for any prior, so the last level's target is the posterior. The weight of a step
+x -> x' is p(x' | x) psi(x') / (q(x' | x) psi(x)): p the prior's own reverse step (the same SDE
+step with D instead of D_y), q the guided one; both Gaussian with the same variance, so their
+ratio is exact. Twisted diffusion sampler: Wu et al. 2023; here with a twist whose normaliser is
+the same for all particles.
 
 When the ESS falls below `resample_below`, members are resampled systematically along their
 total power (as `smc`) and moved by `moves` Metropolis-adjusted Langevin moves on gamma_sigma
-(`refine.py`). At the end the ensemble is resampled to equal weights; its ESS and the fraction
-of distinct members are recorded, with an `EnsembleWarning` when the latter is below half.
+(`refine.py`, with the fitted a), which restore the spread that resampling takes from the
+scales the data pin down (without them a Gaussian prior's whitened posterior variance came out
+0.88 instead of 1). Their acceptance takes log p_sigma from the score integrated by
+Gauss-Lobatto; by the trapezoid rule, as first, they favoured a multi-modal prior's brighter
+modes and sent whole ensembles into components the posterior rules out (`refine.py`). At the
+end the ensemble is resampled to equal weights; its ESS, the fraction of distinct members and
+the moves' acceptance are recorded, with an `EnsembleWarning` when the distinct fraction is
+below half.
 
-Members depend on one another (weights, resampling), so the ensemble is drawn as a whole: shared
-draws (resampling uniforms) from the run's seed, each member's noise from its own stream.
+Members depend on one another (weights, resampling, the fitted scale), so the ensemble is drawn
+as a whole: shared draws (resampling uniforms) from the run's seed, each member's noise from its
+own stream.
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ from ..rng import EnsembleRNG
 from ..schedules import log_uniform_sigmas
 from .common import StepCallback, report
 from .guided import conditional_denoiser
-from .refine import dot, noised_posterior_mala
+from .refine import MoveStatistics, dot, noised_posterior_mala
 from .smc import LOW_UNIQUE_FRACTION, EnsembleWarning, effective_sample_size, systematic_resample
 
 
@@ -57,8 +69,9 @@ def stationary_twist(
             "(Prior.second_moment_power); this prior does not know it"
         )
 
-    def log_twist(x0_hat: Tensor, sigma: float) -> Tensor:
-        cov = power.to(x0_hat) * sigma**2 / (power.to(x0_hat) + sigma**2)
+    def log_twist(x0_hat: Tensor, sigma: float, amplitude: float = 1.0) -> Tensor:
+        scaled = amplitude * power.to(x0_hat)
+        cov = scaled * sigma**2 / (scaled + sigma**2)
         r = likelihood.residual(x0_hat)
 
         def matvec(v: Tensor) -> tuple[Tensor, Tensor]:
@@ -69,6 +82,48 @@ def stationary_twist(
         return -0.5 * dot(r, u)
 
     return log_twist
+
+
+# Prior sd of log a: the fit stays near the prior's own spectrum (a = 1) while the members carry
+# little information on it (sigma^2 above most of a P), where an unregularised fit jumped by
+# 100x between levels and made the weights degenerate on a Gaussian prior (min ESS 0.004).
+LOG_AMPLITUDE_SD = 1.0
+
+
+def ensemble_amplitude(x: Tensor, log_w: Tensor, power: Tensor, sigma: float) -> float:
+    """The scale a of the prior's spectrum that best explains the weighted members x at level
+    sigma: the maximum a posteriori a under x ~ N(0, a P + sigma^2) per Fourier mode, given the
+    members' weighted mean periodogram S (taken as one field's worth of information) and
+    log a ~ N(0, LOG_AMPLITUDE_SD^2); the root of its derivative in log a by bisection over
+    |log a| <= 7 (an end when the root lies beyond it)."""
+    w = torch.softmax(log_w, 0).to(x)
+    periodogram = (w.view(-1, *[1] * (x.dim() - 1)) * torch.fft.fft2(x).abs().square()).sum(0)
+    periodogram = (periodogram / (x.shape[-2] * x.shape[-1])).flatten()
+    p = power.to(x).flatten()
+
+    def score(log_a: float) -> float:
+        a = math.exp(log_a)
+        v = a * p + sigma**2
+        return (
+            0.5 * a * float((p * (periodogram - v) / v.square()).sum())
+            - log_a / LOG_AMPLITUDE_SD**2
+        )
+
+    low, high = -7.0, 7.0
+    if score(low) <= 0:
+        return math.exp(low)
+    if score(high) >= 0:
+        return math.exp(high)
+    for _ in range(40):
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if score(middle) > 0 else (low, middle)
+    return math.exp(0.5 * (low + high))
+
+
+def move_acceptance(statistics: list[MoveStatistics]) -> float | None:
+    """The rejuvenation moves' acceptance over the run (after each one's step adaptation)."""
+    proposed = sum(s.proposed for s in statistics)
+    return sum(s.accepted for s in statistics) / proposed if proposed else None
 
 
 def twisted(
@@ -83,13 +138,16 @@ def twisted(
     resample_below: float = 0.5,
     cg_rtol: float = 1e-3,
     cg_max_iter: int = 3,
+    twist: str = "ensemble",
 ) -> Tensor:
-    """The ensemble of `len(rng)` members over `steps` noise levels (about 4.4 prior
-    evaluations per member and level: D_y, D at the new point, and resampling moves)."""
+    """The ensemble of `len(rng)` members over `steps` noise levels (about 4-5 prior evaluations
+    per member and level: D_y and D at the new point; after a resampling, 4 per move and one D)."""
     likelihood = WhitenedLinearGaussian(model, y)
     shape = tuple(model.field_shape)
     log_twist = stationary_twist(prior, likelihood, shape)
+    power = prior.second_moment_power(shape)
     denoise_y = conditional_denoiser(prior, likelihood, cg_rtol, cg_max_iter)
+    move_statistics: list[MoveStatistics] = []
     shared = torch.Generator().manual_seed(rng.shared_seed())
     sigmas = log_uniform_sigmas(steps, prior.sigma_min(), prior.sigma_max()).tolist()
 
@@ -101,6 +159,7 @@ def twisted(
     with torch.no_grad():
         x = sigmas[0] * rng.randn(shape)
         d = prior.denoise(x, sigmas[0])
+        amplitude = 1.0
         psi = log_twist(d, sigmas[0])
         log_w = psi.clone()
         ess_trace: list[float] = []
@@ -122,7 +181,9 @@ def twisted(
             from_prior, from_guided = x - mean_prior, x - mean_guided
             log_p_over_q = (dot(from_guided, from_guided) - dot(from_prior, from_prior)) / (2 * var)
             d = prior.denoise(x, sigma_next)
-            psi_next = log_twist(d, sigma_next)
+            if twist == "ensemble":
+                amplitude = ensemble_amplitude(x, log_w, power, sigma_next)
+            psi_next = log_twist(d, sigma_next, amplitude)
             log_w = log_w + log_p_over_q + psi_next - psi
             psi = psi_next
             ess_trace.append(effective_sample_size(log_w))
@@ -133,14 +194,17 @@ def twisted(
                 log_w = torch.zeros_like(log_w)
                 resampled_at.append(sigma_next)
                 if moves:
+                    statistics = MoveStatistics(sigma=sigma_next)
                     move = noised_posterior_mala(
                         prior, likelihood, sigma_next, moves, lambda: rng.randn(shape),
-                        lambda: rng.rand(()), None, scale_moves=False,
+                        lambda: rng.rand(()), statistics, scale_moves=False,
+                        power_scale=amplitude,
                     )  # fmt: skip
                     x = move(x)
+                    move_statistics.append(statistics)
                     previous = None  # the second-order term must not span a move
                     d = prior.denoise(x, sigma_next)
-                    psi = log_twist(d, sigma_next)
+                    psi = log_twist(d, sigma_next, amplitude)
             report(callback, i=i, sigma=sigma_next, x=x, denoised=d)
         x0 = denoise_y(x, sigmas[-2])  # the last step, to sigma = 0, as guided's
         final_ess = effective_sample_size(log_w)
@@ -152,6 +216,9 @@ def twisted(
         "min_ess": min(ess_trace),
         "resampled_at_sigma": resampled_at,
         "unique_fraction": unique,
+        "move_acceptance": move_acceptance(move_statistics),
+        "twist": twist,
+        "twist_amplitude": amplitude,  # the last level's fitted scale of the prior's spectrum
     }
     report(callback, i=len(sigmas) - 2, sigma=0.0, x=x0, denoised=x0, diagnostics=diagnostics)
     if unique < LOW_UNIQUE_FRACTION:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -13,6 +14,7 @@ from posterior_diffusion.references.compare import compare_to_reference, compone
 from posterior_diffusion.references.gaussian import exact_posterior
 from posterior_diffusion.references.gaussian_problems import compare_to_exact, gaussian_problem
 from posterior_diffusion.references.mixture import MarginalDenoiser
+from posterior_diffusion.references.problems import problem_from_name
 from posterior_diffusion.samplers.run import sample_posterior
 from posterior_diffusion.samplers.smc import EnsembleWarning
 
@@ -92,3 +94,25 @@ def test_warns_when_few_members_are_distinct(seeded):
         sample_posterior(prior, model, y, 16, sampler="twisted", steps=8, seed=0, progress=False,
                          options={"resample_below": 1e-12, "cg_max_iter": 1})  # fmt: skip
     assert any(issubclass(w.category, EnsembleWarning) for w in caught)
+
+
+def test_ensemble_amplitude_recovers_the_scale_of_the_members_spectrum():
+    """Draws of the brightest of the eight amplitudes (2.73 x the mixture's mean spectrum),
+    noised to sigma: the fit finds their scale where they carry information on it, and stays
+    near the prior's own (1) where the noise swamps them."""
+    import importlib
+
+    twisted_module = importlib.import_module("posterior_diffusion.samplers.twisted")
+    prior, model = problem_from_name("loguniform/mask", (12, 16))
+    power = prior.second_moment_power(tuple(model.field_shape))
+    expected = float(prior.components[-1].second_moment_power(tuple(model.field_shape)).mean())
+    expected /= float(power.mean())
+    g = torch.Generator().manual_seed(0)
+    x0 = prior.components[-1].sample(64, g)
+    equal = torch.zeros(64, dtype=torch.float64)
+    for sigma in (0.1, 1.0):
+        x = x0 + sigma * torch.randn(x0.shape, generator=g, dtype=x0.dtype)
+        fitted = twisted_module.ensemble_amplitude(x, equal, power, sigma)
+        assert abs(math.log(fitted / expected)) < 0.1, (sigma, fitted, expected)
+    swamped = x0 + 1e4 * torch.randn(x0.shape, generator=g, dtype=x0.dtype)
+    assert abs(math.log(twisted_module.ensemble_amplitude(swamped, equal, power, 1e4))) < 0.5
