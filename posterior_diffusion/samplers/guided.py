@@ -128,17 +128,23 @@ def conditional_denoiser(
     cg_rtol: float,
     cg_max_iter: int,
 ) -> Callable[[Tensor, float], Tensor]:
-    """x, sigma -> D_y(x, sigma); CG warm-starts from the previous call's solution."""
+    """x, sigma -> D_y(x, sigma); CG warm-starts from the previous call's solution.
+
+    `linearized`, when given, is `tweedie_linearization(prior)(x, sigma)` computed already (a
+    caller that needed D(x, sigma) anyway). `denoise_given_y.reorder(index)` reorders the warm
+    start with the members (after a resampling)."""
     warm: dict[str, Tensor] = {}
     linearize = tweedie_linearization(prior)
     preconditioner = None  # made on the first call, when the field's shape is known
     made = False
 
-    def denoise_given_y(x: Tensor, sigma: float) -> Tensor:
+    def denoise_given_y(
+        x: Tensor, sigma: float, linearized: tuple[Tensor, Callable] | None = None
+    ) -> Tensor:
         nonlocal preconditioner, made
         if not made:
             preconditioner, made = noise_preconditioner(prior, likelihood, x.shape[-3:]), True
-        x0_hat, cov = linearize(x, sigma)
+        x0_hat, cov = linearize(x, sigma) if linearized is None else linearized
 
         def matvec(v: Tensor) -> tuple[Tensor, Tensor]:
             cov_bt_v = cov(likelihood.B_adjoint(v))
@@ -158,6 +164,11 @@ def conditional_denoiser(
             return x0_hat
         return x0_hat + misfit_guard(likelihood, x0_hat, cov_bt_u)
 
+    def reorder(index: Tensor) -> None:
+        if "u" in warm:
+            warm["u"] = warm["u"][index]
+
+    denoise_given_y.reorder = reorder  # type: ignore[attr-defined]
     return denoise_given_y
 
 

@@ -53,7 +53,7 @@ from ..priors.base import Prior
 from ..rng import EnsembleRNG
 from ..schedules import log_uniform_sigmas
 from .common import StepCallback, report
-from .guided import conditional_denoiser
+from .guided import conditional_denoiser, tweedie_linearization
 from .refine import MoveStatistics, dot, noised_posterior_mala
 from .smc import LOW_UNIQUE_FRACTION, EnsembleWarning, effective_sample_size, systematic_resample
 
@@ -140,13 +140,17 @@ def twisted(
     cg_max_iter: int = 3,
     twist: str = "ensemble",
 ) -> Tensor:
-    """The ensemble of `len(rng)` members over `steps` noise levels (about 4-5 prior evaluations
-    per member and level: D_y and D at the new point; after a resampling, 4 per move and one D)."""
+    """The ensemble of `len(rng)` members over `steps` noise levels (about 4 prior evaluations
+    per member and level: D and its covariance products for D_y at each new point; after a
+    resampling, 4 per move and one D)."""
     likelihood = WhitenedLinearGaussian(model, y)
     shape = tuple(model.field_shape)
     log_twist = stationary_twist(prior, likelihood, shape)
     power = prior.second_moment_power(shape)
     denoise_y = conditional_denoiser(prior, likelihood, cg_rtol, cg_max_iter)
+    # D at each new point comes with its covariance products, which the next step's D_y reuses
+    # (one prior evaluation per member and level fewer than denoising twice).
+    linearize = tweedie_linearization(prior)
     move_statistics: list[MoveStatistics] = []
     shared = torch.Generator().manual_seed(rng.shared_seed())
     sigmas = log_uniform_sigmas(steps, prior.sigma_min(), prior.sigma_max()).tolist()
@@ -158,7 +162,8 @@ def twisted(
 
     with torch.no_grad():
         x = sigmas[0] * rng.randn(shape)
-        d = prior.denoise(x, sigmas[0])
+        linearized = linearize(x, sigmas[0])
+        d = linearized[0]
         amplitude = 1.0
         psi = log_twist(d, sigmas[0])
         log_w = psi.clone()
@@ -166,7 +171,7 @@ def twisted(
         resampled_at: list[float] = []
         previous = None  # (D, D_y, h) of the last step: the SDE steps' second-order term
         for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-2], sigmas[1:-1], strict=True)):
-            d_y = denoise_y(x, sigma)
+            d_y = denoise_y(x, sigma, linearized)
             ratio = (sigma_next / sigma) ** 2
             var = sigma_next**2 * (1 - ratio)
             h = math.log(sigma / sigma_next)
@@ -180,7 +185,8 @@ def twisted(
             x = mean_guided + math.sqrt(var) * rng.randn(shape)
             from_prior, from_guided = x - mean_prior, x - mean_guided
             log_p_over_q = (dot(from_guided, from_guided) - dot(from_prior, from_prior)) / (2 * var)
-            d = prior.denoise(x, sigma_next)
+            linearized = linearize(x, sigma_next)
+            d = linearized[0]
             if twist == "ensemble":
                 amplitude = ensemble_amplitude(x, log_w, power, sigma_next)
             psi_next = log_twist(d, sigma_next, amplitude)
@@ -193,6 +199,8 @@ def twisted(
                 previous = (previous[0][ancestors], previous[1][ancestors], h)
                 log_w = torch.zeros_like(log_w)
                 resampled_at.append(sigma_next)
+                linearized = None  # its covariance products belong to the old members
+                denoise_y.reorder(ancestors)
                 if moves:
                     statistics = MoveStatistics(sigma=sigma_next)
                     move = noised_posterior_mala(
@@ -203,10 +211,11 @@ def twisted(
                     x = move(x)
                     move_statistics.append(statistics)
                     previous = None  # the second-order term must not span a move
-                    d = prior.denoise(x, sigma_next)
+                    linearized = linearize(x, sigma_next)
+                    d = linearized[0]
                     psi = log_twist(d, sigma_next, amplitude)
             report(callback, i=i, sigma=sigma_next, x=x, denoised=d)
-        x0 = denoise_y(x, sigmas[-2])  # the last step, to sigma = 0, as guided's
+        x0 = denoise_y(x, sigmas[-2], linearized)  # the last step, to sigma = 0, as guided's
         final_ess = effective_sample_size(log_w)
         ancestors = resample(log_w, x0)
     unique = len(set(ancestors.tolist())) / len(rng)
