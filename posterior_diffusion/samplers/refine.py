@@ -20,11 +20,11 @@ rule on the end nodes alone, used before, is exact for a Gaussian prior but not 
 crosses between modes: 40 moves at sigma = 0.5 from 1,024 exact draws of the eight-amplitude
 mixture (`references/problems.py`, "loguniform") emptied its two faintest components (their
 share 0.264 -> 0.008) and raised the mean power by 24%; with Gauss-Lobatto 0.240 (binomial se
-0.014) and +1.3% (`benchmarks/move_invariance.py`). The gradient of the likelihood term needs dD/dx^T, one
-vector-Jacobian product: four prior evaluations per move. The proposal is preconditioned by a
-Fourier-diagonal guess of the target's covariance. Each member adapts its own step (towards
-acceptance 0.57, Roberts and Rosenthal 1998) during the first half of the moves, from its own
-stream only, so a member does not depend on its batch.
+0.014) and +1.3% (`benchmarks/move_invariance.py`). The gradient of the likelihood term needs
+dD/dx^T, one vector-Jacobian product: four prior evaluations per move. The proposal is
+preconditioned by a Fourier-diagonal guess of the target's covariance. Each member adapts its own
+step (towards acceptance 0.57, Roberts and Rosenthal 1998) during the first half of the moves,
+from its own stream only, so a member does not depend on its batch.
 """
 
 from __future__ import annotations
