@@ -176,6 +176,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
         options=("moves", "resample_below", "cg_rtol", "cg_max_iter", "twist"),
         needs_linear_gaussian=True,
         ensemble=True,
+        checkpoints=True,
     ),
     "linearized": SamplerSpec(
         linearized,

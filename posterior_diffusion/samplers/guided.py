@@ -131,8 +131,8 @@ def conditional_denoiser(
     """x, sigma -> D_y(x, sigma); CG warm-starts from the previous call's solution.
 
     `linearized`, when given, is `tweedie_linearization(prior)(x, sigma)` computed already (a
-    caller that needed D(x, sigma) anyway). `denoise_given_y.reorder(index)` reorders the warm
-    start with the members (after a resampling)."""
+    caller that needed D(x, sigma) anyway). `denoise_given_y.warm` holds the warm start ("u"),
+    for an ensemble sampler to reorder with its members and to checkpoint."""
     warm: dict[str, Tensor] = {}
     linearize = tweedie_linearization(prior)
     preconditioner = None  # made on the first call, when the field's shape is known
@@ -164,11 +164,7 @@ def conditional_denoiser(
             return x0_hat
         return x0_hat + misfit_guard(likelihood, x0_hat, cov_bt_u)
 
-    def reorder(index: Tensor) -> None:
-        if "u" in warm:
-            warm["u"] = warm["u"][index]
-
-    denoise_given_y.reorder = reorder  # type: ignore[attr-defined]
+    denoise_given_y.warm = warm  # type: ignore[attr-defined]
     return denoise_given_y
 
 

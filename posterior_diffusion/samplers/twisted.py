@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -120,10 +121,24 @@ def ensemble_amplitude(x: Tensor, log_w: Tensor, power: Tensor, sigma: float) ->
     return math.exp(0.5 * (low + high))
 
 
-def move_acceptance(statistics: list[MoveStatistics]) -> float | None:
-    """The rejuvenation moves' acceptance over the run (after each one's step adaptation)."""
-    proposed = sum(s.proposed for s in statistics)
-    return sum(s.accepted for s in statistics) / proposed if proposed else None
+def restore_state(
+    state: dict, rng: EnsembleRNG, shared: torch.Generator, denoise_y: Callable, device
+) -> tuple[Tensor, Tensor, float, tuple | None, int]:
+    """x, log_w, the twist's scale, the second-order term's inputs and the next level from a
+    checkpoint, on `device`; the generators and the CG warm start are set in place. A state of
+    another ensemble is refused."""
+    x = torch.as_tensor(state["x"], dtype=torch.float64)
+    if x.shape[0] != len(rng) or len(state["members"]) != len(rng):
+        raise ValueError(f"the saved twisted state holds {x.shape[0]} members, this run {len(rng)}")
+    rng.set_state(state["members"])
+    shared.set_state(state["shared"])
+    if state["warm_u"] is not None:
+        denoise_y.warm["u"] = state["warm_u"].to(device)
+    previous = None
+    if state["previous"] is not None:
+        previous = tuple(t.to(device) if torch.is_tensor(t) else t for t in state["previous"])
+    log_w = torch.as_tensor(state["log_w"], dtype=torch.float64).to(device)
+    return x.to(device), log_w, float(state["amplitude"]), previous, int(state["level"]) + 1
 
 
 def twisted(
@@ -139,10 +154,15 @@ def twisted(
     cg_rtol: float = 1e-3,
     cg_max_iter: int = 3,
     twist: str = "ensemble",
+    checkpoint: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
 ) -> Tensor:
     """The ensemble of `len(rng)` members over `steps` noise levels (about 4 prior evaluations
     per member and level: D and its covariance products for D_y at each new point; after a
-    resampling, 4 per move and one D)."""
+    resampling, 4 per move and one D).
+
+    `checkpoint(state)` receives the whole state after every level; `resume` (such a state, of
+    the same run) continues from the level after it to the ensemble of an uninterrupted run."""
     likelihood = WhitenedLinearGaussian(model, y)
     shape = tuple(model.field_shape)
     log_twist = stationary_twist(prior, likelihood, shape)
@@ -151,7 +171,6 @@ def twisted(
     # D at each new point comes with its covariance products, which the next step's D_y reuses
     # (one prior evaluation per member and level fewer than denoising twice).
     linearize = tweedie_linearization(prior)
-    move_statistics: list[MoveStatistics] = []
     shared = torch.Generator().manual_seed(rng.shared_seed())
     sigmas = log_uniform_sigmas(steps, prior.sigma_min(), prior.sigma_max()).tolist()
 
@@ -161,16 +180,27 @@ def twisted(
         return systematic_resample(log_w.cpu(), uniform, order).to(x.device)
 
     with torch.no_grad():
-        x = sigmas[0] * rng.randn(shape)
-        linearized = linearize(x, sigmas[0])
+        if resume is None:
+            first, amplitude, previous = 0, 1.0, None
+            x = sigmas[0] * rng.randn(shape)
+            log_w: Tensor | None = None
+            ess_trace: list[float] = []
+            resampled_at: list[float] = []
+            moves_tried = [0, 0]  # rejuvenation proposals and acceptances (after adaptation)
+        else:
+            x, log_w, amplitude, previous, first = restore_state(
+                resume, rng, shared, denoise_y, likelihood.y_white.device
+            )
+            ess_trace, resampled_at = list(resume["ess"]), list(resume["resampled_at"])
+            moves_tried = list(resume["moves_tried"])
+        linearized = linearize(x, sigmas[first])
         d = linearized[0]
-        amplitude = 1.0
-        psi = log_twist(d, sigmas[0])
-        log_w = psi.clone()
-        ess_trace: list[float] = []
-        resampled_at: list[float] = []
-        previous = None  # (D, D_y, h) of the last step: the SDE steps' second-order term
+        psi = log_twist(d, sigmas[first], amplitude)
+        log_w = psi.clone() if log_w is None else log_w
+        # previous: (D, D_y, h) of the last step, the SDE steps' second-order term
         for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-2], sigmas[1:-1], strict=True)):
+            if i < first:
+                continue
             d_y = denoise_y(x, sigma, linearized)
             ratio = (sigma_next / sigma) ** 2
             var = sigma_next**2 * (1 - ratio)
@@ -200,7 +230,8 @@ def twisted(
                 log_w = torch.zeros_like(log_w)
                 resampled_at.append(sigma_next)
                 linearized = None  # its covariance products belong to the old members
-                denoise_y.reorder(ancestors)
+                if "u" in denoise_y.warm:
+                    denoise_y.warm["u"] = denoise_y.warm["u"][ancestors]
                 if moves:
                     statistics = MoveStatistics(sigma=sigma_next)
                     move = noised_posterior_mala(
@@ -209,11 +240,21 @@ def twisted(
                         power_scale=amplitude,
                     )  # fmt: skip
                     x = move(x)
-                    move_statistics.append(statistics)
+                    moves_tried[0] += statistics.proposed
+                    moves_tried[1] += statistics.accepted
                     previous = None  # the second-order term must not span a move
                     linearized = linearize(x, sigma_next)
                     d = linearized[0]
                     psi = log_twist(d, sigma_next, amplitude)
+            if checkpoint is not None:
+                checkpoint({
+                    "level": i, "x": x.cpu(), "log_w": log_w.cpu(), "amplitude": amplitude,
+                    "previous": None if previous is None else [
+                        t.cpu() if torch.is_tensor(t) else t for t in previous],
+                    "warm_u": denoise_y.warm["u"].cpu() if "u" in denoise_y.warm else None,
+                    "shared": shared.get_state(), "members": rng.get_state(),
+                    "ess": ess_trace, "resampled_at": resampled_at, "moves_tried": moves_tried,
+                })  # fmt: skip
             report(callback, i=i, sigma=sigma_next, x=x, denoised=d)
         x0 = denoise_y(x, sigmas[-2], linearized)  # the last step, to sigma = 0, as guided's
         final_ess = effective_sample_size(log_w)
@@ -225,7 +266,7 @@ def twisted(
         "min_ess": min(ess_trace),
         "resampled_at_sigma": resampled_at,
         "unique_fraction": unique,
-        "move_acceptance": move_acceptance(move_statistics),
+        "move_acceptance": moves_tried[1] / moves_tried[0] if moves_tried[0] else None,
         "twist": twist,
         "twist_amplitude": amplitude,  # the last level's fitted scale of the prior's spectrum
     }

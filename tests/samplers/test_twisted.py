@@ -117,3 +117,49 @@ def test_ensemble_amplitude_recovers_the_scale_of_the_members_spectrum():
         assert abs(math.log(fitted / expected)) < 0.1, (sigma, fitted, expected)
     swamped = x0 + 1e4 * torch.randn(x0.shape, generator=g, dtype=x0.dtype)
     assert abs(math.log(twisted_module.ensemble_amplitude(swamped, equal, power, 1e4))) < 0.5
+
+
+def test_a_killed_run_resumes_from_its_last_level_with_the_uninterrupted_ensemble(
+    tmp_path, monkeypatch
+):
+    """The whole state (members, weights, the twist's scale, the second-order term, the CG warm
+    start, every generator) is saved after each level: a run killed at level 14, after some
+    resamplings and moves, resumes at level 15 and ends at the ensemble of a run that was never stopped."""
+    import importlib
+    import json
+
+    from posterior_diffusion import api
+    from posterior_diffusion.io.journal import ENSEMBLE_STATE, journal_path
+    from posterior_diffusion.reconstruction import ReconstructionInterrupted
+
+    twisted_module = importlib.import_module("posterior_diffusion.samplers.twisted")
+    obs = api.simulate_observation("noise", shape=(8, 8), prior="gaussian", noise_std=0.3,
+                                   seed=0)  # fmt: skip
+    # resampling (and moving) at nearly every level, so the saved state spans both
+    run = dict(prior="gaussian", sampler="twisted", num_samples=12, seed=5, steps=24,
+               progress=False, sampler_options={"resample_below": 0.99})  # fmt: skip
+    reference = api.reconstruct(obs, **run)
+    out = tmp_path / "post.h5"
+    report, levels = twisted_module.report, []
+
+    def killed_at_level_14(callback, **state):
+        levels.append(state["i"])
+        if state["i"] == 14 and "diagnostics" not in state:
+            raise KeyboardInterrupt
+        report(callback, **state)
+
+    monkeypatch.setattr(twisted_module, "report", killed_at_level_14)
+    with pytest.raises(ReconstructionInterrupted):
+        api.reconstruct_to_file(obs, out, **run)
+    saved = journal_path(out) / ENSEMBLE_STATE
+    assert not out.exists() and saved.is_file()
+    resampled_before = len(torch.load(saved, weights_only=True)["resampled_at"])
+    levels.clear()
+    resumed = api.reconstruct_to_file(obs, out, resume=True, **run)
+    assert levels[0] == 15  # it did not start again
+    settings = json.loads(resumed.attrs["sampler_settings"])
+    assert settings["resumed_after_level"] == 14
+    resampled = len(settings["sampler_diagnostics"]["resampled_at_sigma"])
+    assert 0 < resampled_before < resampled, (resampled_before, resampled)
+    assert torch.equal(torch.from_numpy(resumed["samples"].values),
+                       torch.from_numpy(reference["samples"].values))  # fmt: skip
