@@ -10,6 +10,7 @@ import warnings
 
 import pytest
 import torch
+from resume_checks import kill_at_level
 
 from forward_models import ForwardModel, GaussianNoise
 from posterior_diffusion.diagnostics.moments import std_ratio
@@ -174,15 +175,7 @@ def test_a_killed_smc_run_resumes_from_its_last_level_with_the_uninterrupted_ens
     run = dict(prior="gaussian", sampler="smc", num_samples=12, seed=5, progress=False)
     reference = api.reconstruct(obs, **run)
     out = tmp_path / "post.h5"
-    report, levels = smc_module.report, []
-
-    def killed_at_level_2(callback, **state):
-        levels.append(state["i"])
-        if state["i"] == 2 and "diagnostics" not in state:
-            raise KeyboardInterrupt
-        report(callback, **state)
-
-    monkeypatch.setattr(smc_module, "report", killed_at_level_2)
+    levels = kill_at_level(smc_module, monkeypatch, 2)
     with pytest.raises(ReconstructionInterrupted) as stop:
         api.reconstruct_to_file(obs, out, **run)
     assert not out.exists() and (journal_path(out) / ENSEMBLE_STATE).is_file()
