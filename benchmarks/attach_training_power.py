@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from common import refuse
 
 from posterior_diffusion.io.fields import field_array, open_file
 from posterior_diffusion.priors.prior_file import load_record, make_record, save_record
@@ -27,13 +28,13 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
     if args.output.exists():
-        raise SystemExit(f"{args.output}: exists; choose another output")
+        refuse(f"{args.output}: exists; choose another output")
     metadata, state, _ = load_record(args.prior)
     with open_file(args.data) as store:
         fields = field_array(store, args.data, DATASET, RANKS)
         stats = field_statistics(fields, np.arange(fields.shape[0]), str(args.data))
     if stats["checksum"] != metadata["data_checksum"]:
-        raise SystemExit(f"{args.data}: not the data {args.prior} was trained on (checksum)")
+        refuse(f"{args.data}: not the data {args.prior} was trained on (checksum)")
     metadata["training_power"] = stats["power"]
     metadata["training_power_maps"] = "all maps of data_file, attached after training"
     save_record(make_record(state, metadata), args.output)

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,19 @@ def write_results(path: Path, results: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=1))
     tmp.replace(path)
+
+
+def refuse(message: str) -> None:
+    """Bad input: one line on stderr and exit code 2 (the package's convention), nothing written."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+def refuse_existing(*paths: Path | None) -> None:
+    """Refuse before any work when an output would overwrite a file."""
+    for path in paths:
+        if path is not None and path.exists():
+            refuse(f"{path}: exists; choose another path")
 
 
 def cpu_threads() -> None:

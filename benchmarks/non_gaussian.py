@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_threads, result_header  # noqa: E402
+from common import cpu_threads, refuse, result_header  # noqa: E402
 
 from posterior_diffusion.references.compare import LEVELS, compare_to_reference  # noqa: E402
 from posterior_diffusion.references.mixture import (  # noqa: E402
@@ -74,7 +74,7 @@ def restrictions(items: list[str]) -> dict[str, set[str]]:
     for item in items:
         name, sep, problems = item.partition("=")
         if not sep:
-            raise SystemExit(f"--restrict takes SAMPLER=PROBLEM[+PROBLEM...], got '{item}'")
+            refuse(f"--restrict takes SAMPLER=PROBLEM[+PROBLEM...], got '{item}'")
         out.setdefault(name, set()).update(p for p in problems.split("+") if p)
     return out
 

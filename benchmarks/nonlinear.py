@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import cpu_threads, result_header
+from common import cpu_threads, refuse, result_header
 from hmc_references import load_reference
 
 from posterior_diffusion.diagnostics.global_stats import log_band_powers, log_total_power
@@ -107,7 +107,7 @@ def main() -> None:
     results = result_header(args, "2-core CPU")
     paths = sorted(args.references.glob("grf_counts_seed*.npz"))
     if not paths:
-        raise SystemExit(f"no GRF counts references in {args.references}: run hmc_references.py")
+        refuse(f"no GRF counts references in {args.references}: run hmc_references.py")
     for path in paths:
         reference, problem = load_reference(path)
         prior = GaussianPrior.from_power_grid(torch.as_tensor(problem.field.power), 1, path.stem)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import cpu_threads, result_header
+from common import cpu_threads, refuse, result_header
 
 from posterior_diffusion.diagnostics.global_stats import log_band_powers, log_total_power
 from posterior_diffusion.diagnostics.sbc import rank_uniformity_pvalue
@@ -146,7 +146,7 @@ def main() -> None:
     problem = lognormal_problem(args.field, (24, 32), seed=0)  # the forward model; truths below
     if args.simulate_mixture:  # training maps for a mixture network, seeds apart from the truths'
         if args.simulate_mixture.exists():
-            raise SystemExit(f"{args.simulate_mixture}: exists; choose another path")
+            refuse(f"{args.simulate_mixture}: exists; choose another path")
         draws = make_prior("mixture", problem).sample(args.num, torch.Generator().manual_seed(1234))
         write_dataset_file(
             args.simulate_mixture,
@@ -165,7 +165,7 @@ def main() -> None:
     if args.json.exists():
         previous = json.loads(args.json.read_text())
         if previous["settings"] != results["settings"]:
-            raise SystemExit(f"{args.json}: written with other settings; choose another path")
+            refuse(f"{args.json}: written with other settings; choose another path")
         done = previous["tests_done"]
     # Truths from seeds no training set used; each test's own noise and sampler seed.
     if args.truths in ("prior", "mixture"):  # mixture: exact draws, for a network trained on them

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import cpu_threads, result_header
+from common import cpu_threads, refuse_existing, result_header, write_results
 from hmc_references import load_reference
 from nonlinear import measure
 
@@ -78,6 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     field = lognormal_problem(args.field, (24, 32), seed=0)
     cases = args.cases or FIELDS[args.field]
+    refuse_existing(args.simulate, args.json)  # before any work: never overwrite a file
     if args.simulate:
         maps = field.simulate(args.num, seed=1234)
         write_dataset_file(args.simulate, maps.astype(np.float32), {"kind": "lognormal"})
@@ -114,9 +115,9 @@ def main() -> None:
                 )
             )
             if args.json:  # after every reference, so a long run keeps what it measured
-                args.json.write_text(json.dumps(results, indent=1))
+                write_results(args.json, results)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        write_results(args.json, results)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,12 @@ def ensemble_amplitude(x: Tensor, log_w: Tensor, power: Tensor, sigma: float) ->
 
 
 def restore_state(
-    state: dict, rng: EnsembleRNG, shared: torch.Generator, denoise_y: Callable, device
+    state: dict,
+    rng: EnsembleRNG,
+    shared: torch.Generator,
+    denoise_y: Callable,
+    device,
+    shape: tuple[int, ...],
 ) -> tuple[Tensor, Tensor, float, tuple | None, int]:
     """x, log_w, the twist's scale, the second-order term's inputs and the next level from a
     checkpoint, on `device`; the generators and the CG warm start are set in place. A state of
@@ -130,6 +135,11 @@ def restore_state(
     x = torch.as_tensor(state["x"], dtype=torch.float64)
     if x.shape[0] != len(rng) or len(state["members"]) != len(rng):
         raise ValueError(f"the saved twisted state holds {x.shape[0]} members, this run {len(rng)}")
+    if tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(
+            f"the saved twisted state holds fields of shape {tuple(x.shape[1:])}, "
+            f"this run {tuple(shape)}"
+        )
     rng.set_state(state["members"])
     shared.set_state(state["shared"])
     if state["warm_u"] is not None:
@@ -189,7 +199,7 @@ def twisted(
             moves_tried = [0, 0]  # rejuvenation proposals and acceptances (after adaptation)
         else:
             x, log_w, amplitude, previous, first = restore_state(
-                resume, rng, shared, denoise_y, likelihood.y_white.device
+                resume, rng, shared, denoise_y, likelihood.y_white.device, shape
             )
             ess_trace, resampled_at = list(resume["ess"]), list(resume["resampled_at"])
             moves_tried = list(resume["moves_tried"])

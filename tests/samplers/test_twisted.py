@@ -156,3 +156,29 @@ def test_a_killed_run_resumes_from_its_last_level_with_the_uninterrupted_ensembl
     assert 0 < resampled_before < resampled, (resampled_before, resampled)
     assert torch.equal(torch.from_numpy(resumed["samples"].values),
                        torch.from_numpy(reference["samples"].values))  # fmt: skip
+
+
+def test_a_saved_state_of_another_ensemble_is_refused():
+    """A checkpoint whose member count or field shape differs from the run's is refused before
+    anything is restored (the journal's run identity guards it too; this is the sampler's own
+    check)."""
+    import importlib
+
+    from posterior_diffusion.rng import EnsembleRNG
+
+    twisted_module = importlib.import_module("posterior_diffusion.samplers.twisted")
+    rng = EnsembleRNG(0, range(3))
+    state = {"x": torch.zeros(3, 1, 8, 8), "members": rng.get_state()}
+    warm: dict = {}
+
+    def denoise_y(*args):
+        return None
+
+    denoise_y.warm = warm
+    shared = torch.Generator()
+    with pytest.raises(ValueError, match="shape"):
+        twisted_module.restore_state(state, rng, shared, denoise_y, "cpu", (1, 8, 12))
+    with pytest.raises(ValueError, match="members"):
+        twisted_module.restore_state(
+            state, EnsembleRNG(0, range(4)), shared, denoise_y, "cpu", (1, 8, 8)
+        )
