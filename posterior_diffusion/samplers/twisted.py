@@ -171,6 +171,9 @@ def twisted(
     per member and level: D and its covariance products for D_y at each new point; after a
     resampling, 4 per move and one D).
 
+    `callback` receives each level's members, their log-weights and log-twists (after any
+    resampling and moves; those before a resampling under "before_resampling"), the ESS and the
+    twist's scale, for traces (`benchmarks/twisted_trace.py`).
     `checkpoint(state)` receives the whole state after every level; `resume` (such a state, of
     the same run) continues from the level after it to the ensemble of an uninterrupted run."""
     likelihood = WhitenedLinearGaussian(model, y)
@@ -233,7 +236,9 @@ def twisted(
             log_w = log_w + log_p_over_q + psi_next - psi
             psi = psi_next
             ess_trace.append(effective_sample_size(log_w))
+            before = None  # what a trace needs of the weights a resampling resets
             if ess_trace[-1] < resample_below:
+                before = {"x": x, "log_weights": log_w, "log_twist": psi}
                 ancestors = resample(log_w, x)
                 x, d, psi = x[ancestors], d[ancestors], psi[ancestors]
                 previous = (previous[0][ancestors], previous[1][ancestors], h)
@@ -265,7 +270,11 @@ def twisted(
                     "shared": shared.get_state(), "members": rng.get_state(),
                     "ess": ess_trace, "resampled_at": resampled_at, "moves_tried": moves_tried,
                 })  # fmt: skip
-            report(callback, i=i, sigma=sigma_next, x=x, denoised=d)
+            report(
+                callback, i=i, sigma=sigma_next, x=x, denoised=d, log_weights=log_w,
+                log_twist=psi, ess=ess_trace[-1], twist_amplitude=amplitude,
+                before_resampling=before,
+            )  # fmt: skip
         x0 = denoise_y(x, sigmas[-2], linearized)  # the last step, to sigma = 0, as guided's
         final_ess = effective_sample_size(log_w)
         ancestors = resample(log_w, x0)

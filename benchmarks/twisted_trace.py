@@ -1,0 +1,91 @@
+"""Level by level through one `twisted` run on an R1 mixture with its components hidden.
+
+Per level: the noise level, the twist's fitted scale a, the ESS before any resampling, and the
+component shares of the members (their exact responsibilities p(k | x_sigma), which the sampler
+never sees), unweighted and weighted; omega, the exact posterior's weights, for comparison. At
+the level where the ESS is smallest, the heaviest members before the resampling: their
+log-weight, log-twist and the rest of the log-weight (the accumulated proposal ratios p / q since
+the last resampling), each against the median member, and their responsibilities. This is how
+a weight collapse was traced in docs/samplers.md ("`twisted`", at N = 512).
+
+    OMP_NUM_THREADS=1 python benchmarks/twisted_trace.py --problem amplitude/lensing \\
+        --observation 1 --members 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from common import cpu_threads
+
+from posterior_diffusion.references import mixture_exact_posterior
+from posterior_diffusion.references.mixture import MarginalDenoiser
+from posterior_diffusion.references.problems import draw_observations, problem_from_name
+from posterior_diffusion.rng import EnsembleRNG
+from posterior_diffusion.samplers.twisted import twisted
+
+
+def shares(prior, x: torch.Tensor, log_w: torch.Tensor, sigma: float) -> tuple[list, list]:
+    r = prior.responsibilities(x, sigma)
+    w = torch.softmax(log_w, 0).to(r)
+    return r.mean(0).tolist(), (w[:, None] * r).sum(0).tolist()
+
+
+def heaviest(prior, state: dict, sigma: float, count: int = 3) -> list[dict]:
+    log_w, psi = state["log_weights"], state["log_twist"]
+    rest = log_w - psi
+    top = torch.argsort(log_w, descending=True)[:count]
+    r = prior.responsibilities(state["x"][top], sigma)
+    return [
+        {
+            "member": int(m),
+            "weight": float(torch.softmax(log_w, 0)[m]),
+            "log_weight_minus_median": float(log_w[m] - log_w.median()),
+            "log_twist_minus_median": float(psi[m] - psi.median()),
+            "log_p_over_q_minus_median": float(rest[m] - rest.median()),
+            "responsibilities": r[j].tolist(),
+        }
+        for j, m in enumerate(top.tolist())
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--problem", default="amplitude/lensing")
+    parser.add_argument("--observation", type=int, default=1)
+    parser.add_argument("--members", type=int, default=512)
+    parser.add_argument("--levels", type=int, default=96)
+    parser.add_argument("--options", type=json.loads, default={}, help="sampler options, JSON")
+    args = parser.parse_args()
+    cpu_threads()
+    prior, model = problem_from_name(args.problem, (24, 32))
+    truth, y = draw_observations(prior, model, args.observation + 1, 0)[args.observation]
+    omega = mixture_exact_posterior(prior, model, y).weights.tolist()
+    print(f"{args.problem} observation {args.observation}: omega {np.round(omega, 3).tolist()}")
+    trace: list[dict] = []
+    # The seed twisted_r1.py gives this observation, so the run is the one it scores.
+    rng = EnsembleRNG(1000 + args.observation, range(args.members))
+    with torch.no_grad():
+        twisted(MarginalDenoiser(prior), model, y, rng, args.levels, trace.append, **args.options)
+    levels = [s for s in trace if "diagnostics" not in s]
+    worst = min(levels, key=lambda s: s["ess"])
+    for s in levels:
+        plain, weighted = shares(prior, s["x"], s["log_weights"], s["sigma"])
+        mark = " resampled" if s["before_resampling"] is not None else ""
+        print(
+            f"level {s['i']:2d} sigma {s['sigma']:9.4f} a {s['twist_amplitude']:6.3f} "
+            f"ESS {s['ess']:.3f} shares {np.round(plain, 3).tolist()} "
+            f"weighted {np.round(weighted, 3).tolist()}{mark}"
+        )
+        if s is worst:
+            before = s["before_resampling"] or s
+            for row in heaviest(prior, before, s["sigma"]):
+                print("    heaviest before resampling:", json.dumps(row, default=float))
+    print("final diagnostics:", trace[-1]["diagnostics"])
+
+
+if __name__ == "__main__":
+    main()
