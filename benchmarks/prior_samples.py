@@ -59,6 +59,7 @@ def parse() -> argparse.Namespace:
         help="the prior was trained on u = log(1 + x / S) (a Gaussianised shifted-lognormal "
         "field); its draws are mapped back, x = S (exp(u) - 1), before the comparison",
     )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (draws differ between them)")
     parser.add_argument("--json", help="also write the numbers here")
     return parser.parse_args()
 
@@ -108,7 +109,7 @@ def bar(ratio, rel_err, stats, peak_z) -> dict[str, bool]:
 
 def main() -> None:
     args = parse()
-    prior = NetworkPrior.from_file(args.prior)
+    prior = NetworkPrior.from_file(args.prior).to(args.device)
     c, h, w = prior.trained_shape
     if args.shape:
         h, w = args.shape
@@ -123,13 +124,13 @@ def main() -> None:
             prior,
             None,
             None,
-            EnsembleRNG(args.seed, range(args.num)),
+            EnsembleRNG(args.seed, range(args.num), args.device),
             args.steps,
             field_shape=(c, h, w),
             corrector_steps=args.corrector_steps,
         )
     seconds = time.perf_counter() - start
-    drawn = drawn[:, 0].numpy()
+    drawn = drawn[:, 0].cpu().numpy()
     if args.log_shift:
         drawn = args.log_shift * np.expm1(drawn)
     k, p_sim, _ = power_spectrum(sims, num_bins=args.bins)

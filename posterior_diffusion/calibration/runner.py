@@ -219,7 +219,7 @@ class _Plan:
         )
         with torch.no_grad():
             draw = self.prior.sample(1, generator, field_shape=self.field_shape)
-            return draw[0].to(torch.float64).numpy()
+            return draw[0].to(torch.float64).cpu().numpy()  # the prior may sit on a GPU
 
     def _settings(self) -> dict[str, Any]:
         r = self.request

@@ -260,6 +260,19 @@ def test_lensing_from_simulations_file(tmp_path):
         np.testing.assert_array_equal(store.load(i)[0]["truth"][0], fields[i])
 
 
+@pytest.mark.parametrize("prior", ["gaussian", "default"])
+def test_runs_on_each_device(device, prior, tmp_path):
+    """--device cuda once failed at the first test: its TARP reference came back on the GPU."""
+    out = tmp_path / "report"
+    args = calibrate_args(out, 2, "--device", device)
+    if prior == "default":
+        at = args.index("--power-spectrum")
+        args[at - 2 : at + 2] = ["--prior", "default"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["provenance"]["device"] == device and summary["num_tests"] == 2
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The default convergence prior trained on one GPU and checked, in one go (issue 17):
+# simulate the training and held-out maps, train (configs/train_convergence_64_gpu.yaml), draw
+# from the prior at 64, 128 and 256 pixels a side against fresh simulations
+# (benchmarks/prior_samples.py), and run `calibrate` on held-out maps in parallel shards.
+# $OUT (default runs/gpu_default/out) receives the prior file in 15 MB parts (join them with
+# cat), steps.log, and results.tar.gz with every log, curve and JSON, refreshed after each stage
+# so that a run cut short keeps what it finished. Sizes and limits come from the environment,
+# so that a small CPU run (DEVICE=cpu NUM=200 ...) tries the same path.
+set -uo pipefail
+DEVICE=${DEVICE:-cuda}
+NUM=${NUM:-20000}              # training maps
+TRAIN_TIME=${TRAIN_TIME:-00:00:04:30}
+MAX_STEPS=${MAX_STEPS:-100000}
+BATCH=${BATCH:-256}
+DRAWS=${DRAWS:-256}            # prior draws (and simulations) at 64 x 64
+TESTS=${TESTS:-100}            # calibrate's held-out tests
+SHARDS=${SHARDS:-6}            # calibrate processes sharing the GPU
+CAL_SECONDS=${CAL_SECONDS:-150}
+TOTAL_SECONDS=${TOTAL_SECONDS:-100000}  # calibrate stops 15 s before this, counted from the start
+START=$(date +%s)
+WORK=${WORK:-runs/gpu_default}
+OUT=${OUT:-$WORK/out}
+PD="python3 -m posterior_diffusion.cli"
+RESULTS="$WORK/results"
+mkdir -p "$WORK" "$OUT" "$RESULTS"
+log() { echo "[$(date +%T)] $*" | tee -a "$OUT/steps.log"; }
+pack() { tar czf "$OUT/results.tar.gz" --exclude prior.pt -C "$WORK" results; }
+
+log "simulate $NUM training maps and $TESTS held-out maps"
+$PD simulate convergence "$WORK/convergence_64.h5" --num "$NUM" --shape 64 64 --seed 2 || exit 1
+$PD simulate convergence "$WORK/held_out.h5" --num "$TESTS" --shape 64 64 --seed 777 || exit 1
+
+log "train for $TRAIN_TIME"
+$PD train --config configs/train_convergence_64_gpu.yaml --data.path "$WORK/convergence_64.h5" \
+    --data.batch_size "$BATCH" --trainer.default_root_dir "$WORK/train" \
+    --trainer.logger.init_args.save_dir "$WORK/train" \
+    --trainer.max_time "$TRAIN_TIME" --trainer.max_steps "$MAX_STEPS" \
+    --trainer.enable_progress_bar false >"$RESULTS/train.log" 2>&1
+log "train exited with $?"
+tail -3 "$RESULTS/train.log"
+prior=$(ls -t "$WORK"/train/lightning_logs/version_*/prior.pt | head -1) || exit 1
+cp "$prior" "$RESULTS/prior.pt"
+cp "$(dirname "$prior")"/metrics.csv "$(dirname "$prior")"/hparams.yaml "$RESULTS"/
+ls "$WORK"/train/lightning_logs/version_*/checkpoints | tee -a "$OUT/steps.log"
+sha256sum "$RESULTS/prior.pt" | tee -a "$OUT/steps.log"
+split -b 15M "$RESULTS/prior.pt" "$OUT/prior.pt.part-"
+pack
+
+log "prior draws against simulations"
+for spec in "64 $DRAWS" "128 $((DRAWS / 4))" "256 $((DRAWS / 8))"; do
+    set -- $spec
+    python3 benchmarks/prior_samples.py --prior "$RESULTS/prior.pt" --num "$2" --shape "$1" "$1" \
+        --device "$DEVICE" --json "$RESULTS/prior_samples_$1.json" >"$RESULTS/prior_samples_$1.md" 2>&1
+    log "draws at $1: exit $?"
+    pack
+done
+grep -A8 "issue 17's bar" "$RESULTS/prior_samples_64.md"
+
+left=$((START + TOTAL_SECONDS - $(date +%s) - 15))
+CAL_SECONDS=$((left < CAL_SECONDS ? left : CAL_SECONDS))
+log "calibrate: $TESTS tests in $SHARDS shards, at most $CAL_SECONDS s"
+for ((i = 0; i < SHARDS; i++)); do
+    OMP_NUM_THREADS=2 timeout "$CAL_SECONDS" $PD calibrate --prior "$RESULTS/prior.pt" \
+        --forward-model lensing --simulations "$WORK/held_out.h5" --num-tests "$TESTS" \
+        --num-samples 32 --shape 64 64 --seed 3 --device "$DEVICE" --no-progress \
+        --shard "$i/$SHARDS" -o "$RESULTS/calibration" >"$RESULTS/calibrate_$i.log" 2>&1 &
+done
+wait
+log "calibrate: $(ls "$RESULTS"/calibration/tests 2>/dev/null | wc -l) files in tests/"
+pack
+log done
