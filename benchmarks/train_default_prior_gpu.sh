@@ -2,7 +2,7 @@
 # The default convergence prior trained on one GPU and checked, in one go (issue 17):
 # simulate the training and held-out maps, train (configs/train_convergence_64_gpu.yaml), draw
 # from the prior at 64, 128 and 256 pixels a side against fresh simulations
-# (benchmarks/prior_samples.py), and run `calibrate` on held-out maps in parallel shards.
+# (benchmarks/prior_samples.py), and run `calibrate` on held-out maps (SHARDS processes).
 # $OUT (default runs/gpu_default/out) receives the prior file in 15 MB parts (join them with
 # cat), steps.log, and results.tar.gz with every log, curve and JSON, refreshed after each stage
 # so that a run cut short keeps what it finished. Sizes and limits come from the environment,
@@ -16,9 +16,12 @@ NUM=${NUM:-20000}              # training maps
 TRAIN_TIME=${TRAIN_TIME:-00:00:05:00}  # the measured run (docs/default_prior.md)
 MAX_STEPS=${MAX_STEPS:-100000}
 BATCH=${BATCH:-256}
-DRAWS=${DRAWS:-256}            # prior draws (and simulations) at 64 x 64
+DRAWS=${DRAWS:-1024}           # prior draws (and simulations) at 64 x 64
+DRAWS_128=${DRAWS_128:-64}     # ... at 128 x 128
+DRAWS_256=${DRAWS_256:-32}     # ... at 256 x 256
 TESTS=${TESTS:-100}            # calibrate's held-out tests
-SHARDS=${SHARDS:-6}            # calibrate processes sharing the GPU
+SHARDS=${SHARDS:-4}            # calibrate processes sharing the GPU (4: 4.2 s per test on an H200)
+CAL_BATCH=${CAL_BATCH:-32}     # members each calibrate process samples at once
 CAL_SECONDS=${CAL_SECONDS:-150}
 TOTAL_SECONDS=${TOTAL_SECONDS:-100000}  # calibrate stops 15 s before this, counted from the start
 START=$(date +%s)
@@ -30,9 +33,14 @@ mkdir -p "$WORK" "$OUT" "$RESULTS"
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/steps.log"; }
 pack() { tar czf "$OUT/results.tar.gz" --exclude prior.pt -C "$WORK" results; }
 
-log "simulate $NUM training maps and $TESTS held-out maps"
-$PD simulate convergence "$WORK/convergence_64.h5" --num "$NUM" --shape 64 64 --seed 2 || exit 1
+log "simulate $NUM training maps and $TESTS held-out maps; meanwhile time training steps"
+$PD simulate convergence "$WORK/convergence_64.h5" --num "$NUM" --shape 64 64 --seed 2 &
+sim=$!
 $PD simulate convergence "$WORK/held_out.h5" --num "$TESTS" --shape 64 64 --seed 777 || exit 1
+python3 benchmarks/gpu_train_speed.py --config configs/train_convergence_64_gpu.yaml \
+    --device "$DEVICE" --batch-sizes "$BATCH" >"$RESULTS/train_speed.jsonl" 2>&1
+cat "$RESULTS/train_speed.jsonl" | tee -a "$OUT/steps.log"
+wait $sim || exit 1
 
 log "train for $TRAIN_TIME"
 $PD train --config configs/train_convergence_64_gpu.yaml --data.path "$WORK/convergence_64.h5" \
@@ -51,7 +59,7 @@ split -b 15M "$RESULTS/prior.pt" "$OUT/prior.pt.part-"
 pack
 
 log "prior draws against simulations"
-for spec in "64 $DRAWS" "128 $((DRAWS / 4))" "256 $((DRAWS / 8))"; do
+for spec in "64 $DRAWS" "128 $DRAWS_128" "256 $DRAWS_256"; do
     set -- $spec
     python3 benchmarks/prior_samples.py --prior "$RESULTS/prior.pt" --num "$2" --shape "$1" "$1" \
         --device "$DEVICE" --json "$RESULTS/prior_samples_$1.json" >"$RESULTS/prior_samples_$1.md" 2>&1
@@ -66,7 +74,8 @@ log "calibrate: $TESTS tests in $SHARDS shards, at most $CAL_SECONDS s"
 for ((i = 0; i < SHARDS; i++)); do
     OMP_NUM_THREADS=2 timeout "$CAL_SECONDS" $PD calibrate --prior "$RESULTS/prior.pt" \
         --forward-model lensing --simulations "$WORK/held_out.h5" --num-tests "$TESTS" \
-        --num-samples 32 --shape 64 64 --seed 3 --device "$DEVICE" --no-progress \
+        --num-samples 32 --batch-size "$CAL_BATCH" --shape 64 64 --seed 3 --device "$DEVICE" \
+        --no-progress \
         --shard "$i/$SHARDS" -o "$RESULTS/calibration" >"$RESULTS/calibrate_$i.log" 2>&1 &
 done
 wait
