@@ -60,6 +60,12 @@ def parse() -> argparse.Namespace:
         "field); its draws are mapped back, x = S (exp(u) - 1), before the comparison",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (draws differ between them)")
+    parser.add_argument(
+        "--pooled-norm",
+        action="store_true",
+        help="diagnostic: GroupNorm statistics pooled over the whole batch of draws (all at one "
+        "noise level) instead of each map's own, as if each map were part of a larger one",
+    )
     parser.add_argument("--json", help="also write the numbers here")
     return parser.parse_args()
 
@@ -73,6 +79,9 @@ def moments(maps: np.ndarray) -> dict[str, float]:
         "skewness": float((centred**3).mean() / x.std() ** 3),
         "q0.001": float(np.quantile(x, 0.001)),
         "q0.999": float(np.quantile(x, 0.999)),
+        # How much the maps' total power varies from map to map (a per-map normalisation in
+        # the network would narrow it): the spread over maps of log(map variance).
+        "log_map_variance_sd": float(np.log(x.var(axis=1)).std()),
     }
 
 
@@ -107,9 +116,30 @@ def bar(ratio, rel_err, stats, peak_z) -> dict[str, bool]:
     }
 
 
+def pool_group_norms(module: torch.nn.Module) -> None:
+    """Make every GroupNorm in `module` normalise by statistics over the batch and the map
+    (per group) instead of per map: the draws then share one scale, as the pixels of one larger
+    map would. A diagnostic of what per-map normalisation does to the draws; members become
+    dependent, so it is not a sampler."""
+
+    def pooled(norm: torch.nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        g = x.reshape(b, norm.num_groups, c // norm.num_groups, h, w)
+        mean = g.mean(dim=(0, 2, 3, 4), keepdim=True)
+        var = g.var(dim=(0, 2, 3, 4), keepdim=True, unbiased=False)
+        g = ((g - mean) / torch.sqrt(var + norm.eps)).reshape(b, c, h, w)
+        return g * norm.weight[:, None, None] + norm.bias[:, None, None]
+
+    for m in module.modules():
+        if isinstance(m, torch.nn.GroupNorm):
+            m.forward = pooled.__get__(m)
+
+
 def main() -> None:
     args = parse()
     prior = NetworkPrior.from_file(args.prior).to(args.device)
+    if args.pooled_norm:
+        pool_group_norms(prior)
     c, h, w = prior.trained_shape
     if args.shape:
         h, w = args.shape
