@@ -16,6 +16,7 @@ NUM=${NUM:-20000}              # training maps
 TRAIN_TIME=${TRAIN_TIME:-00:00:05:00}  # the measured run (docs/default_prior.md)
 MAX_STEPS=${MAX_STEPS:-100000}
 BATCH=${BATCH:-256}
+TRAIN_ARGS=${TRAIN_ARGS:-}     # more `train` options, e.g. "--model.net.init_args.norm none"
 DRAWS=${DRAWS:-1024}           # prior draws (and simulations) at 64 x 64
 DRAWS_128=${DRAWS_128:-64}     # ... at 128 x 128
 DRAWS_256=${DRAWS_256:-32}     # ... at 256 x 256
@@ -47,7 +48,7 @@ $PD train --config configs/train_convergence_64_gpu.yaml --data.path "$WORK/conv
     --data.batch_size "$BATCH" --trainer.default_root_dir "$WORK/train" \
     --trainer.logger.init_args.save_dir "$WORK/train" \
     --trainer.max_time "$TRAIN_TIME" --trainer.max_steps "$MAX_STEPS" \
-    --trainer.enable_progress_bar false >"$RESULTS/train.log" 2>&1
+    --trainer.enable_progress_bar false $TRAIN_ARGS >"$RESULTS/train.log" 2>&1
 log "train exited with $?"
 tail -3 "$RESULTS/train.log"
 prior=$(ls -t "$WORK"/train/lightning_logs/version_*/prior.pt | head -1) || exit 1
