@@ -35,7 +35,8 @@ def parse() -> argparse.Namespace:
 
 def steps_per_second(args, batch: int, cudnn_benchmark: bool, channels_last: bool) -> float:
     torch.backends.cudnn.benchmark = cudnn_benchmark
-    config = yaml.safe_load(open(args.config))["model"]
+    with open(args.config) as f:
+        config = yaml.safe_load(f)["model"]
     model = EDMPrecond(UNet(**config["net"]["init_args"])).to(args.device)
     model.set_normalisation([0.0], 1.0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
