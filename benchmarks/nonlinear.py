@@ -83,6 +83,10 @@ def measure(
            **score(samples, reference, draws, problem.truth),
            "nfe_per_sample": info["nfe_per_sample"],
            "seconds": time.perf_counter() - start}  # fmt: skip
+    diagnostics = info.get("sampler_diagnostics", {})
+    kept = ("min_ess", "final_ess", "resampled_at_sigma", "unique_fraction", "move_acceptance")
+    if any(k in diagnostics for k in kept):  # SMC-type samplers: what says how far to trust them
+        row["diagnostics"] = {k: diagnostics[k] for k in kept if k in diagnostics}
     coverage = ", ".join(f"{c:+.3f}" for c in row["coverage_minus_reference"])
     print(
         f"{label} {sampler}: std ratio {row['std_ratio']:.3f}, z_mean {row['z_mean']:.3f} "

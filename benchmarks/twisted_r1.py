@@ -34,12 +34,15 @@ def main() -> None:
     parser.add_argument("--observations", type=int, default=6)
     parser.add_argument("--members", type=int, default=128)
     parser.add_argument("--levels", type=int, default=96)
-    parser.add_argument("--moves", type=int, default=4, help="Langevin moves after each resampling")
+    parser.add_argument(
+        "--moves", type=int, help="Langevin moves after each resampling (default: the sampler's)"
+    )
     parser.add_argument("--options", type=json.loads, default={}, help="more sampler options, JSON")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     cpu_threads()
     results = result_header(args, "2-core CPU")
+    moves = {} if args.moves is None else {"moves": args.moves}
     for name in args.problems.split(","):
         prior, model = problem_from_name(name, (24, 32))
         for k, (truth, y) in enumerate(draw_observations(prior, model, args.observations, 0)):
@@ -48,7 +51,7 @@ def main() -> None:
             start = time.perf_counter()
             samples, info = sample_posterior(
                 MarginalDenoiser(prior), model, y, args.members, sampler="twisted", seed=1000 + k,
-                steps=args.levels, progress=False, options={"moves": args.moves, **args.options},
+                steps=args.levels, progress=False, options={**moves, **args.options},
             )  # fmt: skip
             seconds = time.perf_counter() - start
             diag = info["sampler_diagnostics"]

@@ -10,6 +10,12 @@ a weight collapse was traced in docs/samplers.md ("`twisted`", at N = 512).
 
     OMP_NUM_THREADS=1 python benchmarks/twisted_trace.py --problem amplitude/lensing \\
         --observation 1 --members 512
+
+With `--prior PRIOR.pt --reference REF.npz` (a trained prior and an HMC reference of
+`hmc_references.py`, whose problem it samples with the seed `trained_lognormal.py` uses), per
+level: sigma, the fitted scale, the ESS, and at each resampling the members' mean pixel variance
+after the moves over the weighted one before; at the end the diagnostics and the median std
+ratio against the reference's draws. This traced the trained lensing prior in docs/samplers.md.
 """
 
 from __future__ import annotations
@@ -52,6 +58,38 @@ def heaviest(prior, state: dict, sigma: float, count: int = 3) -> list[dict]:
     ]
 
 
+def weighted_pixel_variance(x: torch.Tensor, log_w: torch.Tensor) -> float:
+    w = torch.softmax(log_w, 0).to(x).view(-1, *[1] * (x.dim() - 1))
+    mean = (w * x).sum(0)
+    return float((w * (x - mean).square()).sum(0).mean())
+
+
+def trace_trained(args) -> None:
+    from hmc_references import load_reference
+
+    from posterior_diffusion.priors.network import NetworkPrior
+
+    prior = NetworkPrior.from_file(args.prior)
+    reference, problem = load_reference(args.reference)
+    trace: list[dict] = []
+    rng = EnsembleRNG(int(problem.params["seed"]), range(args.members))
+    with torch.no_grad():
+        samples = twisted(prior, problem.model, problem.y, rng, args.levels, trace.append,
+                          **args.options)  # fmt: skip
+    for s in trace[:-1]:
+        line = f"level {s['i']:2d} sigma {s['sigma']:.4g} a {s['twist_amplitude']:.3f} ESS {s['ess']:.3f}"
+        before = s["before_resampling"]
+        if before is not None:
+            kept = weighted_pixel_variance(s["x"], s["log_weights"])
+            kept /= weighted_pixel_variance(before["x"], before["log_weights"])
+            line += f" resampled; pixel variance after the moves / before {kept:.3f}"
+        print(line)
+    print("final diagnostics:", trace[-1]["diagnostics"])
+    draws = reference.sample(max(args.members, 512), torch.Generator().manual_seed(0)).double()
+    ratio = samples.double().std(0) / draws.std(0)
+    print(f"median std ratio against {draws.shape[0]} reference draws: {float(ratio.median()):.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--problem", default="amplitude/lensing")
@@ -59,8 +97,15 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=512)
     parser.add_argument("--levels", type=int, default=96)
     parser.add_argument("--options", type=json.loads, default={}, help="sampler options, JSON")
+    parser.add_argument("--prior", help="a trained prior file (with --reference)")
+    parser.add_argument("--reference", help="an HMC reference .npz (with --prior)")
     args = parser.parse_args()
     cpu_threads()
+    if args.prior or args.reference:
+        if not (args.prior and args.reference):
+            parser.error("--prior and --reference go together")
+        trace_trained(args)
+        return
     prior, model = problem_from_name(args.problem, (24, 32))
     truth, y = draw_observations(prior, model, args.observation + 1, 0)[args.observation]
     omega = mixture_exact_posterior(prior, model, y).weights.tolist()
