@@ -85,9 +85,10 @@ def stationary_twist(
     return log_twist
 
 
-# Langevin moves after each resampling. 4 left a trained lensing prior's posterior 10% narrow
-# against HMC (std ratio 0.895; 8: 0.94-0.95, 16: 0.93) at 958 prior evaluations per sample
-# (8: 1,185-1,396), and R1 unchanged (docs/samplers.md, "`twisted`").
+# Langevin moves after each resampling. With a trained lensing prior against HMC at N = 128, 4
+# left the posterior 10% narrow (std ratio 0.895; 8: 0.94-0.95, 16: 0.93; 8 at N = 256:
+# 0.95-0.96) at 958 prior evaluations per sample (8: 1,185-1,396); R1 unchanged
+# (docs/samplers.md, "`twisted`").
 DEFAULT_MOVES = 8
 
 # Prior sd of log a: the fit stays near the prior's own spectrum (a = 1) while the members carry
