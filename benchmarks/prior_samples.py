@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import numpy as np
@@ -22,9 +23,11 @@ import torch
 
 from posterior_diffusion.diagnostics import power_spectrum
 from posterior_diffusion.diagnostics.peaks import local_maxima
+from posterior_diffusion.priors.draw import reverse_sde
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.rng import EnsembleRNG
 from posterior_diffusion.samplers.unconditional import prior_sde
+from posterior_diffusion.schedules import log_uniform_sigmas
 from posterior_diffusion.simulators import simulate_fields
 
 
@@ -66,8 +69,34 @@ def parse() -> argparse.Namespace:
         help="diagnostic: GroupNorm statistics pooled over the whole batch of draws (all at one "
         "noise level) instead of each map's own, as if each map were part of a larger one",
     )
+    parser.add_argument(
+        "--start",
+        choices=("noise", "simulations"),
+        default="noise",
+        help="diagnostic: start the reverse SDE from pure noise at sigma_max (as the package "
+        "does) or from other held-out simulations plus that noise (the exact noised marginal)",
+    )
+    parser.add_argument(
+        "--start-sigma",
+        type=float,
+        metavar="S",
+        help="with --start simulations: start at S data std instead of sigma_max, on the same "
+        "grid density (steps scaled by the log of the range), to find where draws lose power",
+    )
+    parser.add_argument(
+        "--gaussian-above",
+        type=float,
+        metavar="S",
+        help="diagnostic: above S data std replace the network by the Gaussian (Wiener) denoiser "
+        "of the power spectrum of 2,048 other held-out simulations",
+    )
     parser.add_argument("--json", help="also write the numbers here")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.start == "simulations" and (args.gaussian_above or args.log_shift):
+        parser.error("--start simulations runs the plain network on the simulations' variable")
+    if args.start_sigma and args.start != "simulations":
+        parser.error("--start-sigma needs --start simulations")
+    return args
 
 
 def moments(maps: np.ndarray) -> dict[str, float]:
@@ -135,6 +164,53 @@ def pool_group_norms(module: torch.nn.Module) -> None:
             m.forward = pooled.__get__(m)
 
 
+def gaussian_above(prior, args, shape, extra):
+    """A denoiser that is the prior's network at or below `args.gaussian_above` data std and the
+    Wiener filter of the simulations' measured mean and P(k) (2,048 maps, seed + 2) above it."""
+    maps, _ = simulate_fields(args.kind, shape[-2:], 2048, args.seed + 2, **extra)
+    mean = float(maps.mean())
+    power = torch.from_numpy((np.abs(np.fft.fft2(maps - mean)) ** 2).mean(0) / maps[0].size)
+    power = power.to(args.device)
+    cut = args.gaussian_above * prior.data_std()
+
+    def denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        if sigma <= cut:
+            return prior.denoise(x, sigma)
+        wiener = power / (power + sigma**2)
+        return mean + torch.fft.ifft2(wiener * torch.fft.fft2(x - mean)).real
+
+    return denoise
+
+
+def draw_from_simulations(prior, rng, args, shape, extra) -> torch.Tensor:
+    """The reverse SDE of `prior_sde` started from held-out simulations (seed + 1, not the
+    comparison's) plus noise at sigma_max or `--start-sigma`: the exact noised marginal there
+    (the package starts from noise alone at sigma_max). Returns the draws and the start maps."""
+    top, steps = prior.sigma_max(), args.steps
+    if args.start_sigma:
+        top = args.start_sigma * prior.data_std()
+        steps = max(2, round(steps * math.log(top / prior.sigma_min()) / math.log(
+            prior.sigma_max() / prior.sigma_min())))  # fmt: skip
+    sigmas = log_uniform_sigmas(steps, prior.sigma_min(), top)
+    start, _ = simulate_fields(args.kind, shape[-2:], args.num, args.seed + 1, **extra)
+    x = torch.from_numpy(start)[:, None].to(args.device) + sigmas[0].item() * rng.randn(shape)
+    return reverse_sde(prior.denoise, x, sigmas.tolist(), lambda: rng.randn(shape)), start
+
+
+def paired_ratio(drawn: np.ndarray, start: np.ndarray, bins: int) -> dict[str, list[float]]:
+    """Power of each draw over that of the simulation it started from, per k bin: the paired
+    ratio cancels most of the maps' own scatter, so it resolves what the SDE lost from there."""
+    _, p_draw, _ = power_spectrum(drawn, num_bins=bins)
+    k, p_start, _ = power_spectrum(start, num_bins=bins)
+    ratio = p_draw.mean(0) / p_start.mean(0)
+    pick = np.random.default_rng(0).integers(0, len(drawn), (200, len(drawn)))
+    err = np.std(p_draw[pick].mean(1) / p_start[pick].mean(1), axis=0)  # paired bootstrap
+    print("\n| k | P_draw / P_start (paired) | error |\n|---|---|---|")
+    for kk, r, e in zip(k, ratio, err, strict=True):
+        print(f"| {kk:.3f} | {r:.3f} | {e:.3f} |")
+    return {"k": k.tolist(), "ratio": ratio.tolist(), "error": err.tolist()}
+
+
 def main() -> None:
     args = parse()
     prior = NetworkPrior.from_file(args.prior).to(args.device)
@@ -149,18 +225,23 @@ def main() -> None:
         extra["depth"] = args.depth
     sims, _ = simulate_fields(args.kind, (h, w), args.num, args.seed, **extra)
     start = time.perf_counter()
+    rng = EnsembleRNG(args.seed, range(args.num), args.device)
     with torch.no_grad():
-        drawn = prior_sde(
-            prior,
-            None,
-            None,
-            EnsembleRNG(args.seed, range(args.num), args.device),
-            args.steps,
-            field_shape=(c, h, w),
-            corrector_steps=args.corrector_steps,
-        )
+        if args.start == "simulations":
+            drawn, start_maps = draw_from_simulations(prior, rng, args, (c, h, w), extra)
+        elif args.gaussian_above:
+            sigmas = log_uniform_sigmas(args.steps, prior.sigma_min(), prior.sigma_max())
+            x = sigmas[0].item() * rng.randn((c, h, w))
+            denoise = gaussian_above(prior, args, (c, h, w), extra)
+            drawn = reverse_sde(denoise, x, sigmas.tolist(), lambda: rng.randn((c, h, w)))
+        else:
+            drawn = prior_sde(
+                prior, None, None, rng, args.steps, field_shape=(c, h, w),
+                corrector_steps=args.corrector_steps,
+            )  # fmt: skip
     seconds = time.perf_counter() - start
     drawn = drawn[:, 0].cpu().numpy()
+    paired = paired_ratio(drawn, start_maps, args.bins) if args.start == "simulations" else None
     if args.log_shift:
         drawn = args.log_shift * np.expm1(drawn)
     k, p_sim, _ = power_spectrum(sims, num_bins=args.bins)
@@ -215,6 +296,7 @@ def main() -> None:
                     },  # fmt: skip
                     "bar": checks,
                     "seconds_per_map": seconds / args.num,
+                    **({"paired_with_start": paired} if paired else {}),
                 },
                 f,
                 indent=1,

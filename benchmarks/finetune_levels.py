@@ -1,0 +1,99 @@
+"""Fine-tune a trained prior at the noise levels where its draws lose power (an experiment).
+
+`benchmarks/prior_samples.py --start simulations --start-sigma S` locates where along the reverse
+SDE a prior's draws lose power; for the default convergence prior it is between about 16 and 4
+data std, where a denoiser's loss is dominated by what it cannot know and training's gradients are
+noisiest. This continues training from a prior file with a share `--focus` of each batch's noise
+levels drawn from ln(sigma / std) ~ N(ln(--centre), --width^2) and the rest from the training
+config's distribution, on fresh simulations every step (the simulator is cheap, so no map is seen
+twice), with the same EDM loss, AdamW, clipping and EMA as `posterior-diffusion train`. Writes a
+prior file (the source's metadata, plus what was done).
+
+    OMP_NUM_THREADS=1 python benchmarks/finetune_levels.py --prior posterior_diffusion/data/default_prior.pt \
+        --minutes 30 --out finetuned.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import time
+
+import torch
+
+from posterior_diffusion.priors.network import NetworkPrior
+from posterior_diffusion.priors.prior_file import make_record, save_record
+from posterior_diffusion.simulators import simulate_fields
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prior", required=True)
+    parser.add_argument("--kind", default="convergence")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--ema-decay", type=float, default=0.999)
+    parser.add_argument("--centre", type=float, default=6.0, help="data std")
+    parser.add_argument("--width", type=float, default=0.7, help="in ln(sigma)")
+    parser.add_argument("--focus", type=float, default=0.75, help="share of the batch focused")
+    parser.add_argument("--base-mean", type=float, default=-1.0, help="the config's log_sigma_mean")
+    parser.add_argument("--base-std", type=float, default=1.6, help="the config's log_sigma_std")
+    parser.add_argument("--seed", type=int, default=1000, help="simulation seeds start here")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse()
+    torch.manual_seed(args.seed)
+    prior = NetworkPrior.from_file(args.prior)
+    model = prior.precond.train().requires_grad_(True)
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    focused = round(args.focus * args.batch)
+    shape = prior.trained_shape[-2:]
+    start, step, losses = time.perf_counter(), 0, []
+    while time.perf_counter() - start < 60 * args.minutes:
+        maps, _ = simulate_fields(args.kind, shape, args.batch, args.seed + step)
+        x0 = torch.from_numpy(maps)[:, None].to(torch.float32)
+        loss = (
+            sum(
+                len(part) * model.loss(part, mean, sd)
+                for part, mean, sd in (
+                    (x0[:focused], math.log(args.centre), args.width),
+                    (x0[focused:], args.base_mean, args.base_std),
+                )
+                if len(part)  # an empty part's mean loss is NaN
+            )
+            / args.batch
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+                e.lerp_(p, 1.0 - args.ema_decay)
+        losses.append(loss.item())
+        step += 1
+        if step % 100 == 0:
+            rate = step / (time.perf_counter() - start)
+            print(
+                f"step {step}: loss {sum(losses[-100:]) / 100:.4f} ({rate:.2f} steps/s)", flush=True
+            )
+    metadata = dict(prior.metadata)
+    metadata["finetuned"] = {
+        "from": prior.checksum, "steps": step, "batch": args.batch, "lr": args.lr,
+        "noise_levels": f"{args.focus} of each batch ln(sigma/std) ~ N(ln {args.centre}, "
+        f"{args.width}^2), the rest N({args.base_mean}, {args.base_std}^2)",
+        "data": f"fresh {args.kind} simulations, seeds {args.seed} + step",
+    }  # fmt: skip
+    metadata["training_steps"] = int(metadata.get("training_steps") or 0) + step
+    save_record(make_record(ema.state_dict(), metadata), args.out)
+    print(f"wrote {args.out} after {step} steps")
+
+
+if __name__ == "__main__":
+    main()
