@@ -82,6 +82,26 @@ def height_residuals(x0, noisy, denoised, std) -> list[dict]:
     return out
 
 
+def ratio_with_error(num: np.ndarray, den: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """sum(num) / sum(den) over maps (axis 0) per band, and its bootstrap error over maps."""
+    picks = rng.integers(0, len(num), (200, len(num)))
+    boot = [num[pick].sum(0) / den[pick].sum(0) for pick in picks]
+    return num.sum(0) / den.sum(0), np.std(boot, axis=0)
+
+
+def plus_minus(values: list[float], errors: list[float], spec: str) -> list[str]:
+    return [f"{v:{spec}} +- {e:.3f}" for v, e in zip(values, errors, strict=True)]
+
+
+def print_table(title: str, labels: list[str], rows: list[dict], cells) -> None:
+    """A markdown table, one row per noise level, `cells(row)` its entries."""
+    print(f"\n{title}\n")
+    print(f"| sigma / std | {' | '.join(labels)} |")
+    print("|---" * (len(labels) + 1) + "|")
+    for row in rows:
+        print(f"| {row['sigma_over_std']:g} | {' | '.join(cells(row))} |")
+
+
 def main() -> None:
     args = parse()
     prior = NetworkPrior.from_file(args.prior)
@@ -100,59 +120,35 @@ def main() -> None:
             denoised = torch.cat(
                 [prior.denoise(noisy[i : i + 64], sigma) for i in range(0, len(noisy), 64)]
             )
-        sums = slopes(
-            sims, denoised[:, 0].double().numpy(), noisy[:, 0].double().numpy(), index, args.bins
-        )
-        beta = sums[0].sum(0) / sums[1].sum(0)
-        boot = []
-        for _ in range(200):
-            pick = rng.integers(0, args.num, args.num)
-            boot.append(sums[0][pick].sum(0) / sums[1][pick].sum(0))
-        err = np.std(boot, axis=0)
-        power = sums[1].sum(0) / sums[2].sum(0)  # D's power over the truths'
+        noisy_np, denoised_np = noisy[:, 0].double().numpy(), denoised[:, 0].double().numpy()
+        cross, dd, xx, drift = slopes(sims, denoised_np, noisy_np, index, args.bins)
+        beta, beta_err = ratio_with_error(cross, dd, rng)
         # Stein: the exact score keeps each band's variance stationary, E[(x0 - D) x*] = 0; a
         # positive value (over the band's power) is a score that pulls its power down there.
-        pull = sums[3].sum(0) / sums[2].sum(0)
-        pull_boot = []
-        for _ in range(200):
-            pick = rng.integers(0, args.num, args.num)
-            pull_boot.append(sums[3][pick].sum(0) / sums[2][pick].sum(0))
-        tail = height_residuals(
-            sims, noisy[:, 0].double().numpy(), denoised[:, 0].double().numpy(), std
-        )
-        rows.append({"sigma_over_std": level, "beta": beta.tolist(), "beta_error": err.tolist(),
-                     "denoised_over_true_power": power.tolist(), "by_height": tail,
-                     "pull": pull.tolist(), "pull_error": np.std(pull_boot, axis=0).tolist()})  # fmt: skip
+        pull, pull_err = ratio_with_error(drift, xx, rng)
+        rows.append({
+            "sigma_over_std": level, "beta": beta.tolist(), "beta_error": beta_err.tolist(),
+            "denoised_over_true_power": (dd.sum(0) / xx.sum(0)).tolist(),
+            "pull": pull.tolist(), "pull_error": pull_err.tolist(),
+            "by_height": height_residuals(sims, noisy_np, denoised_np, std),
+        })  # fmt: skip
     print(f"\n{args.num} held-out {args.kind} maps of {h} x {w}; prior {args.prior}")
-    print("slope beta = Re<x0_k D_k*> / <|D_k|^2> per band (exact denoiser: 1)\n")
-    header = " | ".join(
-        f"k {lo:.2f}-{hi:.2f}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)
-    )
-    print(f"| sigma / std | {header} |")
-    print("|---" * (args.bins + 1) + "|")
-    for row in rows:
-        cells = " | ".join(
-            f"{b:.3f} +- {e:.3f}" for b, e in zip(row["beta"], row["beta_error"], strict=True)
-        )
-        print(f"| {row['sigma_over_std']:g} | {cells} |")
-    print(
-        "\nRe<(x0_k - D_k) x_k*> / <|x0_k|^2> per band (exact: 0; > 0 pulls the band's power down)\n"
-    )
-    print(f"| sigma / std | {header} |")
-    print("|---" * (args.bins + 1) + "|")
-    for row in rows:
-        cells = " | ".join(
-            f"{b:+.3f} +- {e:.3f}" for b, e in zip(row["pull"], row["pull_error"], strict=True)
-        )
-        print(f"| {row['sigma_over_std']:g} | {cells} |")
-    print("\nmean x0 - D [data std] over pixels binned by the noisy value [data std] (exact: 0)\n")
-    labels = [f"{lo:g} to {hi:g}" for lo, hi in zip(HEIGHTS[:-1], HEIGHTS[1:], strict=True)]
-    print(f"| sigma / std | {' | '.join(labels)} |")
-    print("|---" * (len(labels) + 1) + "|")
-    for row in rows:
-        cells = [f"{b['residual']:+.3f} +- {b['error']:.3f} ({b['pixels']})" if "residual" in b
-                 else f"({b['pixels']})" for b in row["by_height"]]  # fmt: skip
-        print(f"| {row['sigma_over_std']:g} | {' | '.join(cells)} |")
+    bands = [f"k {lo:.2f}-{hi:.2f}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    print_table(
+        "slope beta = Re<x0_k D_k*> / <|D_k|^2> per band (exact denoiser: 1)", bands, rows,
+        lambda row: plus_minus(row["beta"], row["beta_error"], ".3f"),
+    )  # fmt: skip
+    print_table(
+        "Re<(x0_k - D_k) x_k*> / <|x0_k|^2> per band (exact: 0; > 0 pulls the band's power down)",
+        bands, rows,
+        lambda row: plus_minus(row["pull"], row["pull_error"], "+.3f"),
+    )  # fmt: skip
+    print_table(
+        "mean x0 - D [data std] over pixels binned by the noisy value [data std] (exact: 0)",
+        [f"{lo:g} to {hi:g}" for lo, hi in zip(HEIGHTS[:-1], HEIGHTS[1:], strict=True)], rows,
+        lambda row: [f"{b['residual']:+.3f} +- {b['error']:.3f} ({b['pixels']})" if "residual" in b
+                     else f"({b['pixels']})" for b in row["by_height"]],
+    )  # fmt: skip
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "band_edges": edges.tolist(), "rows": rows}, f, indent=1)
