@@ -47,7 +47,9 @@ def band_index(h: int, w: int, bins: int) -> np.ndarray:
     return index
 
 
-def slopes(x0: np.ndarray, denoised: np.ndarray, noisy: np.ndarray, index: np.ndarray, bins: int):
+def band_sums(
+    x0: np.ndarray, denoised: np.ndarray, noisy: np.ndarray, index: np.ndarray, bins: int
+):
     """Per-map sums per band of Re(x0_k conj(D_k)), |D_k|^2, |x0_k|^2 and Re((x0_k - D_k)
     conj(x_k)) for the noisy input x: (4, maps, bins)."""
     fx, fd, fn = np.fft.rfft2(x0), np.fft.rfft2(denoised), np.fft.rfft2(noisy)
@@ -121,7 +123,7 @@ def main() -> None:
                 [prior.denoise(noisy[i : i + 64], sigma) for i in range(0, len(noisy), 64)]
             )
         noisy_np, denoised_np = noisy[:, 0].double().numpy(), denoised[:, 0].double().numpy()
-        cross, dd, xx, drift = slopes(sims, denoised_np, noisy_np, index, args.bins)
+        cross, dd, xx, drift = band_sums(sims, denoised_np, noisy_np, index, args.bins)
         beta, beta_err = ratio_with_error(cross, dd, rng)
         # Stein: the exact score keeps each band's variance stationary, E[(x0 - D) x*] = 0; a
         # positive value (over the band's power) is a score that pulls its power down there.
