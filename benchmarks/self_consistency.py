@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import cpu_threads, refuse, result_header
+from jacobian_symmetry import symmetrise_jacobian
 
 from posterior_diffusion.diagnostics.global_stats import log_band_powers, log_total_power
 from posterior_diffusion.diagnostics.sbc import rank_uniformity_pvalue
@@ -141,6 +142,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--simulate-mixture", type=Path, help="write mixture maps here and stop")
     parser.add_argument("--num", type=int, default=12000, help="maps for --simulate-mixture")
+    parser.add_argument(
+        "--symmetrise-jacobian", action="store_true",
+        help="a trained prior's covariance products with (J + J^T) / 2 (jacobian_symmetry.py)",
+    )  # fmt: skip
     args = parser.parse_args()
     cpu_threads()
     problem = lognormal_problem(args.field, (24, 32), seed=0)  # the forward model; truths below
@@ -158,6 +163,10 @@ def main() -> None:
     if args.json is None or args.prior is None:
         parser.error("--prior and --json are required")
     prior = sampled_prior = make_prior(args.prior, problem)
+    if args.symmetrise_jacobian:
+        if not isinstance(prior, NetworkPrior):
+            parser.error("--symmetrise-jacobian needs a trained prior (exact ones are symmetric)")
+        symmetrise_jacobian(prior)
     if args.prior == "blind-mixture":  # exact denoiser, components hidden from the sampler
         sampled_prior = MarginalDenoiser(prior)
     results = result_header(args, "2-core CPU")

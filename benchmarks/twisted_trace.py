@@ -76,9 +76,18 @@ def trace_trained(args) -> None:
     with torch.no_grad():
         samples = twisted(prior, problem.model, problem.y, rng, args.levels, trace.append,
                           **args.options)  # fmt: skip
+    previous = None  # the last level's log-weights, None after a resampling (reset to 0)
     for s in trace[:-1]:
-        line = f"level {s['i']:2d} sigma {s['sigma']:.4g} a {s['twist_amplitude']:.3f} ESS {s['ess']:.3f}"
         before = s["before_resampling"]
+        # This level's log-weight increment per member: log p / q plus the twist's change.
+        after_step = s["log_weights"] if before is None else before["log_weights"]
+        step = after_step if previous is None else after_step - previous
+        previous = None if before is not None else s["log_weights"]
+        line = (
+            f"level {s['i']:2d} sigma {s['sigma']:.4g} ({s['sigma'] / prior.data_std():.3g} data "
+            f"std) a {s['twist_amplitude']:.3f} ESS {s['ess']:.3f} sd of the log-weight "
+            f"increment {float(step.std()):.2f}"
+        )
         if before is not None:
             kept = weighted_pixel_variance(s["x"], s["log_weights"])
             kept /= weighted_pixel_variance(before["x"], before["log_weights"])

@@ -51,6 +51,7 @@ OPTION_RULES: dict[str, tuple[str, Callable]] = {
     "refine_moves": _count(0),
     "moves": _count(0),
     "refine_sigma": _POSITIVE,
+    "wiener_twist_above": _POSITIVE,
     "prior_steps": _count(1),
     "restart_steps_per_decade": _count(1),
     "prior_steps_per_decade": _count(1),
@@ -173,7 +174,14 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "(experimental) twisted SMC along the noise levels: guided proposals, importance weights "
         "with a twist shared by all members; for non-Gaussian priors without named components",
         default_steps=96,
-        options=("moves", "resample_below", "cg_rtol", "cg_max_iter", "twist"),
+        options=(
+            "moves",
+            "resample_below",
+            "cg_rtol",
+            "cg_max_iter",
+            "twist",
+            "wiener_twist_above",
+        ),
         needs_linear_gaussian=True,
         ensemble=True,
         checkpoints=True,

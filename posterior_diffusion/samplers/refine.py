@@ -115,13 +115,16 @@ def noised_posterior_mala(
     randn_scalar: Callable[[], Tensor] | None = None,
     power_scale: float = 1.0,
     energy: str = "lobatto",
+    wiener_mean: bool = False,
 ) -> Callable[[Tensor], Tensor]:
     """x (members at level sigma) -> x after `moves` MALA moves on p(x_sigma | y).
 
     `randn()` draws one standard normal field per member, `rand()` one uniform per member, each
     from the member's own stream. `power_scale` multiplies the prior's spectrum in C_sigma (the
     `twisted` sampler's fitted amplitude). `energy` "trapezoid" (end nodes only) is kept for
-    `benchmarks/move_invariance.py`, which measures why it is not the default.
+    `benchmarks/move_invariance.py`, which measures why it is not the default. `wiener_mean`
+    puts W x (W = P / (P + sigma^2), the Wiener filter) in the data term's mean instead of
+    D(x): the `twisted` sampler's twist at high noise levels, which its moves must keep.
     """
     sigma2 = sigma**2
     warm: dict[str, Tensor] = {}
@@ -182,8 +185,15 @@ def noised_posterior_mala(
         adapt_until = moves // 2
 
         def state(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            x0_hat, cov_product = prior.linearize(z, sigma)
-            log_lik, grad_lik = data_term(z, x0_hat, lambda v: cov_product(v) / sigma2)
+            if wiener_mean:
+                gain, _ = gaussian_filters(z)
+                x0_hat = prior.denoise(z, sigma)
+                log_lik, grad_lik = data_term(
+                    z, fourier_filter(z, gain), lambda v: fourier_filter(v, gain)
+                )
+            else:
+                x0_hat, cov_product = prior.linearize(z, sigma)
+                log_lik, grad_lik = data_term(z, x0_hat, lambda v: cov_product(v) / sigma2)
             score = (x0_hat - z) / sigma2
             return score, log_lik, score + grad_lik
 

@@ -18,7 +18,8 @@ sigma -> 0 for any prior, so the last level's target is the posterior. The weigh
 x -> x' is p(x' | x) psi(x') / (q(x' | x) psi(x)): p the prior's own reverse step (the same SDE
 step with D instead of D_y), q the guided one; both Gaussian with the same variance, so their
 ratio is exact. Twisted diffusion sampler: Wu et al. 2023; here with a twist whose normaliser is
-the same for all particles.
+the same for all particles. Above `wiener_twist_above` data std (off by default) the twist's
+mean is the Wiener filter of the member instead of D(x) (below).
 
 When the ESS falls below `resample_below`, members are resampled systematically along their
 total power (as `smc`) and moved by `moves` Metropolis-adjusted Langevin moves on gamma_sigma
@@ -96,6 +97,15 @@ DEFAULT_MOVES = 8
 # 100x between levels and made the weights degenerate on a Gaussian prior (min ESS 0.004).
 LOG_AMPLITUDE_SD = 1.0
 
+# `wiener_twist_above` (data std; off by default): above it the twist's mean is the Wiener filter
+# W x of the member (W = a P / (a P + sigma^2)) instead of the network's D(x). At the top levels a
+# trained D's member-to-member variation is mostly its error (slopes of D on the truth 0.07-0.65
+# at 30 data std, docs/default_prior.md) and made the twist itself change by 1.9 nats (sd over
+# members) per level, so the weights collapsed at once; with W x above 3 data std, 0.04-0.09.
+# Any twist keeps the method exact. Not the default: on the trained lensing prior against HMC it
+# resampled half as often at 35-45% less cost but left the members narrower (std ratio 0.92
+# against 0.94-0.95); docs/samplers.md ("A Wiener twist at high noise").
+
 
 def ensemble_amplitude(x: Tensor, log_w: Tensor, power: Tensor, sigma: float) -> float:
     """The scale a of the prior's spectrum that best explains the weighted members x at level
@@ -170,6 +180,7 @@ def twisted(
     cg_rtol: float = 1e-3,
     cg_max_iter: int = 3,
     twist: str = "ensemble",
+    wiener_twist_above: float | None = None,
     checkpoint: Callable[[dict], None] | None = None,
     resume: dict | None = None,
 ) -> Tensor:
@@ -186,6 +197,15 @@ def twisted(
     shape = tuple(model.field_shape)
     log_twist = stationary_twist(prior, likelihood, shape)
     power = prior.second_moment_power(shape)
+    wiener_above = math.inf if wiener_twist_above is None else wiener_twist_above * prior.data_std()
+
+    def twist_at(x: Tensor, d: Tensor, sigma: float, amplitude: float) -> Tensor:
+        """log psi_sigma of members x with denoised d (W x in its mean above the threshold)."""
+        if sigma > wiener_above:
+            scaled = amplitude * power.to(x)
+            d = fourier_filter(x, scaled / (scaled + sigma**2))
+        return log_twist(d, sigma, amplitude)
+
     denoise_y = conditional_denoiser(prior, likelihood, cg_rtol, cg_max_iter)
     # D at each new point comes with its covariance products, which the next step's D_y reuses
     # (one prior evaluation per member and level fewer than denoising twice).
@@ -214,7 +234,7 @@ def twisted(
             moves_tried = list(resume["moves_tried"])
         linearized = linearize(x, sigmas[first])
         d = linearized[0]
-        psi = log_twist(d, sigmas[first], amplitude)
+        psi = twist_at(x, d, sigmas[first], amplitude)
         log_w = psi.clone() if log_w is None else log_w
         # previous: (D, D_y, h) of the last step, the SDE steps' second-order term
         for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-2], sigmas[1:-1], strict=True)):
@@ -238,7 +258,7 @@ def twisted(
             d = linearized[0]
             if twist == "ensemble":
                 amplitude = ensemble_amplitude(x, log_w, power, sigma_next)
-            psi_next = log_twist(d, sigma_next, amplitude)
+            psi_next = twist_at(x, d, sigma_next, amplitude)
             log_w = log_w + log_p_over_q + psi_next - psi
             psi = psi_next
             ess_trace.append(effective_sample_size(log_w))
@@ -258,7 +278,7 @@ def twisted(
                     move = noised_posterior_mala(
                         prior, likelihood, sigma_next, moves, lambda: rng.randn(shape),
                         lambda: rng.rand(()), statistics, scale_moves=False,
-                        power_scale=amplitude,
+                        power_scale=amplitude, wiener_mean=sigma_next > wiener_above,
                     )  # fmt: skip
                     x = move(x)
                     moves_tried[0] += statistics.proposed
@@ -266,7 +286,7 @@ def twisted(
                     previous = None  # the second-order term must not span a move
                     linearized = linearize(x, sigma_next)
                     d = linearized[0]
-                    psi = log_twist(d, sigma_next, amplitude)
+                    psi = twist_at(x, d, sigma_next, amplitude)
             if checkpoint is not None:
                 checkpoint({
                     "level": i, "x": x.cpu(), "log_w": log_w.cpu(), "amplitude": amplitude,
@@ -293,6 +313,7 @@ def twisted(
         "unique_fraction": unique,
         "move_acceptance": moves_tried[1] / moves_tried[0] if moves_tried[0] else None,
         "twist": twist,
+        "wiener_twist_above": wiener_twist_above,
         "twist_amplitude": amplitude,  # the last level's fitted scale of the prior's spectrum
     }
     report(callback, i=len(sigmas) - 2, sigma=0.0, x=x0, denoised=x0, diagnostics=diagnostics)

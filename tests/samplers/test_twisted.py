@@ -39,6 +39,25 @@ def test_blind_mixture_passes_where_guided_fails(seeded):
     assert tv > tolerance, f"blind guided passed: TV {tv:.3f} <= tolerance {tolerance:.3f}"
 
 
+def test_a_wiener_twist_keeps_the_blind_mixture_calibrated(seeded):
+    """Any twist leaves the method exact if the moves keep the same twisted target: with the
+    Wiener filter in the twist's mean above 1 data std, and in the moves' data term there (this
+    run resamples once, above it), the check the default passes above still passes."""
+    prior, model, truth, y, exact = amplitude_posterior()
+    blind = MarginalDenoiser(prior)
+    samples, info = sample_posterior(
+        blind, model, y, N, sampler="twisted", seed=0, progress=False,
+        options={"wiener_twist_above": 1.0},
+    )  # fmt: skip
+    reference = exact.sample(N, seeded(20))
+    assert_calibrated(
+        compare_to_reference(samples, reference, truth, exact), reference, truth, exact
+    )
+    diagnostics = info["sampler_diagnostics"]
+    assert diagnostics["wiener_twist_above"] == 1.0
+    assert any(s > blind.data_std() for s in diagnostics["resampled_at_sigma"])
+
+
 def test_gaussian_prior_matches_the_exact_posterior(seeded):
     """psi is exact at every level for a Gaussian prior, so the weights only correct guided's
     discretisation; whitened statistics as in test_against_exact.py (n = 192 modes, N = 256;
