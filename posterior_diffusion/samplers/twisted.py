@@ -103,8 +103,9 @@ LOG_AMPLITUDE_SD = 1.0
 # at 30 data std, docs/default_prior.md) and made the twist itself change by 1.9 nats (sd over
 # members) per level, so the weights collapsed at once; with W x above 3 data std, 0.04-0.09.
 # Any twist keeps the method exact. Not the default: on the trained lensing prior against HMC it
-# resampled half as often at 35-45% less cost but left the members narrower (std ratio 0.92
-# against 0.94-0.95); docs/samplers.md ("A Wiener twist at high noise").
+# resampled half as often at 55-80% of the cost but left 128-256 members narrower (std ratio
+# 0.92-0.95 against 0.94-0.96); with 512 it met issue 14's whole R2 bar (0.968-0.976, 810-845
+# evaluations per sample); docs/samplers.md ("A Wiener twist at high noise").
 
 
 def ensemble_amplitude(x: Tensor, log_w: Tensor, power: Tensor, sigma: float) -> float:
