@@ -101,7 +101,8 @@ LOG_AMPLITUDE_SD = 1.0
 # W x of the member (W = a P / (a P + sigma^2)) instead of the network's D(x). At the top levels a
 # trained D's member-to-member variation is mostly its error (slopes of D on the truth 0.07-0.65
 # at 30 data std, docs/default_prior.md) and made the twist itself change by 1.9 nats (sd over
-# members) per level, so the weights collapsed at once; with W x above 3 data std, 0.04-0.09.
+# members) per level, so the weights collapsed at once; with W x above 3 data std it is
+# 0.03-0.10 per level above 9 data std.
 # Any twist keeps the method exact. Not the default: on the trained lensing prior against HMC it
 # resampled half as often at 55-80% of the cost but left 128-256 members narrower (std ratio
 # 0.92-0.95 against 0.94-0.96); with 512 it met issue 14's whole R2 bar (0.968-0.976, 810-845
