@@ -24,34 +24,33 @@ from posterior_diffusion.priors.network import NetworkPrior
 LEVELS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # noise levels in data std
 
 
-def jacobian_products(prior, x: torch.Tensor, sigma: float, v: torch.Tensor):
-    """(J v, J^T v) of D(., sigma) at x."""
+def products_on_graph(d: torch.Tensor, x_in: torch.Tensor, v: torch.Tensor):
+    """(J v, J^T v) of d = D(x_in) with its graph kept: J v by double backward,
+    d(J^T u . v)/du."""
+    with torch.enable_grad():
+        u = torch.zeros_like(d, requires_grad=True)
+        (jt_u,) = torch.autograd.grad(d, x_in, u, create_graph=True, retain_graph=True)
+        (jv,) = torch.autograd.grad(jt_u, u, v, retain_graph=True)
+        (jt_v,) = torch.autograd.grad(d, x_in, v, retain_graph=True)
+    return jv.detach(), jt_v
+
+
+def denoised_with_graph(prior, x: torch.Tensor, sigma):
     with torch.enable_grad():
         x_in = x.detach().requires_grad_(True)
-        d = prior.denoise(x_in, sigma)
-        u = torch.zeros_like(d, requires_grad=True)
-        (jt_u,) = torch.autograd.grad(d, x_in, u, create_graph=True)
-        (jv,) = torch.autograd.grad(jt_u, u, v, retain_graph=True)  # d(J^T u . v)/du = J v
-        (jt_v,) = torch.autograd.grad(d, x_in, v)
-    return jv.detach(), jt_v
+        return prior.denoise(x_in, sigma), x_in
 
 
 def symmetrise_jacobian(prior) -> None:
     """Make `prior.linearize` use sigma^2 (J + J^T) / 2 (in place; benchmarks only)."""
 
     def linearize(self, x, sigma):
-        with torch.enable_grad():
-            x_in = x.detach().requires_grad_(True)
-            d = self.denoise(x_in, sigma)
+        d, x_in = denoised_with_graph(self, x, sigma)
         sigma2 = append_dims(torch.as_tensor(sigma, dtype=x.dtype, device=x.device), x.ndim) ** 2
 
         def cov(v):
-            with torch.enable_grad():
-                u = torch.zeros_like(d, requires_grad=True)
-                (jt_u,) = torch.autograd.grad(d, x_in, u, create_graph=True, retain_graph=True)
-                (jv,) = torch.autograd.grad(jt_u, u, v, retain_graph=True)
-                (jt_v,) = torch.autograd.grad(d, x_in, v, retain_graph=True)
-            return sigma2 * 0.5 * (jv.detach() + jt_v)
+            jv, jt_v = products_on_graph(d, x_in, v)
+            return sigma2 * 0.5 * (jv + jt_v)
 
         return d.detach(), cov
 
@@ -73,7 +72,7 @@ def main() -> None:
         sigma = level * prior.data_std()
         x = x0 + sigma * torch.randn(x0.shape, generator=noise)
         v = torch.randn(x0.shape, generator=noise)
-        jv, jt_v = jacobian_products(prior, x, sigma, v)
+        jv, jt_v = products_on_graph(*denoised_with_graph(prior, x, sigma), v)
         ratio = (jv - jt_v).flatten(1).norm(dim=1) / (0.5 * (jv + jt_v)).flatten(1).norm(dim=1)
         print(
             f"{level:5.1f} data std: |Jv - J^T v| / |sym v| median {float(ratio.median()):.3f}, "
