@@ -84,8 +84,10 @@ def measure(
            "nfe_per_sample": info["nfe_per_sample"],
            "seconds": time.perf_counter() - start}  # fmt: skip
     diagnostics = info.get("sampler_diagnostics", {})
-    kept = ("min_ess", "final_ess", "resampled_at_sigma", "unique_fraction", "move_acceptance")
-    if any(k in diagnostics for k in kept):  # SMC-type samplers: what says how far to trust them
+    # what says how far to trust the run: SMC-type samplers' weights, the twist, guided's warning
+    kept = ("min_ess", "final_ess", "resampled_at_sigma", "unique_fraction", "move_acceptance",
+            "wiener_twist_above", "global_statistics_warning")  # fmt: skip
+    if any(k in diagnostics for k in kept):
         row["diagnostics"] = {k: diagnostics[k] for k in kept if k in diagnostics}
     coverage = ", ".join(f"{c:+.3f}" for c in row["coverage_minus_reference"])
     print(
