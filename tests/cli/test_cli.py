@@ -184,6 +184,11 @@ def test_reconstruct_lensing_zarr(obs_dir, tmp_path):
     np.testing.assert_array_equal(ds["mask"].values, read_observation(obs_path).mask)
     check_provenance(ds, obs_path, "guided", 4, 1, "lensing")
     check_summaries(ds)
+    # the default prior behind shear: guided's measured limit, once, on one line, and in the file
+    lines = [line for line in done.stderr.splitlines() if "warning: sampler 'guided'" in line]
+    assert len(lines) == 1, done.stderr
+    diagnostics = json.loads(ds.attrs["sampler_settings"])["sampler_diagnostics"]
+    assert diagnostics["global_statistics_warning"] in lines[0]
 
 
 def write_bad(folder, name, **datasets):
