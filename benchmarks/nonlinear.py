@@ -86,7 +86,7 @@ def measure(
     diagnostics = info.get("sampler_diagnostics", {})
     # what says how far to trust the run: SMC-type samplers' weights, the twist, guided's warning
     kept = ("min_ess", "final_ess", "resampled_at_sigma", "unique_fraction", "move_acceptance",
-            "wiener_twist_above", "global_statistics_warning")  # fmt: skip
+            "wiener_twist_above", "global_statistics_warning", "refinement")  # fmt: skip
     if any(k in diagnostics for k in kept):
         row["diagnostics"] = {k: diagnostics[k] for k in kept if k in diagnostics}
     coverage = ", ".join(f"{c:+.3f}" for c in row["coverage_minus_reference"])

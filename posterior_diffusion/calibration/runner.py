@@ -154,7 +154,9 @@ class _Plan:
         self.first = self.observation(0)  # validates every forward-model input
         self.model = observation_model(self.first, None)
         self.sampler = choose_sampler(r.sampler, self.model)
-        self.options = SAMPLERS[self.sampler].with_defaults(r.sampler_options, self.prior)
+        self.options = SAMPLERS[self.sampler].with_defaults(
+            r.sampler_options, self.prior, self.model
+        )
         SAMPLERS[self.sampler].check_options(self.options)
         self.steps = int(r.steps or SAMPLERS[self.sampler].steps_for(self.options))
         self.settings = self._settings()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .dps import dps
-from .guided import guided, prepare_guided
+from .guided import guided, guided_defaults, prepare_guided
 from .linearized import linearized, prepare_linearized
 from .smc import smc
 from .split_gibbs import split_gibbs
@@ -84,6 +84,8 @@ class SamplerSpec:
     # An ensemble-level sampler that takes checkpoint= and resume= (its whole state after each
     # level), so that a killed run continues where it stopped.
     checkpoints: bool = False
+    # Option defaults that depend on the problem: problem_defaults(prior, model) -> {name: value}
+    problem_defaults: Callable | None = None
 
     def check_options(self, options: dict) -> None:
         """Refuse options the sampler function does not take, naming those it does."""
@@ -99,15 +101,19 @@ class SamplerSpec:
                     f"sampler option {name} must be {OPTION_RULES[name][0]}, got {value!r}"
                 )
 
-    def with_defaults(self, options: dict | None, prior) -> dict:
-        """`options` plus the defaults that depend on the prior: with a trained network's
-        denoiser (`prior.learned`), `stochastic` unless the caller set it: against HMC the
+    def with_defaults(self, options: dict | None, prior, model) -> dict:
+        """`options` plus the defaults that depend on the problem, each unless the caller set it:
+        with a trained network's denoiser (`prior.learned`), `stochastic`: against HMC the
         reverse SDE spreads trained priors' band powers 0.87-1.35x, the ODE 0.83-1.48x, and it
         keeps their intervals as exact (docs/samplers.md, "Which integrator by default");
-        analytic priors keep the ODE, exact there at half the cost."""
+        analytic priors keep the ODE, exact there at half the cost. Then the sampler's own
+        `problem_defaults(prior, model)` (guided: refinement behind shear, `guided_defaults`)."""
         options = dict(options or {})
         if "stochastic" in self.options and getattr(prior, "learned", False):
             options.setdefault("stochastic", True)
+        if self.problem_defaults is not None:
+            for name, value in self.problem_defaults(prior, model).items():
+                options.setdefault(name, value)
         return options
 
     def steps_for(self, options: dict | None) -> int:
@@ -136,6 +142,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
         needs_linear_gaussian=True,
         prepare=prepare_guided,
         prepared=("component_weights",),
+        problem_defaults=guided_defaults,
     ),
     "split_gibbs": SamplerSpec(
         split_gibbs,

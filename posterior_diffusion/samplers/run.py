@@ -191,7 +191,7 @@ def sample_posterior(
     todo = list(range(num_samples)) if members is None else [int(m) for m in members]
     if any(not 0 <= m < num_samples for m in todo):
         raise ValueError(f"members must lie in [0, {num_samples}), got {todo}")
-    options = spec.with_defaults(options, prior)
+    options = spec.with_defaults(options, prior, model)
     spec.check_options(options)
     steps = int(spec.steps_for(options) if steps is None else steps)
     y = torch.as_tensor(y)

@@ -184,9 +184,22 @@ def test_reconstruct_lensing_zarr(obs_dir, tmp_path):
     np.testing.assert_array_equal(ds["mask"].values, read_observation(obs_path).mask)
     check_provenance(ds, obs_path, "guided", 4, 1, "lensing")
     check_summaries(ds)
-    # the default prior behind shear: guided's measured limit, once, on one line, and in the file
+    # the default prior behind shear: refined by default where plain guided was measured off
+    # (docs/samplers.md), so no warning, and the file says what ran
+    assert "warning: sampler 'guided'" not in done.stderr, done.stderr
+    settings = json.loads(ds.attrs["sampler_settings"])
+    assert settings["options"]["refine_moves"] == 100, settings
+    assert settings["sampler_diagnostics"]["refinement"]["moves"] == 100, settings
+
+
+def test_reconstruct_lensing_without_refinement_warns_once(obs_dir, tmp_path):
+    done = run_cli("reconstruct", obs_dir / "lensing.h5", "--num-samples", 2, "--steps", 4,
+                   "--refine-moves", 0, "--no-progress", "-o", "post.h5",
+                   cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if "warning: sampler 'guided'" in line]
     assert len(lines) == 1, done.stderr
+    ds = open_result(tmp_path / "post.h5")
     diagnostics = json.loads(ds.attrs["sampler_settings"])["sampler_diagnostics"]
     assert diagnostics["global_statistics_warning"] in lines[0]
 

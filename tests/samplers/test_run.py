@@ -130,17 +130,17 @@ def test_reverse_sde_members_do_not_depend_on_batch_size(prior, model, y, option
     assert not torch.allclose(reference[0], reference[1])
 
 
-def test_trained_priors_default_to_the_reverse_sde_and_analytic_ones_to_the_ode(prior):
+def test_trained_priors_default_to_the_reverse_sde_and_analytic_ones_to_the_ode(prior, model):
     from posterior_diffusion.priors import default_prior
 
     network = default_prior((1, 16, 16))
     for name in ("guided", "linearized"):
         spec = SAMPLERS[name]
-        assert spec.with_defaults({}, network) == {"stochastic": True}
-        assert spec.with_defaults({"stochastic": False}, network) == {"stochastic": False}
-        assert spec.with_defaults({}, prior) == {}
-        assert spec.steps_for(spec.with_defaults({}, network)) == 2 * spec.default_steps
-    assert SAMPLERS["dps"].with_defaults({}, network) == {}  # no such option there
+        assert spec.with_defaults({}, network, model) == {"stochastic": True}
+        assert spec.with_defaults({"stochastic": False}, network, model) == {"stochastic": False}
+        assert spec.with_defaults({}, prior, model) == {}
+        assert spec.steps_for(spec.with_defaults({}, network, model)) == 2 * spec.default_steps
+    assert SAMPLERS["dps"].with_defaults({}, network, model) == {}  # no such option there
 
 
 def test_reverse_sde_defaults_to_twice_the_steps(prior, model, y):
