@@ -36,6 +36,10 @@ class SamplingInterrupted(Exception):
         self.samples, self.info = samples, info
 
 
+# Progress-bar steps per refinement move of guided (`sample_posterior`'s bar).
+REFINE_MOVE_STEPS = 2
+
+
 def check_run_settings(
     num_samples: int = 1,
     steps: int | None = None,
@@ -226,7 +230,10 @@ def sample_posterior(
         if diagnostics:
             info["sampler_diagnostics"] = diagnostics
     costs = _costs(counting, 0, start)
-    bar = tqdm(total=len(todo) * steps, unit="member-step", disable=not progress, desc=sampler)
+    # guided's refinement moves cost about two steps each (8 prior evaluations against about 4):
+    # the bar counts them when their level is done, so its rate and ETA hold across that level
+    bar_steps = steps + REFINE_MOVE_STEPS * int(options.get("refine_moves", 0))
+    bar = tqdm(total=len(todo) * bar_steps, unit="member-step", disable=not progress, desc=sampler)
 
     # No sampler state legitimately exceeds the largest noise level by orders of magnitude.
     limit = DIVERGENCE_FACTOR * float(counting.sigma_max())
@@ -250,6 +257,9 @@ def sample_posterior(
         bar.update(state["x"].shape[0])
         if "refinement" in state:  # the batch's refinement moves (`samplers/refine.py`)
             batch_refinement["latest"] = state["refinement"]
+            if state["refinement"].proposed and "counted" not in batch_refinement:
+                bar.update(state["x"].shape[0] * (bar_steps - steps))
+                batch_refinement["counted"] = True
 
     try:
         first = 0
@@ -266,7 +276,7 @@ def sample_posterior(
                 batch_size = max(1, len(batch) // 2)
                 counting.fields_evaluated = fields
                 batch_refinement.clear()
-                bar.n = first * steps
+                bar.n = first * bar_steps
                 bar.refresh()
                 _release_cached_memory(device)
                 continue
@@ -274,6 +284,7 @@ def sample_posterior(
             done.append(x.detach().to("cpu", torch.float64))
             if "latest" in batch_refinement:
                 refinement.add(batch_refinement.pop("latest"))
+            batch_refinement.pop("counted", None)
             if on_batch is not None:
                 on_batch(batch, done[-1])
             first += len(batch)

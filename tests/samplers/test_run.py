@@ -455,3 +455,30 @@ def test_option_values_are_checked_with_the_names(sampler, options, message):
 
 def test_numpy_numbers_are_valid_option_values():
     SAMPLERS["guided"].check_options({"cg_max_iter": np.int64(2), "snr": np.float64(0.1)})
+
+
+def test_the_progress_bar_counts_refinement_moves(prior, model, y, monkeypatch):
+    """The bar's total includes guided's refinement moves (two steps each), and a run fills it."""
+    import posterior_diffusion.samplers.run as run_module
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, total=None, **kwargs):
+            self.total, self.n = total, 0
+            bars.append(self)
+
+        def update(self, count):
+            self.n += count
+
+        def refresh(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(run_module, "tqdm", Recorder)
+    options = {"refine_moves": 3, "refine_sigma": 0.5}
+    run(prior, model, y, "guided", num_samples=4, steps=6, batch_size=2, options=options)
+    assert bars[0].total == 4 * (6 + run_module.REFINE_MOVE_STEPS * 3)
+    assert bars[0].n == bars[0].total
