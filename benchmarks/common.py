@@ -95,3 +95,14 @@ def ensemble_scores(samples, truth, exact, seed: int, info: dict) -> dict[str, f
 
 def mean_scores(rows: list[dict]) -> dict[str, float]:
     return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+
+
+def resumed_tests(path: Path, results: dict) -> list:
+    """The tests a previous run with the same settings saved at `path` (none if it is absent);
+    refuses a file written with other settings."""
+    if not path.exists():
+        return []
+    previous = json.loads(path.read_text())
+    if previous["settings"] != results["settings"]:
+        refuse(f"{path}: written with other settings; choose another path")
+    return previous["tests_done"]

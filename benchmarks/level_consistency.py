@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import cpu_threads, refuse, result_header
+from common import cpu_threads, result_header, resumed_tests, write_results
 from self_consistency import STATISTICS, global_statistics, spread, truth_zscores
 
 from posterior_diffusion.priors.network import NetworkPrior
@@ -94,12 +94,7 @@ def main() -> None:
     problem = lognormal_problem(args.field, (24, 32), seed=0)
     prior = NetworkPrior.from_file(args.prior)
     results = result_header(args, "2-core CPU")
-    done = []
-    if args.json.exists():
-        previous = json.loads(args.json.read_text())
-        if previous["settings"] != results["settings"]:
-            refuse(f"{args.json}: written with other settings; choose another path")
-        done = previous["tests_done"]
+    done = resumed_tests(args.json, results)
     with torch.no_grad():  # drawn as self_consistency.py --truths prior draws them
         truths = prior.sample(args.tests, generator=torch.Generator().manual_seed(4242)).double()
     start, first = time.perf_counter(), len(done)
@@ -122,9 +117,7 @@ def main() -> None:
         results["tests_done"] = done
         if len(done) >= 5:
             results["summary"] = summarise(done, args.members)
-        tmp = args.json.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results))
-        tmp.replace(args.json)
+        write_results(args.json, results)
         rate = (time.perf_counter() - start) / (t + 1 - first)
         eta = rate * (args.tests - t - 1) / 60
         print(f"test {t + 1}/{args.tests}, {rate:.1f} s per test, ETA {eta:.0f} min", flush=True)

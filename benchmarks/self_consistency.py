@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import cpu_threads, refuse, result_header
+from common import cpu_threads, refuse, result_header, resumed_tests
 from jacobian_symmetry import symmetrise_jacobian
 
 from posterior_diffusion.diagnostics.global_stats import log_band_powers, log_total_power
@@ -170,12 +170,7 @@ def main() -> None:
     if args.prior == "blind-mixture":  # exact denoiser, components hidden from the sampler
         sampled_prior = MarginalDenoiser(prior)
     results = result_header(args, "2-core CPU")
-    done = []
-    if args.json.exists():
-        previous = json.loads(args.json.read_text())
-        if previous["settings"] != results["settings"]:
-            refuse(f"{args.json}: written with other settings; choose another path")
-        done = previous["tests_done"]
+    done = resumed_tests(args.json, results)
     # Truths from seeds no training set used; each test's own noise and sampler seed.
     if args.truths in ("prior", "mixture"):  # mixture: exact draws, for a network trained on them
         source = prior if args.truths == "prior" else make_prior("mixture", problem)
