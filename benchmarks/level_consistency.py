@@ -106,8 +106,9 @@ def main() -> None:
         truth_rows, member_rows = [], []
         for sigma, members in zip(sigmas, recorded, strict=True):
             noised = (truth + sigma * noise.double())[None]
-            truth_rows.append(level_statistics(prior, noised, sigma)[0].tolist())
-            member_rows.append(level_statistics(prior, members, sigma).tolist())
+            both = level_statistics(prior, torch.cat([noised, members.double()]), sigma)  # one call
+            truth_rows.append(both[0].tolist())
+            member_rows.append(both[1:].tolist())
         truth_rows.append(global_statistics(truth.numpy()[None])[0].tolist())
         member_rows.append(global_statistics(final.double().numpy()).tolist())
         done.append({

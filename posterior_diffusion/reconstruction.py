@@ -48,6 +48,7 @@ from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.priors.resolve import condition_prior, resolve_prior
 from posterior_diffusion.provenance import file_sha256, provenance
 from posterior_diffusion.samplers import get_sampler
+from posterior_diffusion.samplers.refine import EVALUATIONS_PER_MOVE
 from posterior_diffusion.samplers.run import (
     SamplingInterrupted,
     check_run_settings,
@@ -289,9 +290,6 @@ TIMED_ABOVE_EVALUATIONS = 10**6
 # Prior evaluations per member and step: guided measured 2-4 (one denoiser call plus covariance
 # products), so this errs long for the others.
 EVALUATIONS_PER_STEP = 4
-# guided's refinement moves: a Langevin and a scale proposal, 8 prior evaluations (measured: 100
-# moves added 804 per sample on the 24 x 32 lensing problems).
-EVALUATIONS_PER_REFINE_MOVE = 8
 
 
 def _check_run_time(
@@ -299,7 +297,7 @@ def _check_run_time(
 ):
     steps = r.steps if r.steps is not None else get_sampler(sampler).steps_for(options)
     per_sample = int(steps) * EVALUATIONS_PER_STEP
-    per_sample += int(options.get("refine_moves", 0)) * EVALUATIONS_PER_REFINE_MOVE
+    per_sample += int(options.get("refine_moves", 0)) * EVALUATIONS_PER_MOVE
     evaluations = int(r.num_samples) * per_sample
     if evaluations < TIMED_ABOVE_EVALUATIONS:
         return

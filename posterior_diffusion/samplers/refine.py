@@ -43,6 +43,9 @@ from ..likelihood import WhitenedLinearGaussian
 from ..linalg import conjugate_gradient_with_image
 from ..priors.base import Prior
 
+# Prior evaluations per member and move with the scale moves (a Langevin and a scale proposal;
+# measured: 100 moves added 804 per sample on the 24 x 32 lensing problems).
+EVALUATIONS_PER_MOVE = 8
 TARGET_ACCEPTANCE = 0.574  # optimal MALA acceptance for product targets (Roberts & Rosenthal)
 # Below this the step adaptation failed (a rough or non-conservative learned score): the moves
 # then barely move the members, and the run says so.

@@ -19,7 +19,11 @@ from posterior_diffusion.memory import MEMORY_FRACTION, fitting_batch_size
 from posterior_diffusion.priors.base import CovarianceProduct, Prior
 from posterior_diffusion.rng import EnsembleRNG
 from posterior_diffusion.samplers import DEFAULT_SAMPLER, FALLBACK_SAMPLER, SAMPLERS, get_sampler
-from posterior_diffusion.samplers.refine import MoveStatistics, check_acceptance
+from posterior_diffusion.samplers.refine import (
+    EVALUATIONS_PER_MOVE,
+    MoveStatistics,
+    check_acceptance,
+)
 
 DIVERGENCE_FACTOR = 1e6
 
@@ -36,8 +40,9 @@ class SamplingInterrupted(Exception):
         self.samples, self.info = samples, info
 
 
-# Progress-bar steps per refinement move of guided (`sample_posterior`'s bar).
-REFINE_MOVE_STEPS = 2
+# Progress-bar steps per refinement move of guided (`sample_posterior`'s bar): a step of guided
+# costs about 4 prior evaluations.
+REFINE_MOVE_STEPS = EVALUATIONS_PER_MOVE // 4
 
 
 def check_run_settings(
@@ -230,8 +235,8 @@ def sample_posterior(
         if diagnostics:
             info["sampler_diagnostics"] = diagnostics
     costs = _costs(counting, 0, start)
-    # guided's refinement moves cost about two steps each (8 prior evaluations against about 4):
-    # the bar counts them when their level is done, so its rate and ETA hold across that level
+    # the bar counts guided's refinement moves when their level is done (REFINE_MOVE_STEPS each),
+    # so its rate and ETA hold across that level
     bar_steps = steps + REFINE_MOVE_STEPS * int(options.get("refine_moves", 0))
     bar = tqdm(total=len(todo) * bar_steps, unit="member-step", disable=not progress, desc=sampler)
 
