@@ -32,7 +32,13 @@ from posterior_diffusion.references.gold_standard import (
 )
 from posterior_diffusion.references.hmc import GoldStandardPosterior
 
-CASES = ("lognormal_mask", "lognormal_lensing", "grf_counts", "lognormal_counts")
+CASES = (
+    "lognormal_mask",
+    "lognormal_lensing",
+    "grf_counts",
+    "lognormal_counts",
+    "lognormal_reduced",
+)
 
 
 def make_problem(case: str, shape: tuple[int, int], seed: int) -> ReferenceProblem:

@@ -3,7 +3,8 @@
 (galaxy counts) on the references of `benchmarks/hmc_references.py`. Two fields, two priors:
 `--field mask` (the default: pixel variance 0.5, shift 1; cases lognormal_mask and
 lognormal_counts) and `--field lensing` (the package's convergence simulator at 1 arcmin, shift
-0.02; case lognormal_lensing, shear + mask + shape noise).
+0.02; case lognormal_lensing, shear + mask + shape noise, and with `--cases lognormal_reduced` the
+same seen as reduced shear).
 
 The prior's own error is reported beside the posteriors' (prior draws' pixel std, skewness and
 0.1% / 99.9% quantiles against fresh simulations), since a posterior cannot be better than its
@@ -42,6 +43,7 @@ CASES = {
     "lognormal_mask": "guided",
     "lognormal_lensing": "guided",
     "lognormal_counts": "linearized",
+    "lognormal_reduced": "linearized",  # reduced shear: nonlinear, so the default is linearized
 }
 FIELDS = {"mask": ("lognormal_mask", "lognormal_counts"), "lensing": ("lognormal_lensing",)}
 

@@ -169,7 +169,7 @@ def _add_sampler_flags(parser: argparse.ArgumentParser) -> None:
         "--refine-moves",
         type=int,
         metavar="K",
-        help="guided: Metropolis-adjusted Langevin moves at one noise level (8 prior "
+        help="guided, linearized: Metropolis-adjusted Langevin moves at one noise level (8 prior "
         "evaluations each; default: 100 for a learned non-Gaussian prior behind shear data, "
         "where plain guided was measured too faint, else 0; docs/samplers.md)",
     )
@@ -177,7 +177,7 @@ def _add_sampler_flags(parser: argparse.ArgumentParser) -> None:
         "--refine-sigma",
         type=float,
         metavar="S",
-        help="guided: the refinement's noise level in data std (default: 1.0)",
+        help="guided, linearized: the refinement's noise level in data std (default: 1.0)",
     )
 
 

@@ -30,6 +30,7 @@ from forward_models import (
     shape_noise_sigma,
 )
 from forward_models.fourier import fourier_filter
+from forward_models.lensing import ReducedShear
 
 from ..masks import survey_mask
 from ..priors.gaussian import GaussianPrior
@@ -41,7 +42,7 @@ from ..simulators.lognormal import lognormal_from_power_grid, lognormal_spectrum
 from .hmc import GoldStandardPosterior, HMCSettings, hmc
 
 RHAT_MAX = 1.01  # Vehtari et al. (2021): use the draws only if every R-hat is below this
-MODEL_KINDS = ("mask", "lensing", "counts")
+MODEL_KINDS = ("mask", "lensing", "reduced", "counts")
 # Stream indices for member_seed(seed, .): the truth is map 0 of the simulator's streams.
 _DATA_STREAM = 1 << 41  # the observation noise
 _START_STREAM = 1 << 42  # the chains' starting points
@@ -203,26 +204,30 @@ def counts_model(shape: tuple[int, int], n_bar: float, bias: float) -> ForwardMo
 def lognormal_problem(
     model_kind: str, shape: tuple[int, int] = (24, 32), seed: int = 0
 ) -> ReferenceProblem:
-    """R2 (model_kind "mask" or "lensing") or R3 lognormal ("counts") on an H x W grid.
+    """R2 (model_kind "mask", "lensing" or "reduced") or R3 lognormal ("counts") on an H x W grid.
 
     mask: delta with LOGNORMAL_VARIANCE and a red spectrum, the P1 mask (25% in holes), white
     noise MASK_NOISE times delta's pixel std. lensing: the package's convergence simulator
     (analytic C_ell, 1 arcmin pixels, shift 0.02) seen as shear with P2's mask and shape noise
-    (sigma_e 0.26, LENSING_N_GAL per arcmin^2). counts: delta as for mask, y ~ Poisson(n_bar
-    (1 + bias delta)) with COUNTS_N_BAR, COUNTS_BIAS and a 10% mask.
+    (sigma_e 0.26, LENSING_N_GAL per arcmin^2). reduced: the same field and survey seen as
+    reduced shear g = gamma / (1 - kappa) (nonlinear; what galaxy shapes measure). counts: delta
+    as for mask, y ~ Poisson(n_bar (1 + bias delta)) with COUNTS_N_BAR, COUNTS_BIAS and a 10% mask.
 
     The mask (and so the forward model) does not depend on `seed`; the truth and data do.
     """
     h, w = shape
-    if model_kind == "lensing":
+    if model_kind in ("lensing", "reduced"):
         power = power_on_grid(convergence_power_spectrum(1.0), h, w)
         latent_field = LatentField("lognormal", power, DEFAULT_SHIFT)
         mask = torch.from_numpy(survey_mask(shape, hole_fraction=0.1, border=max(1, h // 16)))
         sigma = shape_noise_sigma(0.26, LENSING_N_GAL, 1.0)
+        shear = ReducedShear(shape) if model_kind == "reduced" else Shear(shape)
         model = ForwardModel(
-            Compose(Shear(shape), Mask(mask)), GaussianNoise(sigma, mask), (1, h, w), "lensing"
+            Compose(shear, Mask(mask)), GaussianNoise(sigma, mask), (1, h, w), "lensing"
         )
         params = {"sigma_e": 0.26, "n_gal_per_arcmin2": LENSING_N_GAL, "pixel_scale_arcmin": 1}
+        if model_kind == "reduced":
+            params["reduced_shear"] = 1
     elif model_kind in ("mask", "counts"):
         power = power_on_grid(red_spectrum(h, w, LOGNORMAL_VARIANCE), h, w)
         latent_field = LatentField("lognormal", power, 1.0)

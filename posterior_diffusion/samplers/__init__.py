@@ -207,9 +207,12 @@ SAMPLERS: dict[str, SamplerSpec] = {
             "corrector_steps",
             "snr",
             "stochastic",
+            "refine_moves",
+            "refine_sigma",
         ),  # fmt: skip
         prepare=prepare_linearized,
         prepared=("point", "members"),
+        problem_defaults=guided_defaults,  # its final run is `guided`
     ),
     "dps": SamplerSpec(
         dps,

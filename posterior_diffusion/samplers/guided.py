@@ -203,8 +203,11 @@ def guided_defaults(prior: Prior, model: ForwardModel) -> dict:
     return dict(REFINE_BEHIND_SHEAR) if measured_off(prior, model) else {}
 
 
-def warn_if_measured_off(prior: Prior, model: ForwardModel, options: dict) -> str | None:
-    """Warn when `guided` runs without refinement where it was measured off (`measured_off`):
+def warn_if_measured_off(
+    prior: Prior, model: ForwardModel, options: dict, sampler: str = "guided"
+) -> str | None:
+    """Warn when `sampler` (`guided`, or `linearized` whose final run it is) runs without
+    refinement where it was measured off (`measured_off`):
     on the 24 x 32 lognormal lensing problems against HMC (docs/samplers.md) plain `guided` kept
     pixel std at 1.010-1.026 of HMC's, but its samples' power sat up to 1.8 HMC sd low and their
     band-power spreads reached 1.36x HMC's, on two trained priors and at N = 128 and 512. Returns
@@ -213,7 +216,7 @@ def warn_if_measured_off(prior: Prior, model: ForwardModel, options: dict) -> st
         return None
     kind = prior.identity().get("data_kind")
     message = (
-        f"sampler 'guided' without refinement moves, with a prior learned from {kind} fields "
+        f"sampler '{sampler}' without refinement moves, with a prior learned from {kind} fields "
         "behind shear data: on lognormal lensing problems its pixel intervals held but its "
         "samples' power came out up to 1.8 posterior sd low and their band-power spreads up to "
         "1.36x a gold standard's; the default here (--refine-moves 100 --refine-sigma 1.0) met "
@@ -283,7 +286,7 @@ def guided(
     snr: float = 0.16,
     stochastic: bool = False,
     refine_moves: int = 0,
-    refine_sigma: float = 0.3,
+    refine_sigma: float = 1.0,
     component_weights: ComponentWeights | None = None,
 ) -> Tensor:
     """PF-ODE with the Tweedie-covariance conditional denoiser, by DPM-Solver++(2M).

@@ -23,7 +23,7 @@ from forward_models.linearized import LinearizedOperator
 from ..priors.base import Prior
 from ..rng import EnsembleRNG
 from .common import StepCallback
-from .guided import guided
+from .guided import guided, warn_if_measured_off
 
 
 def linearized_model(
@@ -96,12 +96,16 @@ def prepare_linearized(
     prior: Prior, model: ForwardModel, y: Tensor, seed: int, steps: int, options: dict
 ) -> tuple[dict, dict]:
     """Once per run: the linearisation point (and pilot ensemble), shared by every batch (so the
-    pilot ensembles are drawn once, not once per batch)."""
-    final_run_only = ("corrector_steps", "snr", "stochastic")  # pilots stay plain `guided`
+    pilot ensembles are drawn once, not once per batch); the final run's `guided` warns as
+    `guided` does where it was measured off without its refinement (`warn_if_measured_off`)."""
+    # pilots stay plain `guided`: they only place the linearisation point (a mean)
+    final_run_only = ("corrector_steps", "snr", "stochastic", "refine_moves", "refine_sigma")
     pilot = {k: v for k, v in options.items() if k not in final_run_only}
     steps = pilot_steps(steps, options.get("stochastic", False))
     point, members = linearization_point(prior, model, y, seed, steps, **pilot)
-    return {"point": point, "members": members}, {}
+    message = warn_if_measured_off(prior, model, options, "linearized")
+    diagnostics = {} if message is None else {"global_statistics_warning": message}
+    return {"point": point, "members": members}, diagnostics
 
 
 def linearized(
@@ -120,13 +124,15 @@ def linearized(
     corrector_steps: int = 0,
     snr: float = 0.16,
     stochastic: bool = False,
+    refine_moves: int = 0,
+    refine_sigma: float = 1.0,
     point: Tensor | None = None,
     members: Tensor | None = None,
 ) -> Tensor:
     """`guided` on the model linearised at the (iterated) posterior mean `point`
     (`linearization_point`, computed here when not given), with the noise's stand-in fitted to
-    the pilot ensemble `members` where `site="averaged"`; `corrector_steps`, `snr` and
-    `stochastic` are `guided`'s, for the final run."""
+    the pilot ensemble `members` where `site="averaged"`; `corrector_steps`, `snr`, `stochastic`
+    and the refinement (`refine_moves` at `refine_sigma`) are `guided`'s, for the final run."""
     if point is None:
         point, members = linearization_point(prior, model, y, rng.seed,
                                              pilot_steps(steps, stochastic), iterations,
@@ -134,4 +140,5 @@ def linearized(
     linear, data = linearized_model(model, y, point, members)
     return guided(prior, linear, data, rng, steps, callback, cg_rtol=cg_rtol,
                   cg_max_iter=cg_max_iter, corrector_steps=corrector_steps, snr=snr,
-                  stochastic=stochastic)  # fmt: skip
+                  stochastic=stochastic, refine_moves=refine_moves,
+                  refine_sigma=refine_sigma)  # fmt: skip

@@ -1,5 +1,6 @@
 """Where plain `guided` was measured off (a learned non-Gaussian prior behind shear,
-docs/samplers.md) it refines by default, and warns only when told not to; elsewhere neither."""
+docs/samplers.md) it refines by default, and warns only when told not to; elsewhere neither. The
+same holds for `linearized` (reduced shear), whose final run is `guided`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from posterior_diffusion.samplers.guided import (
     GlobalStatisticsWarning,
     prepare_guided,
 )
+from posterior_diffusion.samplers.linearized import prepare_linearized
+from posterior_diffusion.samplers.run import sample_posterior
 
 SHAPE = (12, 16)
 
@@ -60,3 +63,33 @@ def test_problems_measured_to_pass_keep_plain_guided_and_do_not_warn(learned, ki
         options, diagnostics = options_and_diagnostics(prior, kind, {})
     assert "refine_moves" not in options
     assert diagnostics == {}
+
+
+# Small pilots on a grid the shipped U-Net runs on: these tests check the plumbing.
+PILOTS = {"iterations": 1, "pilot_members": 4}
+RUN_SHAPE = (16, 16)
+
+
+def test_linearized_on_reduced_shear_is_refined_by_default():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GlobalStatisticsWarning)
+        model = lognormal_problem("reduced", RUN_SHAPE).model
+        prior = default_prior((1, *RUN_SHAPE))
+        options = SAMPLERS["linearized"].with_defaults(PILOTS, prior, model)
+        assert options == {"stochastic": True, **PILOTS, **REFINE_BEHIND_SHEAR}
+        problem = lognormal_problem("reduced", RUN_SHAPE)
+        _, info = sample_posterior(prior, problem.model, problem.y, 2, sampler="linearized",
+                                   seed=0, steps=8, progress=False,
+                                   options={**PILOTS, "refine_moves": 3})  # fmt: skip
+    refinement = info["sampler_diagnostics"]["refinement"]
+    assert refinement["moves"] == 3 and 0 < refinement["acceptance"] <= 1, refinement
+
+
+def test_linearized_without_the_refinement_on_reduced_shear_warns():
+    problem = lognormal_problem("reduced", RUN_SHAPE)
+    prior = default_prior((1, *RUN_SHAPE))
+    with pytest.warns(GlobalStatisticsWarning, match="'linearized' without") as seen:
+        _, diagnostics = prepare_linearized(
+            prior, problem.model, problem.y, 0, 8, {**PILOTS, "refine_moves": 0}
+        )
+    assert diagnostics == {"global_statistics_warning": str(seen[0].message)}
