@@ -133,6 +133,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prior", help="a prior file, or gaussian, mixture, blind-mixture")
     parser.add_argument("--field", default="lensing", choices=("lensing", "mask"))
+    parser.add_argument(
+        "--shape", type=int, nargs=2, default=[24, 32], metavar=("H", "W"),
+        help="grid of the problem (e.g. 64 64 for the shipped default prior)",
+    )  # fmt: skip
     parser.add_argument("--truths", default="prior", choices=("prior", "simulator", "mixture"))
     parser.add_argument("--tests", type=int, default=200)
     parser.add_argument("--members", type=int, default=16)
@@ -148,7 +152,7 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     cpu_threads()
-    problem = lognormal_problem(args.field, (24, 32), seed=0)  # the forward model; truths below
+    problem = lognormal_problem(args.field, tuple(args.shape), seed=0)  # the model; truths below
     if args.simulate_mixture:  # training maps for a mixture network, seeds apart from the truths'
         if args.simulate_mixture.exists():
             refuse(f"{args.simulate_mixture}: exists; choose another path")
