@@ -192,9 +192,10 @@ def measured_off(prior: Prior, model: ForwardModel) -> bool:
 # network's own draws), an error made between 8 and 2 data std. 100 refinement moves at 1 data
 # std took it to 0.04 +- 0.02 against the prior's own draws and met issue 14's bar against HMC
 # (std ratio 0.978-1.008; band spreads 0.81-1.09 in three of four runs of 128, one 1.28, and
-# 1.04-1.12 with 512 members), at 1,108 prior evaluations per sample instead of 304 (30 moves
-# left 0.135). On mask + noise, where plain `guided` passed, the same moves narrowed the global
-# spreads (bands 0.79-0.84 on one observation, log power 0.82 on another): off there.
+# 0.96-1.13 with 512 members on three observations), at 1,108 prior evaluations per sample
+# instead of 304 (30 moves left 0.135). On mask + noise, where plain `guided` passed, the same
+# moves narrowed the global spreads (bands 0.79-0.84 on one observation, log power 0.82 on
+# another): off there.
 REFINE_BEHIND_SHEAR = {"refine_moves": 100, "refine_sigma": 1.0}
 
 
