@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import cpu_threads, refuse, result_header, resumed_tests
+from common import cpu_threads, refuse, result_header, resumed_tests, write_results
 from jacobian_symmetry import symmetrise_jacobian
 
 from posterior_diffusion.diagnostics.global_stats import log_band_powers, log_total_power
@@ -204,9 +204,7 @@ def main() -> None:
         results["tests_done"] = done
         if len(done) >= 10:
             results["summary"] = summarise(done, args.members)
-        tmp = args.json.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results))
-        tmp.replace(args.json)
+        write_results(args.json, results)
         rate = (time.perf_counter() - start) / (i + 1 - first)
         eta = rate * (args.tests - i - 1) / 60
         print(f"test {i + 1}/{args.tests}, {rate:.1f} s per test, ETA {eta:.0f} min", flush=True)

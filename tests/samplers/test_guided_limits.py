@@ -73,11 +73,10 @@ RUN_SHAPE = (16, 16)
 def test_linearized_on_reduced_shear_is_refined_by_default():
     with warnings.catch_warnings():
         warnings.simplefilter("error", GlobalStatisticsWarning)
-        model = lognormal_problem("reduced", RUN_SHAPE).model
-        prior = default_prior((1, *RUN_SHAPE))
-        options = SAMPLERS["linearized"].with_defaults(PILOTS, prior, model)
-        assert options == {"stochastic": True, **PILOTS, **REFINE_BEHIND_SHEAR}
         problem = lognormal_problem("reduced", RUN_SHAPE)
+        prior = default_prior((1, *RUN_SHAPE))
+        options = SAMPLERS["linearized"].with_defaults(PILOTS, prior, problem.model)
+        assert options == {"stochastic": True, **PILOTS, **REFINE_BEHIND_SHEAR}
         _, info = sample_posterior(prior, problem.model, problem.y, 2, sampler="linearized",
                                    seed=0, steps=8, progress=False,
                                    options={**PILOTS, "refine_moves": 3})  # fmt: skip
