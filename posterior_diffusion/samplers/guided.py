@@ -196,12 +196,30 @@ def measured_off(prior: Prior, model: ForwardModel) -> bool:
 # instead of 304 (30 moves left 0.135). On mask + noise, where plain `guided` passed, the same
 # moves narrowed the global spreads (bands 0.79-0.84 on one observation, log power 0.82 on
 # another): off there.
-REFINE_BEHIND_SHEAR = {"refine_moves": 100, "refine_sigma": 1.0}
+REFINE_SIGMA = 1.0
+# A Langevin move's useful step shrinks as the map grows, so the moves needed grow with it. On the
+# shipped 64 x 64 prior against its own posterior (self_consistency.py, 20 tests) plain `guided`
+# left +0.173 in log power, 100 moves +0.111 and 200 moves +0.048 +- 0.019: about the 0.04 that
+# 100 moves left on 24 x 32, where they met the HMC bar. So 100 moves up to 1,024 pixels, rising
+# as the square root of the pixel count to 200 at 4,096 (the two measured ends, interpolated
+# between); larger maps keep 200, as more moves were not measured there.
+REFINE_MOVES_SMALL = 100
+REFINE_PIXELS_SMALL, REFINE_PIXELS_LARGE = 1024, 4096
+
+
+def refine_moves_for(field_shape: tuple[int, ...]) -> int:
+    """The default number of refinement moves for a field of shape (..., H, W)."""
+    pixels = field_shape[-2] * field_shape[-1]
+    ratio = min(max(pixels, REFINE_PIXELS_SMALL), REFINE_PIXELS_LARGE) / REFINE_PIXELS_SMALL
+    return round(REFINE_MOVES_SMALL * math.sqrt(ratio))
 
 
 def guided_defaults(prior: Prior, model: ForwardModel) -> dict:
-    """Options that depend on the problem: the refinement where plain `guided` was measured off."""
-    return dict(REFINE_BEHIND_SHEAR) if measured_off(prior, model) else {}
+    """Options that depend on the problem: the refinement where plain `guided` was measured off,
+    with as many moves as the map's size needs (`refine_moves_for`)."""
+    if not measured_off(prior, model):
+        return {}
+    return {"refine_moves": refine_moves_for(model.field_shape), "refine_sigma": REFINE_SIGMA}
 
 
 def warn_if_measured_off(
@@ -220,8 +238,8 @@ def warn_if_measured_off(
         f"sampler '{sampler}' without refinement moves, with a prior learned from {kind} fields "
         "behind shear data: on lognormal lensing problems its pixel intervals held but its "
         "samples' power came out up to 1.8 posterior sd low and their band-power spreads up to "
-        "1.36x a gold standard's; the default here (--refine-moves 100 --refine-sigma 1.0) met "
-        "the bar (docs/samplers.md)"
+        "1.36x a gold standard's, which the default refinement corrected (here --refine-moves "
+        f"{refine_moves_for(model.field_shape)} --refine-sigma {REFINE_SIGMA:g}; docs/samplers.md)"
     )
     warnings.warn(GlobalStatisticsWarning(message), stacklevel=4)
     return message
@@ -312,8 +330,9 @@ def guided(
     `refine_sigma` data std pull the members towards p(x_sigma | y) with the prior's own noised
     density, where guided's Gaussian p(x0 | x_sigma) has biased them on a non-Gaussian prior; eight
     prior evaluations per move (a Langevin and a scale proposal). Off (0) unless
-    `guided_defaults` turns them on (100 at 1 data std where plain guided was measured off: a
-    learned non-Gaussian prior behind shear; docs/samplers.md, "Refinement at 1 data std").
+    `guided_defaults` turns them on (at 1 data std where plain guided was measured off, a learned
+    non-Gaussian prior behind shear: 100 moves up to 32 x 32, 200 from 64 x 64,
+    `refine_moves_for`; docs/samplers.md, "Refinement at 1 data std").
 
     A prior with latent components (`Prior.latent_components`) is sampled component-first: each
     member draws k from omega_k ∝ pi_k p(y | k) (`component_weights`, computed here when not
