@@ -170,8 +170,9 @@ def _add_sampler_flags(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="K",
         help="guided, linearized: Metropolis-adjusted Langevin moves at one noise level (8 prior "
-        "evaluations each; default: 100 for a learned non-Gaussian prior behind shear data, "
-        "where plain guided was measured too faint, else 0; docs/samplers.md)",
+        "evaluations each; default for a learned non-Gaussian prior behind shear data, where "
+        "plain guided was measured too faint: 100 on maps up to 32 x 32, 200 on 64 x 64 and "
+        "larger; else 0; docs/samplers.md)",
     )
     parser.add_argument(
         "--refine-sigma",

@@ -29,7 +29,9 @@ def run_cli(*args, cwd):
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=300,
+        # a guard against a hang, not a deadline: the lensing runs take ~20 s alone and went past
+        # 300 s on a 2-core machine shared with two other jobs
+        timeout=900,
     )
 
 
