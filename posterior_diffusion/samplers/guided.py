@@ -197,9 +197,10 @@ def measured_off(prior: Prior, model: ForwardModel) -> bool:
 # moves narrowed the global spreads (bands 0.79-0.84 on one observation, log power 0.82 on
 # another): off there.
 REFINE_SIGMA = 1.0
-# A Langevin move's useful step shrinks as the map grows, so the moves needed grow with it. On the
+# Larger maps need more moves (a Langevin move's useful step shrinks as the map grows; the shipped
+# prior also lacks a recorded spectrum, which leaves its scale proposals idle: not separated). On the
 # shipped 64 x 64 prior against its own posterior (self_consistency.py, 20 tests) plain `guided`
-# left +0.173 in log power, 100 moves +0.111 and 200 moves +0.048 +- 0.019: about the 0.04 that
+# left +0.173 in log power, 100 moves +0.101 and 200 moves +0.048 +- 0.019: about the 0.04 that
 # 100 moves left on 24 x 32, where they met the HMC bar. So 100 moves up to 1,024 pixels, rising
 # as the square root of the pixel count to 200 at 4,096 (the two measured ends, interpolated
 # between); larger maps keep 200, as more moves were not measured there.
@@ -238,8 +239,9 @@ def warn_if_measured_off(
         f"sampler '{sampler}' without refinement moves, with a prior learned from {kind} fields "
         "behind shear data: on lognormal lensing problems its pixel intervals held but its "
         "samples' power came out up to 1.8 posterior sd low and their band-power spreads up to "
-        "1.36x a gold standard's, which the default refinement corrected (here --refine-moves "
-        f"{refine_moves_for(model.field_shape)} --refine-sigma {REFINE_SIGMA:g}; docs/samplers.md)"
+        "1.36x a gold standard's, which refinement moves were measured to remove (the default "
+        f"here: --refine-moves {refine_moves_for(model.field_shape)} --refine-sigma "
+        f"{REFINE_SIGMA:g}; docs/samplers.md)"
     )
     warnings.warn(GlobalStatisticsWarning(message), stacklevel=4)
     return message
