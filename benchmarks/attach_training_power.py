@@ -25,7 +25,12 @@ from common import refuse
 
 from posterior_diffusion.io.fields import field_array, open_file
 from posterior_diffusion.priors.prior_file import load_record, make_record, save_record
-from posterior_diffusion.training.data import DATASET, RANKS, field_statistics
+from posterior_diffusion.training.data import (
+    DATASET,
+    RANKS,
+    field_statistics,
+    train_val_split,
+)
 
 
 def same_moments(stats: dict, metadata: dict, rtol: float = 1e-9) -> bool:
@@ -51,8 +56,7 @@ def main() -> None:
         num = fields.shape[0]
         indices = np.arange(num)
         if args.regenerated:  # the training maps, split as `train` splits them
-            order = np.random.default_rng(args.split_seed).permutation(num)
-            indices = np.sort(order[max(1, int(round(args.val_fraction * num))) :])
+            indices, _ = train_val_split(num, args.val_fraction, args.split_seed)
         stats = field_statistics(fields, indices, str(args.data))
     how = "all maps of data_file, attached after training"
     if args.regenerated:

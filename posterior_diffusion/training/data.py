@@ -117,6 +117,15 @@ def field_statistics(fields: Any, indices: np.ndarray, path: str) -> dict[str, A
     }
 
 
+def train_val_split(
+    num: int, val_fraction: float, split_seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) map indices, each sorted: the split `train` makes and records."""
+    order = np.random.default_rng(split_seed).permutation(num)
+    num_val = max(1, int(round(val_fraction * num)))
+    return np.sort(order[num_val:]), np.sort(order[:num_val])
+
+
 def augment(x: Tensor, periodic: bool) -> Tensor:
     """A random element of the square's symmetry group (non-square maps: flips only), then a
     random periodic shift when the field is periodic."""
@@ -206,10 +215,9 @@ class FieldDataModule(L.LightningDataModule):
             num = fields.shape[0]
             if num < 2:
                 raise TrainingDataError(hp.path, f"needs at least 2 maps, has {num}", DATASET)
-            order = np.random.default_rng(hp.split_seed).permutation(num)
-            num_val = max(1, int(round(hp.val_fraction * num)))
-            self.val_indices = np.sort(order[:num_val])
-            self.train_indices = np.sort(order[num_val:])
+            self.train_indices, self.val_indices = train_val_split(
+                num, hp.val_fraction, hp.split_seed
+            )
             shape = tuple(int(n) for n in fields.shape[1:])
             self.field_shape = shape if len(shape) == 3 else (1, *shape)
             self.statistics = field_statistics(fields, self.train_indices, hp.path)
