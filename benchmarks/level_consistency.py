@@ -46,6 +46,8 @@ def guided_levels(prior, model, y, seed: int, args) -> tuple[list, list, torch.T
     levels, recorded = [], {}
 
     def on_step(state: dict) -> None:
+        if state.get("refine_move"):  # a refinement move's progress report, not a level
+            return
         levels.append(state["sigma"])
         if state["i"] % args.every == args.every - 1 and state["i"] + 1 < args.steps:
             recorded[state["i"]] = state["x"].clone()

@@ -358,10 +358,12 @@ def guided(
     correct = langevin_corrector(denoise_y, lambda: rng.randn(shape), corrector_steps, snr)
     if refine_moves > 0:
         statistics = MoveStatistics(moves=refine_moves)
-        correct = with_refinement(
-            correct, prior, likelihood, sigmas, refine_sigma, refine_moves, rng, statistics
-        )
         callback = with_state(callback, refinement=statistics)
+        on_move = None if callback is None else lambda x: callback({"refine_move": True, "x": x})
+        correct = with_refinement(
+            correct, prior, likelihood, sigmas, refine_sigma, refine_moves, rng, statistics,
+            on_move,
+        )  # fmt: skip
     if not stochastic:
         return posterior_ode(denoise_y, x, sigmas, callback, correct)
 
@@ -390,10 +392,11 @@ def with_refinement(
     moves: int,
     rng: EnsembleRNG,
     statistics: MoveStatistics,
+    on_move: Callable[[Tensor], None] | None = None,
 ) -> Callable[[Tensor, float], Tensor]:
     """`correct`, plus `moves` refinement moves (`refine.py`: on p(x_sigma | y), exactly for a
     Gaussian prior) at the level of the grid nearest refine_sigma data std (never the first:
-    moves act after a step)."""
+    moves act after a step); `on_move(x)` after each move."""
     levels = sigmas[1:-1]
     target = math.log(refine_sigma * prior.data_std())
     level = float(levels[(levels.log() - target).abs().argmin()])
@@ -408,6 +411,7 @@ def with_refinement(
         lambda: rng.rand(()),
         statistics,
         randn_scalar=lambda: rng.randn(()),
+        on_move=on_move,
     )
 
     def refined(x: Tensor, sigma: float) -> Tensor:

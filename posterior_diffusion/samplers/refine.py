@@ -119,6 +119,7 @@ def noised_posterior_mala(
     power_scale: float = 1.0,
     energy: str = "lobatto",
     wiener_mean: bool = False,
+    on_move: Callable[[Tensor], None] | None = None,
 ) -> Callable[[Tensor], Tensor]:
     """x (members at level sigma) -> x after `moves` MALA moves on p(x_sigma | y).
 
@@ -128,6 +129,7 @@ def noised_posterior_mala(
     `benchmarks/move_invariance.py`, which measures why it is not the default. `wiener_mean`
     puts W x (W = P / (P + sigma^2), the Wiener filter) in the data term's mean instead of
     D(x): the `twisted` sampler's twist at high noise levels, which its moves must keep.
+    `on_move(x)`, if given, is called after every move (progress).
     """
     sigma2 = sigma**2
     warm: dict[str, Tensor] = {}
@@ -284,6 +286,8 @@ def noised_posterior_mala(
                 elif statistics is not None:
                     statistics.proposed += n
                     statistics.accepted += int(accept.sum())
+                if on_move is not None:
+                    on_move(x)
         if statistics is not None:
             statistics.steps.extend(log_step.exp().tolist())
         return x

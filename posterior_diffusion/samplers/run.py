@@ -235,8 +235,8 @@ def sample_posterior(
         if diagnostics:
             info["sampler_diagnostics"] = diagnostics
     costs = _costs(counting, 0, start)
-    # the bar counts guided's refinement moves when their level is done (REFINE_MOVE_STEPS each),
-    # so its rate and ETA hold across that level
+    # the bar counts each of guided's refinement moves as REFINE_MOVE_STEPS member-steps, so its
+    # rate and ETA hold across that level
     bar_steps = steps + REFINE_MOVE_STEPS * int(options.get("refine_moves", 0))
     bar = tqdm(total=len(todo) * bar_steps, unit="member-step", disable=not progress, desc=sampler)
 
@@ -258,13 +258,13 @@ def sample_posterior(
     refinement, batch_refinement = MoveStatistics(), {}
 
     def on_step(state: dict[str, Any]) -> None:
+        if state.get("refine_move"):  # one refinement move of the batch (`samplers/refine.py`)
+            bar.update(state["x"].shape[0] * REFINE_MOVE_STEPS)
+            return
         check_finite(state["x"], f"at step {state['i']}, sigma = {state['sigma']:.4g}")
         bar.update(state["x"].shape[0])
-        if "refinement" in state:  # the batch's refinement moves (`samplers/refine.py`)
+        if "refinement" in state:  # the batch's refinement statistics
             batch_refinement["latest"] = state["refinement"]
-            if state["refinement"].proposed and "counted" not in batch_refinement:
-                bar.update(state["x"].shape[0] * (bar_steps - steps))
-                batch_refinement["counted"] = True
 
     try:
         first = 0
@@ -289,7 +289,6 @@ def sample_posterior(
             done.append(x.detach().to("cpu", torch.float64))
             if "latest" in batch_refinement:
                 refinement.add(batch_refinement.pop("latest"))
-            batch_refinement.pop("counted", None)
             if on_batch is not None:
                 on_batch(batch, done[-1])
             first += len(batch)

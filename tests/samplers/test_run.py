@@ -458,18 +458,20 @@ def test_numpy_numbers_are_valid_option_values():
 
 
 def test_the_progress_bar_counts_refinement_moves(prior, model, y, monkeypatch):
-    """The bar's total includes guided's refinement moves (two steps each), and a run fills it."""
+    """The bar's total includes guided's refinement moves (two steps each), a run fills it, and
+    it moves after every move, not once per batch's refinement."""
     import posterior_diffusion.samplers.run as run_module
 
     bars = []
 
     class Recorder:
         def __init__(self, total=None, **kwargs):
-            self.total, self.n = total, 0
+            self.total, self.n, self.updates = total, 0, []
             bars.append(self)
 
         def update(self, count):
             self.n += count
+            self.updates.append(count)
 
         def refresh(self):
             pass
@@ -482,3 +484,5 @@ def test_the_progress_bar_counts_refinement_moves(prior, model, y, monkeypatch):
     run(prior, model, y, "guided", num_samples=4, steps=6, batch_size=2, options=options)
     assert bars[0].total == 4 * (6 + run_module.REFINE_MOVE_STEPS * 3)
     assert bars[0].n == bars[0].total
+    per_move = 2 * run_module.REFINE_MOVE_STEPS  # a batch of 2 members
+    assert bars[0].updates.count(per_move) == 2 * 3  # 2 batches of 3 moves
