@@ -197,13 +197,12 @@ def measured_off(prior: Prior, model: ForwardModel) -> bool:
 # moves narrowed the global spreads (bands 0.79-0.84 on one observation, log power 0.82 on
 # another): off there.
 REFINE_SIGMA = 1.0
-# Larger maps need more moves (a Langevin move's useful step shrinks as the map grows; the shipped
-# prior also lacks a recorded spectrum, which leaves its scale proposals idle: not separated). On the
-# shipped 64 x 64 prior against its own posterior (self_consistency.py, 20 tests) plain `guided`
-# left +0.173 in log power, 100 moves +0.101 and 200 moves +0.048 +- 0.019: about the 0.04 that
-# 100 moves left on 24 x 32, where they met the HMC bar. So 100 moves up to 1,024 pixels, rising
-# as the square root of the pixel count to 200 at 4,096 (the two measured ends, interpolated
-# between); larger maps keep 200, as more moves were not measured there.
+# Larger maps need more moves. On the shipped 64 x 64 prior (with its training spectrum) against
+# its own posterior (self_consistency.py, 20 tests) plain `guided` left +0.177 in log power, 100
+# moves +0.059 +- 0.021 (ranks non-uniform, p 0.024) and 200 moves +0.010 +- 0.020 (p 0.24). So
+# 100 moves up to 1,024 pixels (24 x 32, where they met the HMC bar), rising as the square root
+# of the pixel count to 200 at 4,096 (the two measured ends, interpolated between); larger maps
+# keep 200, as more moves were not measured there.
 REFINE_MOVES_SMALL = 100
 REFINE_PIXELS_SMALL, REFINE_PIXELS_LARGE = 1024, 4096
 
