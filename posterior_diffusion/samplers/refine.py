@@ -212,6 +212,9 @@ def noised_posterior_mala(
         # by 4-point Gauss-Lobatto (endpoints reused).
         share = (m / (filters["power"] + sigma2)).clamp(max=1.0).expand(x.shape[1:])
         share_sum = float(share.sum())
+        # Without a spectrum (the flat-prior limit) every share is zero and every scale proposal
+        # the identity: skip them rather than pay 4 evaluations per move for nothing.
+        scaling = scale_moves and share_sum > 0
         log_tau = torch.full((n,), math.log(0.02), dtype=torch.float64, device=x.device)
         lobatto = ((0.5 - 0.5 / math.sqrt(5), 5 / 12), (0.5 + 0.5 / math.sqrt(5), 5 / 12))
 
@@ -252,7 +255,7 @@ def noised_posterior_mala(
         with torch.no_grad():
             score, log_lik, grad = state(x)
             for i in range(moves):
-                if scale_moves:
+                if scaling:
                     x, score, log_lik, grad, alpha_s, accept_s = scale_move(
                         i, x, score, log_lik, grad
                     )

@@ -17,7 +17,11 @@ from posterior_diffusion.references.gaussian import exact_posterior
 from posterior_diffusion.references.gaussian_problems import compare_to_exact, gaussian_problem
 from posterior_diffusion.references.problems import problem_from_name
 from posterior_diffusion.rng import EnsembleRNG
-from posterior_diffusion.samplers.refine import MoveStatistics, noised_posterior_mala
+from posterior_diffusion.samplers.refine import (
+    MoveStatistics,
+    RefinementWarning,
+    noised_posterior_mala,
+)
 from posterior_diffusion.samplers.run import sample_posterior
 
 SHAPE = (12, 16)
@@ -75,6 +79,24 @@ def test_guided_with_refinement_stays_exact_for_a_gaussian_prior(problem):
     assert abs(found.whitened_variance - 1) <= 0.02 + 5 * VAR_SE, found
     refinement = info["sampler_diagnostics"]["refinement"]
     assert refinement["moves"] == 40 and 0.3 < refinement["acceptance"] < 0.9, refinement
+
+
+def test_without_a_spectrum_the_moves_skip_their_idle_scale_proposals_and_say_so(
+    problem, monkeypatch
+):
+    """A prior with no power spectrum gives every scale proposal a zero share (the identity):
+    they are skipped (4 of a move's 8 evaluations) and a warning says what the spectrum buys."""
+    prior, model, y, _ = problem
+    options = {"refine_moves": 10}
+    _, with_spectrum = sample_posterior(prior, model, y, 2, seed=1, progress=False,
+                                        options=options)  # fmt: skip
+    monkeypatch.setattr(prior, "second_moment_power", lambda shape: None)
+    with pytest.warns(RefinementWarning, match="no power spectrum"):
+        _, without = sample_posterior(prior, model, y, 2, seed=1, progress=False,
+                                      options=options)  # fmt: skip
+    assert with_spectrum["nfe_per_sample"] - without["nfe_per_sample"] == 10 * 4
+    assert math.isnan(without["sampler_diagnostics"]["refinement"]["scale_acceptance"])
+    assert 0 < with_spectrum["sampler_diagnostics"]["refinement"]["scale_acceptance"] <= 1
 
 
 def test_a_member_does_not_depend_on_its_batch(problem):
