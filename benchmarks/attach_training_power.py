@@ -12,7 +12,8 @@ from the recorded one but whose training maps (the split of `train`'s data modul
 `--val-fraction` and `--split-seed` as in the prior's config) have the mean and std the prior
 recorded, to 1e-9 relative; the spectrum is then the training maps', as `train` records it, and
 the metadata says so. (The shipped default prior's regenerated maps agree to 1e-12 with a
-different checksum, cause not traced.)
+different checksum; not the simulator's code, which regenerates them bit for bit at the commit
+that shipped the prior: docs/default_prior.md.)
 """
 
 from __future__ import annotations

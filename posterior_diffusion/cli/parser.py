@@ -171,8 +171,8 @@ def _add_sampler_flags(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="guided, linearized: Metropolis-adjusted Langevin moves at one noise level (8 prior "
         "evaluations each; default for a learned non-Gaussian prior behind shear data, where "
-        "plain guided was measured too faint: 100 on maps up to 32 x 32, 200 on 64 x 64 and "
-        "larger; else 0; docs/samplers.md)",
+        "plain guided was measured too faint: 100 on maps up to 32 x 32, rising to 200 at "
+        "64 x 64 and kept there on larger maps; else 0; docs/samplers.md)",
     )
     parser.add_argument(
         "--refine-sigma",
