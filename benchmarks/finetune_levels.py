@@ -7,7 +7,9 @@ noisiest. This continues training from a prior file with a share `--focus` of ea
 levels drawn from ln(sigma / std) ~ N(ln(--centre), --width^2) and the rest from the training
 config's distribution, on fresh simulations every step (the simulator is cheap, so no map is seen
 twice), with the same EDM loss, AdamW, clipping and EMA as `posterior-diffusion train`. Writes a
-prior file (the source's metadata, plus what was done).
+prior file (the source's metadata, plus what was done) of the averaged (EMA) weights; `--steps N
+--anneal` lets the learning rate fall linearly to 0 over N steps, and `--raw-out` also writes the
+live weights (docs/default_prior.md, "The averaged weights are the lag", measured both).
 
     OMP_NUM_THREADS=1 python benchmarks/finetune_levels.py --prior posterior_diffusion/data/default_prior.pt \
         --minutes 30 --out finetuned.pt
@@ -42,11 +44,20 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--base-mean", type=float, default=-1.0, help="the config's log_sigma_mean")
     parser.add_argument("--base-std", type=float, default=1.6, help="the config's log_sigma_std")
     parser.add_argument("--seed", type=int, default=1000, help="simulation seeds start here")
+    parser.add_argument(
+        "--steps", type=int, default=0, help="stop after this many steps (0: only --minutes)"
+    )
+    parser.add_argument(
+        "--anneal", action="store_true", help="learning rate falls linearly to 0 over --steps"
+    )
+    parser.add_argument("--raw-out", help="also write the live (not averaged) weights here")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse()
+    if args.anneal and args.steps <= 0:
+        raise SystemExit("--anneal needs --steps (the schedule is per step, so it is reproducible)")
     torch.manual_seed(args.seed)
     prior = NetworkPrior.from_file(args.prior)
     model = prior.precond.train().requires_grad_(True)
@@ -55,7 +66,12 @@ def main() -> None:
     focused = round(args.focus * args.batch)
     shape = prior.trained_shape[-2:]
     start, step, losses = time.perf_counter(), 0, []
-    while time.perf_counter() - start < 60 * args.minutes:
+    while time.perf_counter() - start < 60 * args.minutes and (
+        args.steps <= 0 or step < args.steps
+    ):
+        if args.anneal:
+            for group in optimizer.param_groups:
+                group["lr"] = args.lr * (1.0 - step / args.steps)
         maps, _ = simulate_fields(args.kind, shape, args.batch, args.seed + step)
         x0 = torch.from_numpy(maps)[:, None].to(torch.float32)
         loss = (
@@ -86,6 +102,7 @@ def main() -> None:
     metadata = dict(prior.metadata)
     metadata["finetuned"] = {
         "from": prior.checksum, "steps": step, "batch": args.batch, "lr": args.lr,
+        "lr_schedule": "linear to 0" if args.anneal else "constant",
         "noise_levels": f"{args.focus} of each batch ln(sigma/std) ~ N(ln {args.centre}, "
         f"{args.width}^2), the rest N({args.base_mean}, {args.base_std}^2)",
         "data": f"fresh {args.kind} simulations, seeds {args.seed} + step",
@@ -93,6 +110,10 @@ def main() -> None:
     metadata["training_steps"] = int(metadata.get("training_steps") or 0) + step
     save_record(make_record(ema.state_dict(), metadata), args.out)
     print(f"wrote {args.out} after {step} steps")
+    if args.raw_out:
+        metadata["finetuned"]["weights"] = "live (no EMA)"
+        save_record(make_record(model.eval().state_dict(), metadata), args.raw_out)
+        print(f"wrote {args.raw_out} (live weights)")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from posterior_diffusion.simulators import write_dataset_file
 from posterior_diffusion.training import FieldDataModule, TrainingDataError
 from posterior_diffusion.training.cli import intact
 from posterior_diffusion.training.data import augment
+from posterior_diffusion.training.module import ScorePriorModule, lr_factor
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,6 +97,37 @@ def test_train_writes_prior_and_resumes(grf_file, tmp_path):
     fresh = live_weights(tmp_path / "fresh/lightning_logs/version_0/checkpoints/last.ckpt")
     assert (step5 - step4).abs().max() < 3e-3
     assert (fresh - step4).abs().max() > 3e-2
+
+
+def test_the_learning_rate_can_fall_to_zero():
+    assert lr_factor(0, 4, 0) == pytest.approx(0.25)  # warm-up
+    assert lr_factor(100, 4, 0) == 1.0  # constant
+    assert [lr_factor(s, 1, 10) for s in (0, 5, 10, 12)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
+
+
+def test_the_live_weights_can_be_exported(grf_file, tmp_path):
+    args = [*train_args(grf_file, tmp_path), "--trainer.max_steps", "4"]
+    assert main([*args, "--model.export_weights", "live", "--model.lr_decay_steps", "4"]) == 0
+    prior = NetworkPrior.from_file(next(tmp_path.glob("lightning_logs/version_0/prior.pt")))
+    assert prior.metadata["exported_weights"] == "live"
+    assert prior.metadata["lr_decay_steps"] == 4
+    state = prior.precond.state_dict()
+    exported = torch.cat([v.flatten() for k, v in sorted(state.items()) if k.startswith("net.")])
+    checkpoint = tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt"
+    assert torch.equal(exported, live_weights(checkpoint))
+    # the default exports the average, which after 4 steps differs from the live weights
+    assert main([*train_args(grf_file, tmp_path / "ema"), "--trainer.max_steps", "4"]) == 0
+    ema = NetworkPrior.from_file(next((tmp_path / "ema").glob("lightning_logs/version_0/prior.pt")))
+    assert ema.metadata["exported_weights"] == "ema"
+    state = ema.precond.state_dict()
+    averaged = torch.cat([v.flatten() for k, v in sorted(state.items()) if k.startswith("net.")])
+    live = live_weights(tmp_path / "ema/lightning_logs/version_0/checkpoints/last.ckpt")
+    assert not torch.equal(averaged, live)
+
+
+def test_an_unknown_export_is_refused():
+    with pytest.raises(ValueError, match="export_weights"):
+        ScorePriorModule(tiny_net(), export_weights="best")
 
 
 def test_resume_without_checkpoint_is_refused(grf_file, tmp_path, capsys):
