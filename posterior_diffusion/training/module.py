@@ -22,7 +22,8 @@ VALIDATION_SIGMAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
 class ScorePriorModule(L.LightningModule):
-    """EDM denoising score matching for one network; its EMA copy is the prior that ships.
+    """EDM denoising score matching for one network; its EMA copy (or, on request, the network
+    itself: `export_weights`) is the prior that ships.
 
     Args:
         net: the network F(x, c_noise), injected by class_path (e.g. posterior_diffusion.networks.UNet).
