@@ -27,6 +27,7 @@ import torch
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.priors.prior_file import make_record, save_record
 from posterior_diffusion.simulators import simulate_fields
+from posterior_diffusion.training.module import lr_factor
 
 
 def parse() -> argparse.Namespace:
@@ -71,7 +72,7 @@ def main() -> None:
     ):
         if args.anneal:
             for group in optimizer.param_groups:
-                group["lr"] = args.lr * (1.0 - step / args.steps)
+                group["lr"] = args.lr * lr_factor(step, 0, args.steps)  # train's schedule
         maps, _ = simulate_fields(args.kind, shape, args.batch, args.seed + step)
         x0 = torch.from_numpy(maps)[:, None].to(torch.float32)
         loss = (
