@@ -22,12 +22,25 @@ import copy
 import math
 import time
 
+import h5py
+import numpy as np
 import torch
 
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.priors.prior_file import make_record, save_record
 from posterior_diffusion.simulators import simulate_fields
+from posterior_diffusion.training.data import augment
 from posterior_diffusion.training.module import lr_factor
+
+
+def stored_maps(path: str, shape) -> torch.Tensor:
+    """A training file's maps (num, 1, H, W), checked against the prior's map shape."""
+    with h5py.File(path, "r") as f:
+        maps = np.asarray(f["fields"], dtype=np.float32)
+    maps = maps[:, None] if maps.ndim == 3 else maps
+    if maps.shape[1:] != tuple(shape):
+        raise SystemExit(f"{path}: fields are {maps.shape[1:]}, the prior's maps {tuple(shape)}")
+    return torch.from_numpy(maps)
 
 
 def parse() -> argparse.Namespace:
@@ -52,6 +65,12 @@ def parse() -> argparse.Namespace:
         "--anneal", action="store_true", help="learning rate falls linearly to 0 over --steps"
     )
     parser.add_argument("--raw-out", help="also write the live (not averaged) weights here")
+    parser.add_argument(
+        "--data",
+        help="draw each batch from this file's `fields` (random maps, each under a random flip, "
+        "rotation and periodic shift, as `train` does) instead of fresh simulations: for a "
+        "simulator too slow to run every step (density: 7 s per batch of 32 on one thread)",
+    )
     return parser.parse_args()
 
 
@@ -66,6 +85,8 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     focused = round(args.focus * args.batch)
     shape = prior.trained_shape[-2:]
+    stored = stored_maps(args.data, prior.trained_shape) if args.data else None
+    periodic = bool(prior.metadata.get("periodic"))  # shifts only where the field wraps
     start, step, losses = time.perf_counter(), 0, []
     while time.perf_counter() - start < 60 * args.minutes and (
         args.steps <= 0 or step < args.steps
@@ -73,8 +94,12 @@ def main() -> None:
         if args.anneal:
             for group in optimizer.param_groups:
                 group["lr"] = args.lr * lr_factor(step, 0, args.steps)  # train's schedule
-        maps, _ = simulate_fields(args.kind, shape, args.batch, args.seed + step)
-        x0 = torch.from_numpy(maps)[:, None].to(torch.float32)
+        if stored is None:
+            maps, _ = simulate_fields(args.kind, shape, args.batch, args.seed + step)
+            x0 = torch.from_numpy(maps)[:, None].to(torch.float32)
+        else:
+            pick = torch.randint(len(stored), (args.batch,))
+            x0 = torch.stack([augment(stored[i], periodic) for i in pick])
         loss = (
             sum(
                 len(part) * model.loss(part, mean, sd)
@@ -106,7 +131,9 @@ def main() -> None:
         "lr_schedule": "linear to 0" if args.anneal else "constant",
         "noise_levels": f"{args.focus} of each batch ln(sigma/std) ~ N(ln {args.centre}, "
         f"{args.width}^2), the rest N({args.base_mean}, {args.base_std}^2)",
-        "data": f"fresh {args.kind} simulations, seeds {args.seed} + step",
+        "data": f"fresh {args.kind} simulations, seeds {args.seed} + step"
+        if stored is None
+        else f"{len(stored)} maps of {args.data}, random symmetries and shifts",
     }  # fmt: skip
     metadata["training_steps"] = int(metadata.get("training_steps") or 0) + step
     save_record(make_record(ema.state_dict(), metadata), args.out)

@@ -33,7 +33,7 @@ from posterior_diffusion.simulators import simulate_fields
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prior", required=True)
+    parser.add_argument("--prior")
     parser.add_argument("--kind", default="convergence", help="simulator kind it was trained on")
     parser.add_argument("--num", type=int, default=64, help="maps from each side")
     parser.add_argument("--steps", type=int, default=200, help="reverse-SDE steps")
@@ -91,7 +91,21 @@ def parse() -> argparse.Namespace:
         "of the power spectrum of 2,048 other held-out simulations",
     )
     parser.add_argument("--json", help="also write the numbers here")
+    parser.add_argument(
+        "--maps-out", help="also write the drawn maps and the simulations here (.npz), to pool"
+    )
+    parser.add_argument(
+        "--pool",
+        nargs="+",
+        metavar="NPZ",
+        help="draw nothing: compare the maps of these --maps-out files, pooled (runs with "
+        "different seeds on different cores make one larger check)",
+    )
     args = parser.parse_args()
+    if args.pool and args.prior:
+        parser.error("--pool compares saved maps; it takes no --prior")
+    if not args.pool and not args.prior:
+        parser.error("--prior is required (or --pool)")
     if args.start == "simulations" and (args.gaussian_above or args.log_shift):
         parser.error("--start simulations runs the plain network on the simulations' variable")
     if args.start_sigma and args.start != "simulations":
@@ -211,8 +225,9 @@ def paired_ratio(drawn: np.ndarray, start: np.ndarray, bins: int) -> dict[str, l
     return {"k": k.tolist(), "ratio": ratio.tolist(), "error": err.tolist()}
 
 
-def main() -> None:
-    args = parse()
+def draw(args):
+    """Draw `args.num` maps from the prior and simulate as many; returns the maps, the
+    simulations, seconds per map and the paired ratios of `--start simulations` (else None)."""
     prior = NetworkPrior.from_file(args.prior).to(args.device)
     if args.pooled_norm:
         pool_group_norms(prior)
@@ -244,6 +259,41 @@ def main() -> None:
     paired = paired_ratio(drawn, start_maps, args.bins) if args.start == "simulations" else None
     if args.log_shift:
         drawn = args.log_shift * np.expm1(drawn)
+    return drawn, sims, seconds / args.num, paired
+
+
+def pooled(paths: list[str]):
+    """The maps of several `--maps-out` files, concatenated; refuses files whose draws share
+    a seed (they would be the same maps) or whose settings differ."""
+    drawn, sims, seeds, settings, seconds = [], [], [], set(), []
+    for path in paths:
+        with np.load(path) as f:
+            drawn.append(f["drawn"])
+            sims.append(f["sims"])
+            meta = json.loads(str(f["args"]))
+        seeds.append(meta["seed"])
+        seconds.append(meta["seconds_per_map"])
+        settings.add(json.dumps({k: meta[k] for k in ("prior", "kind", "steps", "shape")}))
+    if len(set(seeds)) < len(seeds):
+        raise SystemExit(f"--pool: two files were drawn with the same seed ({seeds})")
+    if len(settings) > 1:
+        raise SystemExit(f"--pool: the files were drawn with different settings: {settings}")
+    return np.concatenate(drawn), np.concatenate(sims), float(np.mean(seconds)), seeds, meta
+
+
+def main() -> None:
+    args = parse()
+    if args.pool:
+        drawn, sims, seconds_per_map, seeds, meta = pooled(args.pool)
+        for key in ("prior", "kind", "steps", "shape", "corrector_steps"):
+            setattr(args, key, meta[key])  # what the maps were drawn with, for the printout
+        args.num, args.seed, paired = len(drawn), seeds, None
+    else:
+        drawn, sims, seconds_per_map, paired = draw(args)
+        if args.maps_out:
+            meta = json.dumps({**vars(args), "seconds_per_map": seconds_per_map})
+            np.savez(args.maps_out, drawn=drawn, sims=sims, args=meta)
+    h, w = drawn.shape[-2:]
     k, p_sim, _ = power_spectrum(sims, num_bins=args.bins)
     _, p_prior, _ = power_spectrum(drawn, num_bins=args.bins)
     p_sim_mean, p_prior_mean = p_sim.mean(0), p_prior.mean(0)
@@ -261,7 +311,7 @@ def main() -> None:
     checks = bar(ratio, rel_err, stats, peak_z)
     print(
         f"\n{args.num} maps of {h} x {w} each; prior {args.prior}; {args.steps} SDE steps, "
-        f"{seconds / args.num:.2f} s per map\n"
+        f"{seconds_per_map:.2f} s per map\n"
     )
     print("| k [cycles/pixel] | P_prior / P_sim | error |")
     print("|---|---|---|")
@@ -295,7 +345,7 @@ def main() -> None:
                         "z": peak_z.tolist(),
                     },  # fmt: skip
                     "bar": checks,
-                    "seconds_per_map": seconds / args.num,
+                    "seconds_per_map": seconds_per_map,
                     **({"paired_with_start": paired} if paired else {}),
                 },
                 f,

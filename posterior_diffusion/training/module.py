@@ -21,6 +21,22 @@ from .data import TrainingDataError
 VALIDATION_SIGMAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
+def validation_losses(denoiser, batch: Tensor, theta=None, seed: int = 0) -> list[Tensor]:
+    """The weighted EDM loss of `denoiser` (a preconditioned network) on `batch` at each of
+    VALIDATION_SIGMAS, with noise drawn from `seed`: the validation loss `train` logs, so a prior
+    file can be scored after training on the same footing (benchmarks/validation_loss.py)."""
+    generator = torch.Generator(device=batch.device).manual_seed(seed)
+    std = denoiser.data_std.to(batch.dtype)
+    losses = []
+    for sigma_n in VALIDATION_SIGMAS:
+        noise = torch.randn(batch.shape, generator=generator, device=batch.device)
+        noisy = batch + sigma_n * std * noise.to(batch.dtype)
+        denoised = denoiser(noisy, sigma_n * std, theta)
+        weight = (sigma_n**2 + denoiser.sigma_data**2) / (sigma_n * denoiser.sigma_data) ** 2
+        losses.append(weight * ((denoised - batch) / std).square().mean())
+    return losses
+
+
 class ScorePriorModule(L.LightningModule):
     """EDM denoising score matching for one network; its EMA copy (or, on request, the network
     itself: `export_weights`) is the prior that ships.
@@ -175,19 +191,9 @@ class ScorePriorModule(L.LightningModule):
         """EMA denoiser's weighted loss at fixed noise levels, with noise fixed per batch (a
         conditional prior's with every map's theta)."""
         batch, theta = self._fields_and_theta(batch)
-        generator = torch.Generator(device=batch.device).manual_seed(batch_idx)
-        exported = self.exported()
-        std = exported.data_std.to(batch.dtype)
-        losses = []
-        for sigma_n in VALIDATION_SIGMAS:
-            noise = torch.randn(batch.shape, generator=generator, device=batch.device)
-            noisy = batch + sigma_n * std * noise.to(batch.dtype)
-            denoised = exported(noisy, sigma_n * std, theta)
-            weight = (sigma_n**2 + exported.sigma_data**2) / (sigma_n * exported.sigma_data) ** 2
-            losses.append(weight * ((denoised - batch) / std).square().mean())
-            self.log(
-                f"val/loss_sigma_{sigma_n:g}", losses[-1], batch_size=len(batch), sync_dist=True
-            )
+        losses = validation_losses(self.exported(), batch, theta, seed=batch_idx)
+        for sigma_n, value in zip(VALIDATION_SIGMAS, losses, strict=True):
+            self.log(f"val/loss_sigma_{sigma_n:g}", value, batch_size=len(batch), sync_dist=True)
         loss = torch.stack(losses).mean()
         # sync_dist: under DDP each rank validates its share of the maps; the epoch value is the
         # mean over every rank's maps (Lightning all-reduces the running sums at epoch end).
