@@ -101,6 +101,15 @@ def parse() -> argparse.Namespace:
         help="draw nothing: compare the maps of these --maps-out files, pooled (runs with "
         "different seeds on different cores make one larger check)",
     )
+    parser.add_argument(
+        "--reference",
+        type=int,
+        metavar="N",
+        help="compare against N fresh simulations of --reference-seed instead of --num of "
+        "--seed: simulations are cheap, and many of them leave only the draws' own scatter in "
+        "the errors (a lognormal field's power scatters widely from one set of maps to another)",
+    )
+    parser.add_argument("--reference-seed", type=int, default=200)
     args = parser.parse_args()
     if args.pool and args.prior:
         parser.error("--pool compares saved maps; it takes no --prior")
@@ -285,7 +294,7 @@ def main() -> None:
     args = parse()
     if args.pool:
         drawn, sims, seconds_per_map, seeds, meta = pooled(args.pool)
-        for key in ("prior", "kind", "steps", "shape", "corrector_steps"):
+        for key in ("prior", "kind", "steps", "shape", "corrector_steps", "depth"):
             setattr(args, key, meta[key])  # what the maps were drawn with, for the printout
         args.num, args.seed, paired = len(drawn), seeds, None
     else:
@@ -294,23 +303,27 @@ def main() -> None:
             meta = json.dumps({**vars(args), "seconds_per_map": seconds_per_map})
             np.savez(args.maps_out, drawn=drawn, sims=sims, args=meta)
     h, w = drawn.shape[-2:]
+    if args.reference:
+        extra = {"depth": args.depth} if args.kind == "density" else {}
+        sims, _ = simulate_fields(args.kind, (h, w), args.reference, args.reference_seed, **extra)
     k, p_sim, _ = power_spectrum(sims, num_bins=args.bins)
     _, p_prior, _ = power_spectrum(drawn, num_bins=args.bins)
     p_sim_mean, p_prior_mean = p_sim.mean(0), p_prior.mean(0)
     # Each map's bin power scatters by the cosmic variance; the ratio of two N-map means has
-    # relative error sqrt(var_sim / mean_sim^2 + var_prior / mean_prior^2) / sqrt(N).
-    rel_err = np.sqrt(p_sim.var(0) / p_sim_mean**2 + p_prior.var(0) / p_prior_mean**2) / np.sqrt(
-        args.num
+    # relative error sqrt(var_sim / (mean_sim^2 N_sim) + var_prior / (mean_prior^2 N_prior)).
+    rel_err = np.sqrt(
+        p_sim.var(0) / p_sim_mean**2 / len(sims) + p_prior.var(0) / p_prior_mean**2 / len(drawn)
     )
     ratio = p_prior_mean / p_sim_mean
     stats = {"simulations": moments(sims), "prior": moments(drawn)}
     scale = float(sims.std())
     peaks_sim, peaks_prior = peaks_per_map(sims, scale), peaks_per_map(drawn, scale)
-    peak_err = np.sqrt((peaks_sim.var(0) + peaks_prior.var(0)) / args.num)
+    peak_err = np.sqrt(peaks_sim.var(0) / len(sims) + peaks_prior.var(0) / len(drawn))
     peak_z = (peaks_prior.mean(0) - peaks_sim.mean(0)) / np.where(peak_err > 0, peak_err, np.inf)
     checks = bar(ratio, rel_err, stats, peak_z)
     print(
-        f"\n{args.num} maps of {h} x {w} each; prior {args.prior}; {args.steps} SDE steps, "
+        f"\n{len(drawn)} draws of {h} x {w} against {len(sims)} simulations; prior {args.prior}; "
+        f"{args.steps} SDE steps, "
         f"{seconds_per_map:.2f} s per map\n"
     )
     print("| k [cycles/pixel] | P_prior / P_sim | error |")
