@@ -10,6 +10,8 @@ twice), with the same EDM loss, AdamW, clipping and EMA as `posterior-diffusion 
 prior file (the source's metadata, plus what was done) of the averaged (EMA) weights; `--steps N
 --anneal` lets the learning rate fall linearly to 0 over N steps, and `--raw-out` also writes the
 live weights (docs/default_prior.md, "The averaged weights are the lag", measured both).
+`--data FILE` draws the batches from a training file instead (random maps under random flips,
+rotations and shifts, as `train` does), for a simulator too slow to run every step (density).
 
     OMP_NUM_THREADS=1 python benchmarks/finetune_levels.py --prior posterior_diffusion/data/default_prior.pt \
         --minutes 30 --out finetuned.pt

@@ -9,6 +9,10 @@ noiseless map). Prints markdown tables (docs/default_prior.md's) and issue 17's 
 
     python benchmarks/prior_samples.py --prior posterior_diffusion/data/default_prior.pt \
         --kind convergence --num 64
+
+Larger checks: processes with different `--seed`s write their maps (`--maps-out`), `--pool`
+compares them together, and `--reference N` compares against N fresh simulations instead of
+as many as the draws (the simulations' own scatter then drops out of the errors).
 """
 
 from __future__ import annotations
