@@ -138,6 +138,10 @@ def main() -> None:
         else f"{len(stored)} maps of {args.data}, random symmetries and shifts",
     }  # fmt: skip
     metadata["training_steps"] = int(metadata.get("training_steps") or 0) + step
+    # The starting file's losses would describe other weights: keep them under `finetuned`.
+    for key in ("training_loss", "validation_loss"):
+        metadata["finetuned"][f"starting_file_{key}"] = metadata.pop(key, None)
+    metadata["training_loss"] = sum(losses[-100:]) / len(losses[-100:]) if losses else None
     save_record(make_record(ema.state_dict(), metadata), args.out)
     print(f"wrote {args.out} after {step} steps")
     if args.raw_out:
