@@ -239,8 +239,9 @@ def paired_ratio(drawn: np.ndarray, start: np.ndarray, bins: int) -> dict[str, l
 
 
 def draw(args):
-    """Draw `args.num` maps from the prior and simulate as many; returns the maps, the
-    simulations, seconds per map and the paired ratios of `--start simulations` (else None)."""
+    """Draw `args.num` maps from the prior and simulate as many (none with `--reference` unless
+    `--maps-out` keeps them); returns the maps, the simulations (or None), seconds per map and
+    the paired ratios of `--start simulations` (else None)."""
     prior = NetworkPrior.from_file(args.prior).to(args.device)
     if args.pooled_norm:
         pool_group_norms(prior)
@@ -251,7 +252,9 @@ def draw(args):
     if args.kind == "density":  # the training maps' depth, recorded in the JSON's args
         args.depth = args.depth or prior.trained_shape[-1]
         extra["depth"] = args.depth
-    sims, _ = simulate_fields(args.kind, (h, w), args.num, args.seed, **extra)
+    sims = None
+    if args.maps_out or not args.reference:  # --reference brings its own simulations
+        sims, _ = simulate_fields(args.kind, (h, w), args.num, args.seed, **extra)
     start = time.perf_counter()
     rng = EnsembleRNG(args.seed, range(args.num), args.device)
     with torch.no_grad():
@@ -327,8 +330,7 @@ def main() -> None:
     checks = bar(ratio, rel_err, stats, peak_z)
     print(
         f"\n{len(drawn)} draws of {h} x {w} against {len(sims)} simulations; prior {args.prior}; "
-        f"{args.steps} SDE steps, "
-        f"{seconds_per_map:.2f} s per map\n"
+        f"{args.steps} SDE steps, {seconds_per_map:.2f} s per map\n"
     )
     print("| k [cycles/pixel] | P_prior / P_sim | error |")
     print("|---|---|---|")
