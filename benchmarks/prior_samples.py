@@ -121,10 +121,11 @@ def parse() -> argparse.Namespace:
         "--snr-peaks",
         type=float,
         default=2.0,
-        metavar="ARCMIN",
+        metavar="PIXELS",
         help="convergence: also count peaks of noisy maps smoothed by a Gaussian of this std "
-        "(1 arcmin pixels), in bins of S/N, the weak-lensing peak statistic; the noise is the "
-        "lensing forward model's default (sigma_e 0.26, 30 galaxies per arcmin^2); 0: off",
+        "[pixels], in bins of S/N, the weak-lensing peak statistic; the noise is the lensing "
+        "forward model's default (sigma_e 0.26, 30 galaxies per arcmin^2, 1 arcmin pixels as "
+        "the convergence simulator's); 0: off",
     )
     args = parser.parse_args()
     if args.pool and args.prior:
