@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 
 import numpy as np
@@ -285,6 +286,7 @@ def draw(args):
     `--maps-out` keeps them); returns the maps, the simulations (or None), seconds per map and
     the paired ratios of `--start simulations` (else None)."""
     prior = NetworkPrior.from_file(args.prior).to(args.device)
+    args.prior_checksum = prior.checksum  # kept in --maps-out files, so --pool can compare
     if args.pooled_norm:
         pool_group_norms(prior)
     c, h, w = prior.trained_shape
@@ -323,7 +325,7 @@ def draw(args):
 def pooled(paths: list[str]):
     """The maps of several `--maps-out` files, concatenated; refuses files whose draws share
     a seed (they would be the same maps) or whose settings differ."""
-    drawn, sims, seeds, settings, seconds = [], [], [], set(), []
+    drawn, sims, seeds, settings, seconds, checksums = [], [], [], set(), [], set()
     for path in paths:
         with np.load(path) as f:
             drawn.append(f["drawn"])
@@ -331,11 +333,18 @@ def pooled(paths: list[str]):
             meta = json.loads(str(f["args"]))
         seeds.append(meta["seed"])
         seconds.append(meta["seconds_per_map"])
-        settings.add(json.dumps({k: meta[k] for k in ("prior", "kind", "steps", "shape")}))
+        # The prior by file name (runs from different folders name it by different paths);
+        # files that record its checksum are also held to it.
+        same = {k: meta[k] for k in ("kind", "steps", "shape")}
+        same["prior"] = os.path.basename(meta["prior"])
+        settings.add(json.dumps(same))
+        checksums.add(meta.get("prior_checksum"))
     if len(set(seeds)) < len(seeds):
         raise SystemExit(f"--pool: two files were drawn with the same seed ({seeds})")
-    if len(settings) > 1:
-        raise SystemExit(f"--pool: the files were drawn with different settings: {settings}")
+    if len(settings) > 1 or len(checksums - {None}) > 1:
+        raise SystemExit(
+            f"--pool: the files were drawn with different settings: {settings}, {checksums}"
+        )
     return np.concatenate(drawn), np.concatenate(sims), float(np.mean(seconds)), seeds, meta
 
 
