@@ -55,11 +55,11 @@ def modulation(maps: np.ndarray, edges: np.ndarray) -> list[np.ndarray]:
     ]
 
 
-def ring_power(maps: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def ring_power(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each map's 2D power (one FFT per map) and the |k| of every grid point."""
     h, w = maps.shape[-2:]
     k = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :])
-    power = np.abs(np.fft.fft2(maps - maps.mean(axis=(-2, -1), keepdims=True))) ** 2
-    return power[:, (k >= lo) & (k < hi)].mean(1)
+    return np.abs(np.fft.fft2(maps - maps.mean(axis=(-2, -1), keepdims=True))) ** 2, k
 
 
 def main() -> None:
@@ -86,8 +86,10 @@ def main() -> None:
         print(f"| {q0:g}-{q1:g} | {r:.3f} | {e:.3f} |")
     print("\n| \\|k\\| [cycles/pixel] | power, draws / simulations | error |\n|---|---|---|")
     rings = []
+    (p_sims, k), (p_drawn, _) = ring_power(sims), ring_power(drawn)
     for lo, hi in zip(RINGS[:-1], RINGS[1:], strict=True):
-        r, e = ratio_with_error(ring_power(sims, lo, hi), ring_power(drawn, lo, hi))
+        ring = (k >= lo) & (k < hi)
+        r, e = ratio_with_error(p_sims[:, ring].mean(1), p_drawn[:, ring].mean(1))
         rings.append({"k": [lo, hi], "ratio": r, "error": e})
         print(f"| {lo:g}-{hi:g} | {r:.3f} | {e:.3f} |")
     if args.json:
