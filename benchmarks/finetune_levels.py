@@ -23,6 +23,7 @@ import argparse
 import copy
 import math
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -135,7 +136,7 @@ def main() -> None:
         f"{args.width}^2), the rest N({args.base_mean}, {args.base_std}^2)",
         "data": f"fresh {args.kind} simulations, seeds {args.seed} + step"
         if stored is None
-        else f"{len(stored)} maps of {args.data}, random symmetries and shifts",
+        else f"{len(stored)} maps of {Path(args.data).name}, random symmetries and shifts",  # no local path
     }  # fmt: skip
     metadata["training_steps"] = int(metadata.get("training_steps") or 0) + step
     # The starting file's losses would describe other weights: keep them under `finetuned`.
