@@ -109,13 +109,11 @@ def sbc_bins(num_tests: int, num_samples: int) -> int:
     return int(min(max(num_tests // 5, 2), 20, num_samples + 1))
 
 
-def sbc(tests, num_samples: int, lensing: bool) -> dict[str, Any]:
+def sbc(tests, num_samples: int) -> dict[str, Any]:
     """Rank histograms per family of statistics, chi^2 uniformity p-values per statistic."""
     bins = sbc_bins(len(tests), num_samples)
     families = {}
     for name, label in SBC_FAMILIES.items():
-        if name == "peaks" and not lensing:
-            continue
         ranks = np.stack([t[f"rank_{name}"] for t in tests]).astype(np.int64)  # (K, S)
         counts, expected = rank_histogram(ranks, num_samples, bins)  # (S, bins), (bins,)
         k = ranks.shape[0]
@@ -314,7 +312,7 @@ def aggregate(tests, meta, num_samples: int, forward_model: str) -> dict[str, An
         "padded_shape": meta[0].get("padded_shape") if meta else None,
         "coverage": coverage(tests, num_samples),
         "tarp": tarp(tests),
-        "sbc": sbc(tests, num_samples, lensing),
+        "sbc": sbc(tests, num_samples),
         "zscores": zscores(tests, num_samples),
         "chi2": chi2(tests),
         "spectra": spectra(tests),
@@ -326,7 +324,9 @@ def aggregate(tests, meta, num_samples: int, forward_model: str) -> dict[str, An
             "nfe_per_sample": float(np.nanmean(nfe)) if np.isfinite(nfe).any() else None,
         },
     }
+    # Peak counts are a field statistic (issue 17 holds the density prior to them too); E/B
+    # modes need shear data.
+    results["peaks"] = peaks(tests)
     if lensing:
-        results["peaks"] = peaks(tests)
         results["eb_modes"] = eb_modes(tests)
     return results

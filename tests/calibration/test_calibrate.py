@@ -74,8 +74,8 @@ def test_writes_every_output(resumed):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     for name in FIGURES:
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000, name
-    assert not (out / "figures" / "peaks.png").exists()  # lensing only
-    assert not (out / "figures" / "eb_modes.png").exists()
+    assert (out / "figures" / "peaks.png").is_file()  # peaks for every field
+    assert not (out / "figures" / "eb_modes.png").exists()  # shear data only
     html = (out / "index.html").read_text()
     assert all(f'src="figures/{name}.png"' in html for name in FIGURES)
     assert "posterior-diffusion calibrate" in html  # provenance on the page
@@ -96,7 +96,7 @@ def test_summary_holds_numbers_and_provenance(resumed):
     assert len(cov["levels"]) == len(cov["empirical"]) == len(cov["band_low"])
     assert all(0 <= c <= 1 for c in cov["empirical"])
     assert len(summary["tarp"]["ecp"]) == len(summary["tarp"]["alpha"])
-    assert set(summary["sbc"]["families"]) == {"pixels", "projections", "power"}
+    assert set(summary["sbc"]["families"]) == {"pixels", "projections", "power", "peaks"}
     assert summary["sbc"]["families"]["pixels"]["num_statistics"] == N * N
     # Gaussian prior, linear-Gaussian model, small grid: compared with the exact posterior.
     exact = summary["exact_posterior"]
