@@ -22,7 +22,7 @@ from posterior_diffusion.diagnostics import (
     rank_uniformity_pvalue,
     transfer_function,
 )
-from posterior_diffusion.diagnostics.tarp import DEFAULT_ALPHA
+from posterior_diffusion.diagnostics.tarp import DEFAULT_ALPHA, expected_ecp
 
 from .held_out import LEVELS, MAP_LEVELS, NUM_PROJECTIONS, PEAK_THRESHOLDS, Z_EDGES
 
@@ -84,11 +84,12 @@ def coverage(tests, num_samples: int) -> dict[str, Any]:
     return out
 
 
-def tarp(tests) -> dict[str, Any]:
-    """ECP(alpha) with the binomial band of K independent tests."""
+def tarp(tests, num_samples: int) -> dict[str, Any]:
+    """ECP(alpha) with the binomial band of K independent tests around a calibrated run's ECP."""
     f = np.array([float(t["tarp_f"]) for t in tests])
     ecp = ecp_curve(f, DEFAULT_ALPHA)
-    low, high = _binomial_band(DEFAULT_ALPHA, len(f), COVERAGE_BAND)
+    expected = expected_ecp(DEFAULT_ALPHA, num_samples)
+    low, high = _binomial_band(expected, len(f), COVERAGE_BAND)
     exact_ecp = None
     if "exact_ref_tarp_f" in tests[0]:
         exact_ecp = ecp_curve([float(t["exact_ref_tarp_f"]) for t in tests], DEFAULT_ALPHA)
@@ -96,6 +97,7 @@ def tarp(tests) -> dict[str, Any]:
         "alpha": DEFAULT_ALPHA,
         "ecp": ecp,
         "exact_reference": exact_ecp,
+        "expected": expected,
         "band_low": low,
         "band_high": high,
         "deviation": float(np.abs(ecp - DEFAULT_ALPHA).max()),
@@ -311,7 +313,7 @@ def aggregate(tests, meta, num_samples: int, forward_model: str) -> dict[str, An
         # The grid the sampler ran on when it padded a sky patch (docs/sky.md), else None.
         "padded_shape": meta[0].get("padded_shape") if meta else None,
         "coverage": coverage(tests, num_samples),
-        "tarp": tarp(tests),
+        "tarp": tarp(tests, num_samples),
         "sbc": sbc(tests, num_samples),
         "zscores": zscores(tests, num_samples),
         "chi2": chi2(tests),

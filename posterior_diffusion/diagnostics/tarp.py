@@ -53,6 +53,14 @@ def tarp_fractions(samples, truth, references, metric: str = "euclidean") -> np.
     return (d_samples < d_truth[:, None]).mean(axis=1)
 
 
+def expected_ecp(alpha, num_samples: int) -> np.ndarray:
+    """ECP(alpha) of a calibrated posterior with N samples per test: f_j is uniform on
+    {0, 1/N, ..., 1}, so P(f_j < alpha) = ceil(alpha N) / (N + 1), which is N / (N + 1), not 1, at
+    alpha = 1 (a band built around alpha itself refused calibrated runs there)."""
+    alpha = as_numpy(alpha)
+    return np.ceil(np.round(alpha * num_samples, 9)) / (num_samples + 1)
+
+
 def ecp_curve(f, alpha=DEFAULT_ALPHA) -> np.ndarray:
     """ECP(alpha) = mean_j 1[f_j < alpha], for each alpha."""
     f, alpha = as_numpy(f).reshape(-1), as_numpy(alpha)

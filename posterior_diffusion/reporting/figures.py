@@ -192,7 +192,7 @@ def tarp(result: dict[str, Any], num_tests: int) -> Figure:
         color=BAND_COLOUR,
         label=f"95% band, {num_tests} tests",
     )
-    ax.plot([0, 1], [0, 1], "-", color=EXPECTED_COLOUR, label="calibrated")
+    ax.plot(alpha, result.get("expected", alpha), "-", color=EXPECTED_COLOUR, label="calibrated")
     if result.get("exact_reference") is not None:
         ax.plot(alpha, result["exact_reference"], "--", color="tab:green", label="exact samples")
     ax.plot(alpha, ecp, "o-", color="tab:blue", ms=4, label="this sampler")
