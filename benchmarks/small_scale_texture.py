@@ -55,7 +55,7 @@ def modulation(maps: np.ndarray, edges: np.ndarray) -> list[np.ndarray]:
     ]
 
 
-def ring_power(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def power_2d(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each map's 2D power (one FFT per map) and the |k| of every grid point."""
     h, w = maps.shape[-2:]
     k = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :])
@@ -86,7 +86,7 @@ def main() -> None:
         print(f"| {q0:g}-{q1:g} | {r:.3f} | {e:.3f} |")
     print("\n| \\|k\\| [cycles/pixel] | power, draws / simulations | error |\n|---|---|---|")
     rings = []
-    (p_sims, k), (p_drawn, _) = ring_power(sims), ring_power(drawn)
+    (p_sims, k), (p_drawn, _) = power_2d(sims), power_2d(drawn)
     for lo, hi in zip(RINGS[:-1], RINGS[1:], strict=True):
         ring = (k >= lo) & (k < hi)
         r, e = ratio_with_error(p_sims[:, ring].mean(1), p_drawn[:, ring].mean(1))
