@@ -313,8 +313,9 @@ def _highlights(results: dict[str, Any], prov: dict[str, Any]) -> list[tuple[str
     rows.append(
         (
             "TARP max |ECP - alpha|",
-            f"{tarp['deviation']:.3f} (95% band half-width up to "
-            f"{np.max(tarp['band_high'] - tarp['alpha']):.3f}{exact_tarp})",
+            f"{tarp['deviation']:.3f} ({'inside' if tarp['inside_band'] else 'outside'} the "
+            f"simultaneous 95% band, half-width up to "
+            f"{np.max(tarp['band_high'] - tarp['expected']):.3f}{exact_tarp})",
         )
     )
     for fam in results["sbc"]["families"].values():

@@ -190,7 +190,7 @@ def tarp(result: dict[str, Any], num_tests: int) -> Figure:
         result["band_low"],
         result["band_high"],
         color=BAND_COLOUR,
-        label=f"95% band, {num_tests} tests",
+        label=f"simultaneous 95% band, {num_tests} tests",
     )
     ax.plot(alpha, result.get("expected", alpha), "-", color=EXPECTED_COLOUR, label="calibrated")
     if result.get("exact_reference") is not None:
