@@ -15,6 +15,7 @@ from scipy import stats
 
 from forward_models.registry import has_shear_data
 from posterior_diffusion.diagnostics import (
+    binomial_band,
     cross_correlation,
     ecp_curve,
     expected_coverage,
@@ -40,12 +41,6 @@ def _stack(tests: list[dict[str, np.ndarray]], key: str) -> np.ndarray:
     return np.stack([np.asarray(t[key], dtype=np.float64) for t in tests])
 
 
-def _binomial_band(p: np.ndarray, n: int, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Central `level` interval of Binomial(n, p) / n, elementwise."""
-    low, high = stats.binom.interval(level, max(int(n), 1), np.clip(p, 0.0, 1.0))
-    return low / max(int(n), 1), high / max(int(n), 1)
-
-
 def coverage(tests, num_samples: int) -> dict[str, Any]:
     """Pooled coverage curve with its binomial band, and the per-pixel coverage maps."""
     per_test = _stack(tests, "coverage").T  # (L, K)
@@ -64,7 +59,7 @@ def coverage(tests, num_samples: int) -> dict[str, Any]:
         if ok.any():
             e = expected[interior][ok]
             n_eff = float(np.clip(np.median(e * (1 - e) / var[ok]), 1.0, pixels))
-    low, high = _binomial_band(expected, round(k * n_eff), COVERAGE_BAND)
+    low, high = binomial_band(expected, round(k * n_eff), COVERAGE_BAND)
     covered = np.stack([t["covered"] for t in tests]).astype(np.float64).mean(axis=0)
     out = {
         "levels": LEVELS,
@@ -123,7 +118,7 @@ def sbc(tests, num_samples: int) -> dict[str, Any]:
         counts, expected = rank_histogram(ranks, num_samples, bins)  # (S, bins), (bins,)
         k = ranks.shape[0]
         pvalues = rank_uniformity_pvalue(ranks, num_samples, bins)
-        low, high = _binomial_band(expected, k, SBC_BAND)
+        low, high = binomial_band(expected, k, SBC_BAND)
         families[name] = {
             "label": label,
             "num_statistics": int(counts.shape[0]),

@@ -2,6 +2,7 @@
 numpy out)."""
 
 from .coverage import (
+    binomial_band,
     coverage_curve,
     coverage_map,
     coverage_per_test,
@@ -36,6 +37,7 @@ __all__ = [
     "EBPower",
     "azimuthal_average",
     "band_edges",
+    "binomial_band",
     "coverage_curve",
     "coverage_map",
     "coverage_per_test",

@@ -10,6 +10,7 @@ whose expected probability content is a (N - 1) / (N + 1), so E[coverage] ~ a (N
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 
 from ._arrays import batch_tests
 
@@ -19,6 +20,14 @@ DEFAULT_LEVELS = np.linspace(0.0, 1.0, 21)
 def expected_coverage(levels, num_samples: int) -> np.ndarray:
     """a (N - 1) / (N + 1): what an exactly calibrated sampler gives with N samples per test."""
     return np.asarray(levels, dtype=np.float64) * (num_samples - 1) / (num_samples + 1)
+
+
+def binomial_band(p, n: int, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Central `level` interval of Binomial(n, p) / n, elementwise: where a calibrated run's
+    fraction of n independent hits with probability p falls."""
+    n = max(int(n), 1)
+    low, high = stats.binom.interval(level, n, np.clip(p, 0.0, 1.0))
+    return low / n, high / n
 
 
 def _inside(samples: np.ndarray, truth: np.ndarray, levels: np.ndarray) -> np.ndarray:

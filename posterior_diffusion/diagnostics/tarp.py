@@ -23,9 +23,9 @@ Why the references are prior draws (calibration draws one per test, independent 
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from ._arrays import as_numpy, batch_tests
+from .coverage import binomial_band
 
 DEFAULT_ALPHA = np.linspace(0.0, 1.0, 21)
 
@@ -81,12 +81,8 @@ def simultaneous_band(
     below = np.concatenate([np.zeros((draws, 1)), np.cumsum(counts, axis=1)], axis=1)
     ecp = below[:, np.ceil(np.round(alpha * n, 9)).astype(int)] / k  # (draws, alphas)
 
-    def band(pointwise: float) -> tuple[np.ndarray, np.ndarray]:
-        low, high = stats.binom.interval(pointwise, k, np.clip(expected, 0.0, 1.0))
-        return low / k, high / k
-
     def inside(pointwise: float) -> float:
-        low, high = band(pointwise)
+        low, high = binomial_band(expected, k, pointwise)
         return float(np.mean(np.all((ecp >= low - 1e-12) & (ecp <= high + 1e-12), axis=1)))
 
     # Bisect on log10(1 - pointwise level); the fraction inside grows with the level.
@@ -98,7 +94,7 @@ def simultaneous_band(
         else:
             lo_exp = mid
     pointwise = 1.0 - 10.0**-hi_exp
-    low, high = band(pointwise)
+    low, high = binomial_band(expected, k, pointwise)
     return low, high, pointwise
 
 

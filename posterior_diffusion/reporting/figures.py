@@ -13,6 +13,7 @@ from matplotlib.ticker import FuncFormatter
 from scipy import stats
 
 from forward_models.registry import data_labels, field_label
+from posterior_diffusion.diagnostics import binomial_band
 
 from .style import (
     DIVERGING_CMAP,
@@ -170,10 +171,10 @@ def coverage_maps(
         level = levels[i]
         fraction = _first_channel(cov["map_fraction"][i])
         calibrated = level * (num_samples - 1) / (num_samples + 1)
-        low, high = stats.binom.interval(0.95, num_tests, calibrated)
+        low, high = binomial_band(calibrated, num_tests, 0.95)
         title = (
             f"{level:.0%} intervals (calibrated: {calibrated:.2f} at N = {num_samples})\n"
-            f"95% of pixels expected in [{low / num_tests:.2f}, {high / num_tests:.2f}]"
+            f"95% of pixels expected in [{low:.2f}, {high:.2f}]"
         )
         show_image(fig, ax, fraction, title, "fraction of tests covered", vmin=0.0, vmax=1.0,
                    pixel_scale_arcmin=pixel_scale_arcmin, footprint=mask)  # fmt: skip
