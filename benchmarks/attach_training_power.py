@@ -7,6 +7,13 @@ validation alike, as the split is not recorded), which the metadata says:
 
     python benchmarks/attach_training_power.py PRIOR.pt DATA.h5 -o PRIOR_WITH_POWER.pt
 
+`--statistic fixed_mean` attaches instead the mean every map of the data shares (`fixed_mean`,
+which `train` records since; the prior then holds its maps' mean exactly: NetworkPrior.
+with_fixed_mean), leaving the power spectrum as it was; it refuses data whose maps' means differ:
+
+    python benchmarks/attach_training_power.py posterior_diffusion/data/density_prior.pt \
+        data/density_64.h5 --statistic fixed_mean -o density_prior_fixed_mean.pt
+
 `--regenerated` accepts data regenerated with the prior's recorded command whose checksum differs
 from the recorded one but whose training maps (the split of `train`'s data module, from
 `--val-fraction` and `--split-seed` as in the prior's config) have the mean and std the prior
@@ -45,6 +52,7 @@ def main() -> None:
     parser.add_argument("prior", type=Path)
     parser.add_argument("data", type=Path)
     parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--statistic", choices=("power", "fixed_mean"), default="power")
     parser.add_argument("--regenerated", action="store_true")
     parser.add_argument("--val-fraction", type=float, default=0.02)
     parser.add_argument("--split-seed", type=int, default=0)
@@ -69,8 +77,14 @@ def main() -> None:
         )
     elif stats["checksum"] != metadata["data_checksum"]:
         refuse(f"{args.data}: not the data {args.prior} was trained on (checksum)")
-    metadata["training_power"] = stats["power"]
-    metadata["training_power_maps"] = how
+    if args.statistic == "fixed_mean":
+        if stats["fixed_mean"] is None:
+            refuse(f"{args.data}: its maps' means differ, so there is no fixed mean to attach")
+        metadata["fixed_mean"] = stats["fixed_mean"]
+        metadata["fixed_mean_maps"] = how
+    else:
+        metadata["training_power"] = stats["power"]
+        metadata["training_power_maps"] = how
     save_record(make_record(state, metadata), args.output)
     print(f"wrote {args.output}")
 

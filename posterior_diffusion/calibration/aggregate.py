@@ -35,6 +35,7 @@ SBC_FAMILIES = {
 }
 COVERAGE_BAND = 0.95  # probability of the coverage and TARP bands
 SBC_BAND = 0.99  # per-bin probability of the SBC histogram band
+FIXED_STATISTIC_RTOL = 1e-9  # spread over truths, relative to their mean power, of a fixed bin
 
 
 def _stack(tests: list[dict[str, np.ndarray]], key: str) -> np.ndarray:
@@ -109,15 +110,39 @@ def sbc_bins(num_tests: int, num_samples: int) -> int:
     return int(min(max(num_tests // 5, 2), 20, num_samples + 1))
 
 
+def fixed_power_bins(tests) -> dict[str, Any] | None:
+    """P(k) bins whose value is the same in every truth (the k = 0 bin of maps whose mean the
+    simulations fix, such as the density contrast of a periodic box), to 1e-9 of the truths'
+    mean power: a point mass under the prior, so a rank there is float noise, not calibration.
+    Needs two tests or more. Returns their indices and the samples' largest departure from it
+    (relative to the mean power), or None when there are none."""
+    if len(tests) < 2:  # one truth shares everything with itself
+        return None
+    p_truth, p_samples = _stack(tests, "p_truth"), _stack(tests, "p_samples")  # (K, B), (K, N, B)
+    scale = float(np.median(p_truth.mean(axis=1)))
+    fixed = np.ptp(p_truth, axis=0) <= FIXED_STATISTIC_RTOL * scale
+    if not fixed.any():
+        return None
+    departure = np.abs(p_samples - p_truth[:, None])[..., fixed].max() / scale
+    return {"statistics": np.flatnonzero(fixed), "samples_max_departure": float(departure)}
+
+
 def sbc(tests, num_samples: int) -> dict[str, Any]:
-    """Rank histograms per family of statistics, chi^2 uniformity p-values per statistic."""
+    """Rank histograms per family of statistics, chi^2 uniformity p-values per statistic
+    (NaN for statistics the prior fixes, which are reported apart: `fixed_power_bins`)."""
     bins = sbc_bins(len(tests), num_samples)
     families = {}
     for name, label in SBC_FAMILIES.items():
         ranks = np.stack([t[f"rank_{name}"] for t in tests]).astype(np.int64)  # (K, S)
-        counts, expected = rank_histogram(ranks, num_samples, bins)  # (S, bins), (bins,)
+        fixed = fixed_power_bins(tests) if name == "power" else None
+        free = np.ones(ranks.shape[1], dtype=bool)
+        if fixed is not None:
+            free[fixed["statistics"]] = False
+        counts, expected = rank_histogram(ranks[:, free], num_samples, bins)  # (S', bins)
         k = ranks.shape[0]
-        pvalues = rank_uniformity_pvalue(ranks, num_samples, bins)
+        pvalues = np.full(ranks.shape[1], np.nan)
+        pvalues[free] = rank_uniformity_pvalue(ranks[:, free], num_samples, bins)
+        tested = pvalues[free]
         low, high = binomial_band(expected, k, SBC_BAND)
         families[name] = {
             "label": label,
@@ -126,10 +151,11 @@ def sbc(tests, num_samples: int) -> dict[str, Any]:
             "expected_fraction": expected,
             "band_low": low,
             "band_high": high,
-            "pvalues": np.asarray(pvalues, dtype=np.float64),
-            "fraction_p_below_0.05": float(np.mean(pvalues < 0.05)),
-            "fraction_p_below_0.01": float(np.mean(pvalues < 0.01)),
-            "median_p": float(np.median(pvalues)),
+            "pvalues": pvalues,
+            "fraction_p_below_0.05": float(np.mean(tested < 0.05)),
+            "fraction_p_below_0.01": float(np.mean(tested < 0.01)),
+            "median_p": float(np.median(tested)),
+            "fixed": fixed,
         }
     return {"bins": bins, "families": families}
 

@@ -78,15 +78,16 @@ def _check_numbers(metadata: dict[str, Any], channels: int, path) -> None:
             raise PriorFileError(f"{path}: metadata {key} must be a number, got {value!r}")
         if not (math.isfinite(value) and value > 0):
             raise PriorFileError(f"{path}: metadata {key} must be finite and > 0, got {value!r}")
-    mean = metadata.get("data_mean")
-    if mean is not None and not (
-        isinstance(mean, list)
-        and len(mean) == channels
-        and all(isinstance(m, int | float) and math.isfinite(m) for m in mean)
-    ):
-        raise PriorFileError(
-            f"{path}: metadata data_mean must be {channels} finite number(s), got {mean!r}"
-        )
+    for key in ("data_mean", "fixed_mean"):
+        mean = metadata.get(key)
+        if mean is not None and not (
+            isinstance(mean, list)
+            and len(mean) == channels
+            and all(isinstance(m, int | float) and math.isfinite(m) for m in mean)
+        ):
+            raise PriorFileError(
+                f"{path}: metadata {key} must be {channels} finite number(s), got {mean!r}"
+            )
 
 
 class NetworkPrior(Prior):
@@ -114,6 +115,8 @@ class NetworkPrior(Prior):
         self.precision = "fp32"
         self.compiled = False
         self.power_tables = power_tables(metadata.get("training_power"), self.trained_shape[0])
+        fixed = metadata.get("fixed_mean")
+        self.fixed_mean = None if fixed is None else torch.tensor(fixed, dtype=torch.float64)
         self._power_grids: dict[tuple[int, int], Tensor] = {}
 
     def configure(
@@ -263,9 +266,27 @@ class NetworkPrior(Prior):
         flat = x.reshape(-1, *x.shape[-3:])
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
         sigma = sigma.expand(batch_shape).reshape(-1) if sigma.ndim else sigma
+        if self.fixed_mean is not None:
+            flat = self.with_fixed_mean(flat)
         bf16 = self.precision == "bf16"
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            return self.precond(flat, sigma, condition).reshape(x.shape)
+            denoised = self.precond(flat, sigma, condition)
+        if self.fixed_mean is not None:
+            denoised = self.with_fixed_mean(denoised)
+        return denoised.reshape(x.shape)
+
+    def with_fixed_mean(self, x: Tensor) -> Tensor:
+        """x (B, C, H, W) with each map's mean set to the prior's fixed one, per channel.
+
+        Every training map had this mean (metadata `fixed_mean`, e.g. the density contrast of a
+        periodic box), so the exact denoiser's output has it, and its input's mean is pure noise
+        that it ignores: D(x) = m + P D(P x + m), with P removing each map's mean. Projecting
+        both sides keeps the Jacobian P J P symmetric, so the guidance's vector-Jacobian products
+        cannot move the mean either. Without it the shipped density prior's maps had means
+        scattering by 0.005 rms about the simulations' exact 0 (docs/density_prior.md).
+        """
+        mean = self.fixed_mean.to(device=x.device, dtype=x.dtype)[:, None, None]
+        return x - x.mean(dim=(-2, -1), keepdim=True) + mean
 
     def sample(
         self,
@@ -312,6 +333,7 @@ class NetworkPrior(Prior):
             "training_steps",
             "posterior_diffusion_version",
             "hybrid",
+            "fixed_mean",
         )
         extra = {"training_power_spectrum": self.power_tables is not None}
         extra.update({"precision": self.precision} if self.precision != "fp32" else {})

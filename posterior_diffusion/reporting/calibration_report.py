@@ -319,11 +319,19 @@ def _highlights(results: dict[str, Any], prov: dict[str, Any]) -> list[tuple[str
         )
     )
     for fam in results["sbc"]["families"].values():
+        fixed = fam.get("fixed")
+        fixed_note = ""
+        if fixed is not None:
+            fixed_note = (
+                f"; not ranked: bin(s) {', '.join(str(i) for i in fixed['statistics'])}, the same "
+                f"in every truth; samples depart from it by up to "
+                f"{fixed['samples_max_departure']:.1e} of the mean power"
+            )
         rows.append(
             (
                 f"SBC {fam['label']}",
                 f"median p {fam['median_p']:.2f}, p < 0.01 for "
-                f"{fam['fraction_p_below_0.01']:.1%} of {fam['num_statistics']}",
+                f"{fam['fraction_p_below_0.01']:.1%} of {fam['num_statistics']}{fixed_note}",
             )
         )
     exact_z = z.get("exact_samples_std")

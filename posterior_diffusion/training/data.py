@@ -75,9 +75,14 @@ def theta_statistics(theta: np.ndarray, indices: np.ndarray, names: Any, path: s
     }
 
 
+# Spread of the training maps' means, in data std, below which they count as one fixed mean.
+FIXED_MEAN_TOLERANCE = 1e-6
+
+
 def field_statistics(fields: Any, indices: np.ndarray, path: str) -> dict[str, Any]:
-    """Per-channel mean, global standard deviation, power spectrum (`radial_table` rows, per
-    channel, of the mean-subtracted training maps) and a checksum of the whole dataset.
+    """Per-channel mean (also as `fixed_mean` when every map has it), global standard deviation,
+    power spectrum (`radial_table` rows, per channel, of the mean-subtracted training maps) and a
+    checksum of the whole dataset.
 
     The checksum is sha256 over every map's float32 little-endian bytes in file order: it names
     the data, whatever the container (HDF5 or zarr), chunking or compression.
@@ -85,7 +90,7 @@ def field_statistics(fields: Any, indices: np.ndarray, path: str) -> dict[str, A
     num = fields.shape[0]
     digest = hashlib.sha256()
     total = 0
-    channel_sum = channel_sq = power_sum = None
+    channel_sum = channel_sq = power_sum = low = high = None
     selected = np.zeros(num, dtype=bool)
     selected[indices] = True
     for start in range(0, num, STATS_BLOCK):
@@ -96,6 +101,9 @@ def field_statistics(fields: Any, indices: np.ndarray, path: str) -> dict[str, A
         block = block[:, None] if block.ndim == 3 else block
         s, sq = block.sum((0, 2, 3)), np.square(block).sum((0, 2, 3))
         power = np.square(np.abs(np.fft.fft2(block))).sum(0)
+        map_means = block.mean(axis=(2, 3))  # (maps, C)
+        low = map_means.min(0) if low is None else np.minimum(low, map_means.min(0))
+        high = map_means.max(0) if high is None else np.maximum(high, map_means.max(0))
         channel_sum = s if channel_sum is None else channel_sum + s
         channel_sq = sq if channel_sq is None else channel_sq + sq
         power_sum = power if power_sum is None else power_sum + power
@@ -109,8 +117,12 @@ def field_statistics(fields: Any, indices: np.ndarray, path: str) -> dict[str, A
     power = power_sum / (maps * pixels)
     power[:, 0, 0] -= pixels * mean**2  # the mean is subtracted only from the k = 0 mode
     k, table = radial_table(power)
+    # Maps whose means all agree to float32 precision (the density contrast of a periodic box is
+    # exactly 0) fix the mean: the prior then projects it exactly (NetworkPrior.with_fixed_mean).
+    fixed = bool(np.all(high - low <= FIXED_MEAN_TOLERANCE * variance**0.5))
     return {
         "mean": mean.tolist(),
+        "fixed_mean": mean.tolist() if fixed else None,
         "std": variance**0.5,
         "checksum": digest.hexdigest(),
         "power": {"k": k.tolist(), "power": table.tolist()},
@@ -239,6 +251,7 @@ class FieldDataModule(L.LightningDataModule):
             "data_file": Path(self.hparams.path).name,
             "data_checksum": self.statistics["checksum"],
             "data_mean": self.statistics["mean"],
+            "fixed_mean": self.statistics["fixed_mean"],
             "data_std": self.statistics["std"],
             "training_power": self.statistics["power"],
             "periodic": bool(self.hparams.periodic),

@@ -293,6 +293,7 @@ _DATA_KEYS = (
     "data_file",
     "data_checksum",
     "data_mean",
+    "fixed_mean",
     "data_std",
     "training_power",
     "periodic",

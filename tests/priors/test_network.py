@@ -85,6 +85,31 @@ def test_denoiser_takes_any_batch_shape_and_per_member_sigma(prior_file):
     assert torch.allclose(out[1, 2], prior.denoise(x[1, 2][None], 1.0)[0], atol=1e-7)  # float32 net
 
 
+def test_a_fixed_mean_is_held_exactly_and_the_input_mean_ignored(tmp_path):
+    """With metadata `fixed_mean`, D(x) has that mean whatever x, does not depend on x's mean,
+    and its vector-Jacobian products (the guidance) are mean-free; the same network without
+    it (the control) does none of these."""
+    precond = random_precond()
+    plain = NetworkPrior.from_file(write_prior(tmp_path / "plain.pt", precond))
+    fixed = NetworkPrior.from_file(write_prior(tmp_path / "fixed.pt", precond, fixed_mean=[0.002]))
+    assert fixed.identity()["fixed_mean"] == [0.002]
+    x = 0.05 * torch.randn(3, *SHAPE, dtype=torch.float64)
+    shifted = x + 0.01 * torch.randn(3, 1, 1, 1, dtype=torch.float64)
+    for sigma in (1e-3, 0.03, 1.0):
+        out = fixed.denoise(x, sigma)
+        assert torch.allclose(out.mean(dim=(-2, -1)), torch.tensor(0.002, dtype=torch.float64))
+        assert torch.allclose(fixed.denoise(shifted, sigma), out, rtol=0, atol=1e-12)
+        _, cov = fixed.linearize(x, sigma)
+        assert cov(torch.randn_like(x)).mean(dim=(-2, -1)).abs().max() < 1e-12
+        mean_error = (plain.denoise(x, sigma).mean(dim=(-2, -1)) - 0.002).abs().max()
+        assert mean_error > 1e-5
+    with torch.no_grad():
+        drawn = fixed.sample(2, torch.Generator().manual_seed(0), steps=8)
+    assert torch.allclose(drawn.mean(dim=(-2, -1)), torch.tensor(0.002, dtype=torch.float64))
+    bad = write_prior(tmp_path / "bad.pt", precond, fixed_mean=[0.0, 1.0])
+    assert "fixed_mean must be 1 finite number" in one_line_error(bad)
+
+
 def one_line_error(path: Path) -> str:
     with pytest.raises(PriorFileError) as err:
         NetworkPrior.from_file(path)

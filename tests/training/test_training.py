@@ -237,6 +237,21 @@ def test_training_power_is_the_spectrum_of_the_mean_subtracted_maps(grf_file, tm
     np.testing.assert_allclose(moved, measured, rtol=1e-3)
 
 
+def test_a_mean_every_training_map_shares_is_recorded_as_fixed(grf_file, tmp_path):
+    """Maps with exactly one mean (the density contrast of a periodic box) record it as
+    `fixed_mean`; the simulated GRF maps, whose means scatter, record none (the control)."""
+    module = FieldDataModule(str(grf_file), val_fraction=0.25)
+    module.setup("fit")
+    assert module.describe()["fixed_mean"] is None
+    fields = np.asarray(h5py.File(grf_file)["fields"][:], dtype=np.float64)
+    centred = fields - fields.mean(axis=(-2, -1), keepdims=True) + 0.25
+    path = tmp_path / "centred.h5"
+    write_dataset_file(path, centred.astype(np.float32), {"kind": "grf"})
+    module = FieldDataModule(str(path), val_fraction=0.25)
+    module.setup("fit")
+    assert module.describe()["fixed_mean"] == pytest.approx([0.25], abs=1e-6)
+
+
 def test_augmentation_is_a_symmetry_of_the_grid():
     torch.manual_seed(1)
     x = torch.randn(1, 8, 8)
