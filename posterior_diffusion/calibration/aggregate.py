@@ -129,7 +129,7 @@ def fixed_power_bins(tests) -> dict[str, Any] | None:
 
 def sbc(tests, num_samples: int) -> dict[str, Any]:
     """Rank histograms per family of statistics, chi^2 uniformity p-values per statistic
-    (NaN for statistics the prior fixes, which are reported apart: `fixed_power_bins`)."""
+    (NaN for statistics every truth shares, which are reported apart: `fixed_power_bins`)."""
     bins = sbc_bins(len(tests), num_samples)
     families = {}
     for name, label in SBC_FAMILIES.items():

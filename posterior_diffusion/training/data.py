@@ -101,9 +101,10 @@ def field_statistics(fields: Any, indices: np.ndarray, path: str) -> dict[str, A
         block = block[:, None] if block.ndim == 3 else block
         s, sq = block.sum((0, 2, 3)), np.square(block).sum((0, 2, 3))
         power = np.square(np.abs(np.fft.fft2(block))).sum(0)
-        map_means = block.mean(axis=(2, 3))  # (maps, C)
-        low = map_means.min(0) if low is None else np.minimum(low, map_means.min(0))
-        high = map_means.max(0) if high is None else np.maximum(high, map_means.max(0))
+        if block.shape[0]:  # a block may hold no training map
+            map_means = block.mean(axis=(2, 3))  # (maps, C)
+            low = map_means.min(0) if low is None else np.minimum(low, map_means.min(0))
+            high = map_means.max(0) if high is None else np.maximum(high, map_means.max(0))
         channel_sum = s if channel_sum is None else channel_sum + s
         channel_sq = sq if channel_sq is None else channel_sq + sq
         power_sum = power if power_sum is None else power_sum + power

@@ -26,7 +26,7 @@ from posterior_diffusion.priors.power_spectrum import power_on_grid, radial_tabl
 from posterior_diffusion.simulators import write_dataset_file
 from posterior_diffusion.training import FieldDataModule, TrainingDataError
 from posterior_diffusion.training.cli import intact
-from posterior_diffusion.training.data import augment
+from posterior_diffusion.training.data import STATS_BLOCK, augment, field_statistics
 from posterior_diffusion.training.module import ScorePriorModule, lr_factor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -250,6 +250,11 @@ def test_a_mean_every_training_map_shares_is_recorded_as_fixed(grf_file, tmp_pat
     module = FieldDataModule(str(path), val_fraction=0.25)
     module.setup("fit")
     assert module.describe()["fixed_mean"] == pytest.approx([0.25], abs=1e-6)
+    # Read in blocks of STATS_BLOCK maps, some of which may hold no training map.
+    many = np.random.default_rng(0).standard_normal((STATS_BLOCK + 8, 4, 4))
+    many -= many.mean(axis=(-2, -1), keepdims=True)
+    later = np.arange(STATS_BLOCK, STATS_BLOCK + 8)
+    assert field_statistics(many, later, "many")["fixed_mean"] == pytest.approx([0.0], abs=1e-12)
 
 
 def test_augmentation_is_a_symmetry_of_the_grid():
