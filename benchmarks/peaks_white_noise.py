@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import numpy as np
 from prior_samples import PEAK_EDGES, SNR_NOISE_SEEDS, peaks_per_map, snr_peaks_per_map
+from small_scale_texture import power_2d
 
 from posterior_diffusion.simulators import simulate_fields
 
@@ -48,14 +50,15 @@ def with_errors(values: list[float], errors: list[float]) -> str:
 
 
 def ring_power(maps: np.ndarray) -> list[float]:
-    h, w = maps.shape[-2:]
-    k = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :])
-    power = (np.abs(np.fft.fft2(maps)) ** 2).mean(0)
-    return [float(power[(k >= lo) & (k < hi)].sum()) for lo, hi in K_RANGES]
+    power, k = power_2d(maps)
+    mean = power.mean(0)
+    return [float(mean[(k >= lo) & (k < hi)].sum()) for lo, hi in K_RANGES]
 
 
 def main() -> None:
     args = parse()
+    if args.json and os.path.exists(args.json):  # refused before the work, never overwritten
+        raise SystemExit(f"{args.json}: exists; give a new path")
     sims, _ = simulate_fields(args.kind, (64, 64), args.reference, args.reference_seed)
     std = float(sims.std())
     seed = SNR_NOISE_SEEDS["simulations"]
