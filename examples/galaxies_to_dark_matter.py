@@ -14,6 +14,8 @@ user would:
 
 The sampler is `linearized` (the default for galaxy counts): guided diffusion on the Gauss-Newton
 linearisation of the Poisson likelihood at the iterated posterior mean.
+The report of that calibration on N = 100 held-out maps ships in docs/density_prior_calibration/
+(index.html; its numbers in docs/density_prior.md).
 
 Run: python examples/galaxies_to_dark_matter.py [--out DIR] [--calibration-tests N]
 (about 3 minutes on one CPU thread without the calibration; each calibration test adds ~3).
