@@ -20,6 +20,7 @@ from posterior_diffusion.diagnostics import (
     ecp_curve,
     expected_coverage,
     rank_histogram,
+    rank_shift,
     rank_uniformity_pvalue,
     transfer_function,
 )
@@ -128,8 +129,9 @@ def fixed_power_bins(tests) -> dict[str, Any] | None:
 
 
 def sbc(tests, num_samples: int) -> dict[str, Any]:
-    """Rank histograms per family of statistics, chi^2 uniformity p-values per statistic
-    (NaN for statistics every truth shares, which are reported apart: `fixed_power_bins`)."""
+    """Rank histograms per family of statistics, chi^2 uniformity p-values and mean-rank shift
+    tests per statistic (NaN for statistics every truth shares, which are reported apart:
+    `fixed_power_bins`)."""
     bins = sbc_bins(len(tests), num_samples)
     families = {}
     for name, label in SBC_FAMILIES.items():
@@ -143,6 +145,8 @@ def sbc(tests, num_samples: int) -> dict[str, Any]:
         pvalues = np.full(ranks.shape[1], np.nan)
         pvalues[free] = rank_uniformity_pvalue(ranks[:, free], num_samples, bins)
         tested = pvalues[free]
+        shift_z, shift_p = np.full(ranks.shape[1], np.nan), np.full(ranks.shape[1], np.nan)
+        shift_z[free], shift_p[free] = rank_shift(ranks[:, free], num_samples)
         low, high = binomial_band(expected, k, SBC_BAND)
         families[name] = {
             "label": label,
@@ -155,6 +159,10 @@ def sbc(tests, num_samples: int) -> dict[str, Any]:
             "fraction_p_below_0.05": float(np.mean(tested < 0.05)),
             "fraction_p_below_0.01": float(np.mean(tested < 0.01)),
             "median_p": float(np.median(tested)),
+            "shift_z": shift_z,
+            "shift_pvalues": shift_p,
+            "fraction_shift_p_below_0.05": float(np.mean(shift_p[free] < 0.05)),
+            "min_shift_p": float(shift_p[free].min()),
             "fixed": fixed,
         }
     return {"bins": bins, "families": families}

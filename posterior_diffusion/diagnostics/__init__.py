@@ -18,6 +18,7 @@ from .sbc import (
     power_spectrum_bins,
     random_projections,
     rank_histogram,
+    rank_shift,
     rank_uniformity_pvalue,
     sbc_ranks,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "power_spectrum_bins",
     "random_projections",
     "rank_histogram",
+    "rank_shift",
     "rank_uniformity_pvalue",
     "reduced_chi2",
     "residual_eb_power",

@@ -178,7 +178,10 @@ def _tables(results: dict[str, Any], meta: list[dict[str, Any]]) -> list[Table]:
                     fam["band_high"][j],
                 ]
             )
-        p_rows += [[name, s, p] for s, p in enumerate(fam["pvalues"])]
+        columns_per_statistic = (fam["pvalues"], fam["shift_z"], fam["shift_pvalues"])
+        p_rows += [
+            [name, s, *values] for s, values in enumerate(zip(*columns_per_statistic, strict=True))
+        ]
     tables += [
         Table(
             "sbc_histograms",
@@ -197,8 +200,8 @@ def _tables(results: dict[str, Any], meta: list[dict[str, Any]]) -> list[Table]:
         ),
         Table(
             "sbc_pvalues",
-            "chi^2 uniformity p-value of each statistic's ranks",
-            ["family", "statistic", "p_value"],
+            "chi^2 uniformity p-value of each statistic's ranks, and its mean-rank shift test",
+            ["family", "statistic", "p_value", "mean_rank_z", "shift_p_value"],
             p_rows,
         ),
         Table(
@@ -331,7 +334,9 @@ def _highlights(results: dict[str, Any], prov: dict[str, Any]) -> list[tuple[str
             (
                 f"SBC {fam['label']}",
                 f"median p {fam['median_p']:.2f}, p < 0.01 for "
-                f"{fam['fraction_p_below_0.01']:.1%} of {fam['num_statistics']}{fixed_note}",
+                f"{fam['fraction_p_below_0.01']:.1%} of {fam['num_statistics']}; mean-rank "
+                f"shift p < 0.05 for {fam['fraction_shift_p_below_0.05']:.1%}, smallest "
+                f"{fam['min_shift_p']:.2g}{fixed_note}",
             )
         )
     exact_z = z.get("exact_samples_std")
@@ -368,13 +373,16 @@ def _highlights(results: dict[str, Any], prov: dict[str, Any]) -> list[tuple[str
     return rows
 
 
+PER_STATISTIC = ("pvalues", "shift_z", "shift_pvalues")  # in sbc_pvalues.csv, not summary.json
+
+
 def _summary(run: CalibrationRun, results: dict[str, Any]) -> dict[str, Any]:
     """summary.json: every aggregate number (large per-pixel arrays are in the CSV files)."""
     cov = {k: v for k, v in results["coverage"].items() if k not in ("per_test", "map_fraction")}
     sbc = {
         "bins": results["sbc"]["bins"],
         "families": {
-            name: {k: v for k, v in fam.items() if k != "pvalues"}
+            name: {k: v for k, v in fam.items() if k not in PER_STATISTIC}
             for name, fam in results["sbc"]["families"].items()
         },
     }

@@ -120,6 +120,39 @@ def test_sbc_flat_for_exact_and_not_for_broken(ensembles, statistic):
         assert dg.rank_uniformity_pvalue(broken, N, RANK_BINS).min() < 1e-6, name
 
 
+def test_rank_shift_flags_the_biased_sampler_only(ensembles):
+    statistic = functools.partial(dg.random_projections, num=8, seed=0)
+    truth = ensembles["truth"]
+    exact = dg.sbc_ranks(ensembles["exact"], truth, statistic, batched=True)
+    assert dg.rank_shift(exact, N)[1].min() > 1e-3
+    biased = dg.sbc_ranks(ensembles["biased"], truth, statistic, batched=True)
+    assert dg.rank_shift(biased, N)[1].min() < 1e-6
+    # over-confidence widens the ranks (a U), it does not move their mean: the chi^2 test's job
+    wide = dg.sbc_ranks(ensembles["over-confident"], truth, statistic, batched=True)
+    assert np.abs(dg.rank_shift(wide, N)[0]).max() < 4
+
+
+def test_rank_shift_sees_a_steady_offset_the_histogram_chi2_often_misses():
+    # 200 repeats of K = 100 tests, N = 32 samples from N(0, 1), the truth from N(-0.32, 1): the
+    # truth a third of a posterior std low in every test (the size of the density calibration's
+    # peak offset, docs/density_prior.md). Null rate: 0.05 +- 4.5 se = 0.05 +- 0.07.
+    rng = np.random.default_rng(0)
+    repeats, k, n = 200, 100, 32
+
+    def rejections(offset):
+        samples = rng.standard_normal((repeats, k, n))
+        truth = rng.standard_normal((repeats, k)) - offset
+        ranks = (samples < truth[..., None]).sum(axis=-1).T  # (K, repeats): repeats as statistics
+        shift = np.mean(dg.rank_shift(ranks, n)[1] < 0.05)
+        chi2 = np.mean(dg.rank_uniformity_pvalue(ranks, n, 20) < 0.05)
+        return shift, chi2
+
+    shift, chi2 = rejections(0.0)
+    assert shift < 0.12 and chi2 < 0.12, (shift, chi2)
+    shift, chi2 = rejections(0.32)
+    assert shift > 0.7 and shift > chi2 + 0.25, (shift, chi2)
+
+
 def test_peak_counts_and_pixel_ranks_run(ensembles):
     ranks = dg.sbc_ranks(
         ensembles["exact"][:5], ensembles["truth"][:5], dg.peak_counts, batched=True
