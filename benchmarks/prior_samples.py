@@ -29,8 +29,10 @@ import numpy as np
 import torch
 
 from forward_models import shape_noise_sigma
+from posterior_diffusion.calibration.held_out import PEAK_THRESHOLDS
 from posterior_diffusion.diagnostics import power_spectrum
 from posterior_diffusion.diagnostics.peaks import gaussian_smooth, local_maxima
+from posterior_diffusion.diagnostics.sbc import peak_counts
 from posterior_diffusion.priors.draw import reverse_sde
 from posterior_diffusion.priors.network import NetworkPrior
 from posterior_diffusion.rng import EnsembleRNG
@@ -377,6 +379,13 @@ def main() -> None:
     scale = float(sims.std())
     peaks_sim, peaks_prior = peaks_per_map(sims, scale), peaks_per_map(drawn, scale)
     peak_z = peak_z_scores(peaks_sim, peaks_prior)
+    # as `calibrate` counts them (above nu times each map's own std), so that a calibration's
+    # peak-count offset can be set against the prior's own
+    above = {
+        name: peak_counts(maps, PEAK_THRESHOLDS)
+        for name, maps in (("simulations", sims), ("prior", drawn))
+    }
+    above["z"] = peak_z_scores(above["simulations"], above["prior"])
     snr = None
     if args.kind == "convergence" and args.snr_peaks > 0:
         snr = {
@@ -402,6 +411,11 @@ def main() -> None:
     for i, (lo, hi) in enumerate(zip(PEAK_EDGES[:-1], PEAK_EDGES[1:], strict=True)):
         print(f"| [{lo:g}, {hi:g}) | {peaks_sim[:, i].mean():.2f} | {peaks_prior[:, i].mean():.2f} "
               f"| {peak_z[i]:+.1f} |")  # fmt: skip
+    print("\n| peaks above nu map std (as calibrate counts) | simulations | prior samples | z |")
+    print("|---|---|---|---|")
+    for i, nu in enumerate(PEAK_THRESHOLDS):
+        print(f"| {nu:g} | {above['simulations'][:, i].mean():.2f} | {above['prior'][:, i].mean():.2f} "
+              f"| {above['z'][i]:+.1f} |")  # fmt: skip
     if snr is not None:
         print(f"\n| S/N (noisy, {args.snr_peaks:g}-pixel smoothing) | peaks per map, simulations "
               "| prior samples | z |\n|---|---|---|---|")  # fmt: skip
@@ -426,6 +440,12 @@ def main() -> None:
                         "prior": peaks_prior.mean(0).tolist(),
                         "z": peak_z.tolist(),
                     },  # fmt: skip
+                    "peaks_above_map_std": {
+                        "thresholds": list(PEAK_THRESHOLDS),
+                        "simulations": above["simulations"].mean(0).tolist(),
+                        "prior": above["prior"].mean(0).tolist(),
+                        "z": above["z"].tolist(),
+                    },
                     **(
                         {
                             "snr_peaks_per_map": {
