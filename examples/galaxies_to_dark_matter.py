@@ -18,7 +18,8 @@ The report of that calibration on N = 100 held-out maps ships in docs/density_pr
 (index.html; its numbers in docs/density_prior.md).
 
 Run: python examples/galaxies_to_dark_matter.py [--out DIR] [--calibration-tests N]
-(about 3 minutes on one CPU thread without the calibration; each calibration test adds ~3).
+(about 3 minutes on one CPU thread without the calibration; each calibration test adds 5-8: 300-480 s
+per test measured on one thread of a 2-core Xeon beside a second calibrate process).
 """
 
 from __future__ import annotations
