@@ -33,18 +33,24 @@ from posterior_diffusion.calibration.held_out import spectrum_terms
 BANDS = ((0.0, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.6))
 
 
-def read_terms(tests: Path) -> dict[str, np.ndarray]:
-    """k and, per test (rows), P(truth), P(mean), P_cross(mean, truth), mean_i P(s_i); N."""
-    rows: dict[str, list] = {"p_truth": [], "p_mean": [], "p_cross_mean": [], "p_samples": []}
+TERMS = ("p_truth", "p_mean", "p_cross_mean", "p_samples")
+
+
+def read_tests(tests: Path) -> list[dict[str, np.ndarray]]:
+    """The spectrum terms of each kept test (`held_out.spectrum_terms`' keys), in test order."""
+    out = []
     for path in sorted(tests.glob("test_*.npz")):
         with np.load(path) as kept:
-            for name in rows:
-                rows[name].append(np.asarray(kept[name]))
-            k = np.asarray(kept["k"])
-    out = {name: np.array(values) for name, values in rows.items()}
+            out.append({name: np.asarray(kept[name]) for name in ("k", *TERMS)})
+    return out
+
+
+def stack_terms(tests: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """k, N and per test (rows) P(truth), P(mean), P_cross(mean, truth) and mean_i P(s_i)."""
+    out = {name: np.array([t[name] for t in tests]) for name in TERMS}
     out["num_samples"] = out["p_samples"].shape[1]
     out["p_samples"] = out["p_samples"].mean(axis=1)
-    out["k"] = k
+    out["k"] = np.asarray(tests[0]["k"])
     return out
 
 
@@ -103,10 +109,7 @@ def control(num_tests: int = 100, num_samples: int = 32, side: int = 32, seed: i
                 (num_samples, *truth.shape)
             )
             rows.append(spectrum_terms(samples, truth))
-        terms = {name: np.array([r[name] for r in rows]) for name in rows[0]}
-        terms["k"], terms["num_samples"] = rows[0]["k"], num_samples
-        terms["p_samples"] = terms["p_samples"].mean(axis=1)
-        report(orthogonality(terms), title)
+        report(orthogonality(stack_terms(rows)), title)
 
 
 def main(argv=None) -> int:
@@ -122,7 +125,7 @@ def main(argv=None) -> int:
             f"{args.tests}: no test_*.npz there (a calibrate run's tests folder?)", file=sys.stderr
         )
         return 2
-    report(orthogonality(read_terms(args.tests)), str(args.tests))
+    report(orthogonality(stack_terms(read_tests(args.tests))), str(args.tests))
     return 0
 
 
