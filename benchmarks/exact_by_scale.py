@@ -13,10 +13,10 @@ variance of every Fourier mode from its covariance factor) and N sampler draws. 
   exact posterior's variance of those modes; 1 for an exact sampler.
 
 Errors are delete-one jackknife over the tests; with few tests they are too small (6
-observations of exact draws gave z = -4.5 in one bin), so use 30 or more (48 by default). `--control exact` puts N exact posterior draws in
-place of the sampler (the check passes an exact sampler), `--control off` exact draws whose mean
-is 3% too small and whose variance is 4% too small on every scale (the check sees an error of
-that size).
+observations of exact draws gave z = -4.5 in one bin), so use 30 or more (48 by default).
+`--control exact` puts N exact posterior draws in place of the sampler (the check passes an
+exact sampler), `--control off` exact draws whose mean is 3% too small and whose variance is 4%
+too small on every scale (the check sees an error of that size).
 Exact posteriors are cached in `--cache` (dense linear algebra, the slow part at 64 x 64), so
 sampler settings can be compared on the same observations.
 
