@@ -171,6 +171,7 @@ def main(argv=None) -> int:
     k = rows[0]["k"]
     slope, slope_se = jackknife_ratio(stack["cross"], stack["exact_mean_power"])
     spread, spread_se = jackknife_ratio(stack["scatter"], stack["exact_variance"])
+    z_slope, z_spread = (slope - 1) / slope_se, (spread - 1) / spread_se
     what = f"control '{args.control}'" if args.control else f"{args.sampler} {info.get('options')}"
     header = (
         f"P2 {size} x {size}, K = {args.num_obs}, N = {args.num_samples}, {what}, "
@@ -181,26 +182,21 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|")
     for b in range(1, 1 + args.bins):
         print(
-            f"| {k[b]:.3f} | {slope[b]:.3f} +- {slope_se[b]:.3f} | "
-            f"{(slope[b] - 1) / slope_se[b]:+.1f} | {spread[b]:.3f} +- {spread_se[b]:.3f} | "
-            f"{(spread[b] - 1) / spread_se[b]:+.1f} |"
+            f"| {k[b]:.3f} | {slope[b]:.3f} +- {slope_se[b]:.3f} | {z_slope[b]:+.1f} | "
+            f"{spread[b]:.3f} +- {spread_se[b]:.3f} | {z_spread[b]:+.1f} |"
         )
     rest = slice(1 + args.bins, None)
-    z_slope = (slope[rest] - 1) / slope_se[rest]
-    z_spread = (spread[rest] - 1) / spread_se[rest]
     print(
         f"\nbins {1 + args.bins}-{len(k) - 1}: mean slope {slope[rest].min():.3f}-"
-        f"{slope[rest].max():.3f} (|z| <= {np.abs(z_slope).max():.1f}), spread ratio "
-        f"{spread[rest].min():.3f}-{spread[rest].max():.3f} (|z| <= {np.abs(z_spread).max():.1f})"
+        f"{slope[rest].max():.3f} (|z| <= {np.abs(z_slope[rest]).max():.1f}), spread ratio "
+        f"{spread[rest].min():.3f}-{spread[rest].max():.3f} "
+        f"(|z| <= {np.abs(z_spread[rest]).max():.1f})"
     )
     # bins hold different modes, nearly independent (the mask couples neighbours a little)
-    for name, z in (
-        ("mean slope", (slope - 1) / slope_se),
-        ("spread ratio", (spread - 1) / spread_se),
-    ):
-        chi2 = float((z[1:] ** 2).sum())
+    for name, z in (("mean slope", z_slope[1:]), ("spread ratio", z_spread[1:])):
+        chi2 = float((z**2).sum())
         print(
-            f"{name}: chi^2 = {chi2:.1f} over {len(z) - 1} bins, p = {stats.chi2.sf(chi2, len(z) - 1):.3g}"
+            f"{name}: chi^2 = {chi2:.1f} over {len(z)} bins, p = {stats.chi2.sf(chi2, len(z)):.3g}"
         )
     if args.json:
         result = {
