@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,9 @@ def load_record(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Tens
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, pickle with code in it, not a torch file at all
-        if "Weights only load failed" in str(err):
+        if not zipfile.is_zipfile(path):  # torch's own message would blame pickles or print a key
+            reason = "not a zip archive as torch.save writes: truncated, or another kind of file"
+        elif "Weights only load failed" in str(err):
             reason = "it holds pickled Python objects, which are never loaded: only tensors"
         else:
             text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # torch colours some messages

@@ -8,6 +8,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,9 +124,16 @@ def test_corrupted_foreign_and_tampered_files_are_refused(prior_file, tmp_path):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(data[: len(data) // 2])
     assert "not a loadable prior file" in one_line_error(truncated)
+    assert "not a zip archive as torch.save writes" in one_line_error(truncated)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x00not a torch file" * 10)
-    assert "not a loadable prior file" in one_line_error(garbage)
+    assert "not a loadable prior file (not a zip archive" in one_line_error(garbage)
+    noise = tmp_path / "noise.pt"  # torch.load blames pickled objects for random bytes
+    noise.write_bytes(np.random.default_rng(0).bytes(3000))
+    assert "pickled" not in one_line_error(noise)
+    text = tmp_path / "text.pt"  # and answers a text file with a bare number (a KeyError)
+    text.write_text("junk\n")
+    assert "not a zip archive" in one_line_error(text)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weight": torch.ones(3)}, foreign)
     assert "not a posterior-diffusion prior" in one_line_error(foreign)
