@@ -65,6 +65,15 @@ def _flagged(rows: list[dict[str, float]], key: str, k: list[float] | None) -> s
     return "; ".join(parts) + more
 
 
+def _below(rows: list[dict[str, float]], key: str, k: list[float] | None) -> tuple[str, str]:
+    """How many statistics have p < 0.05 by `key` (a share for pixels, a count otherwise), and
+    which (listed for families of at most 100 statistics)."""
+    n = len(rows)
+    below = sum(r[key] < 0.05 for r in rows)
+    share = f"{below / n:.1%}" if n > 100 else f"{below} of {n}"
+    return share, _flagged(rows, key, k) if n <= 100 else ""
+
+
 def sbc_rows(summary: dict, pvalues: dict[str, list[dict[str, float]]]) -> dict[str, str]:
     k = summary["spectra"]["k"]
     rows = {}
@@ -74,20 +83,15 @@ def sbc_rows(summary: dict, pvalues: dict[str, list[dict[str, float]]]) -> dict[
         if family == "peaks":
             chi2 = " / ".join(f"{r['p_value']:.2g}" for r in rows_of_family)
         else:
-            n = len(rows_of_family)
-            below = sum(r["p_value"] < 0.05 for r in rows_of_family)
-            share = f"{below / n:.1%} of {n:,}" if n > 100 else f"{below} of {n}"
-            flagged = _flagged(rows_of_family, "p_value", where) if n <= 100 else ""
-            chi2 = (
-                f"{share}{' (' + flagged + ')' if flagged else ''}; median p {info['median_p']:.2f}"
-            )
+            share, flagged = _below(rows_of_family, "p_value", where)
+            if len(rows_of_family) > 100:
+                share += f" of {len(rows_of_family):,}"
+            listed = f" ({flagged})" if flagged else ""
+            chi2 = f"{share}{listed}; median p {info['median_p']:.2f}"
         rows[f"SBC, {info['label']}: chi^2 p"] = chi2
         if "shift_p_value" not in rows_of_family[0]:  # reports before the shift test
             continue
-        n = len(rows_of_family)
-        below = sum(r["shift_p_value"] < 0.05 for r in rows_of_family)
-        share = f"{below / n:.1%}" if n > 100 else f"{below} of {n}"
-        flagged = _flagged(rows_of_family, "shift_p_value", where) if n <= 100 else ""
+        share, flagged = _below(rows_of_family, "shift_p_value", where)
         smallest = min(r["shift_p_value"] for r in rows_of_family)
         rows[f"SBC mean-rank shift, {info['label']}: p < 0.05"] = (
             f"{share} ({flagged})" if flagged else f"{share} (smallest p {smallest:.2g})"
